@@ -1,0 +1,201 @@
+"""`TaskAppClient`: talks to any task app, retrying only what is worth retrying."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import random
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self, overload
+
+import httpx
+
+from .contracts import RolloutRequest, RolloutResponse, TaskInfo
+
+RETRY_AFTER_CAP_S = 60.0
+
+
+class TaskAppClientError(Exception):
+    """A task app answered an error (or could not be reached: `status` is then None)."""
+
+    def __init__(self, status: int | None, code: str, message: str, body: Any = None) -> None:
+        super().__init__(f"{code}: {message}" if status is None else f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.body = body
+
+
+def _error_from(response: httpx.Response) -> TaskAppClientError:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text[:500]
+    detail = body.get("detail") if isinstance(body, dict) else None
+    error = detail.get("error") if isinstance(detail, dict) else None
+    if isinstance(error, dict):
+        code = str(error.get("code", f"http_{response.status_code}"))
+        message = str(error.get("message", ""))
+    else:
+        code = f"http_{response.status_code}"
+        message = detail if isinstance(detail, str) else response.reason_phrase
+    return TaskAppClientError(response.status_code, code, message, body)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """`Retry-After` as seconds, from either delta-seconds or an HTTP date; None if absent."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_CAP_S)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return min(max(when.timestamp() - time.time(), 0.0), RETRY_AFTER_CAP_S)
+
+
+class TaskAppClient:
+    """Async client for the task-app contract.
+
+    Sends the key as `X-API-Key`, `X-API-Keys` and `Authorization: Bearer`, so any generation of
+    server accepts it. Retries transport errors, 5xx and 429 (honouring `Retry-After`) with
+    jittered exponential backoff; other 4xx are raised at once as `TaskAppClientError`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 120.0,
+        max_retries: int = 3,
+        backoff_s: float = 0.25,
+        max_backoff_s: float = 8.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("ENVIRONMENT_API_KEY")
+        headers = (
+            {"X-API-Key": key, "X-API-Keys": key, "Authorization": f"Bearer {key}"} if key else {}
+        )
+        self.base_url = base_url.rstrip("/")
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def health(self) -> dict[str, Any]:
+        return await self.request("GET", "/health")
+
+    async def info(self) -> dict[str, Any]:
+        return await self.request("GET", "/info")
+
+    @overload
+    async def task_info(self, seeds: None = None) -> dict[str, Any]: ...
+    @overload
+    async def task_info(self, seeds: int) -> TaskInfo: ...
+    @overload
+    async def task_info(self, seeds: Sequence[int]) -> list[TaskInfo]: ...
+
+    async def task_info(
+        self, seeds: int | Sequence[int] | None = None
+    ) -> dict[str, Any] | TaskInfo | list[TaskInfo]:
+        """No seeds: the taskset description. One int: its TaskInfo. A sequence: a list."""
+        if seeds is None:
+            return await self.request("GET", "/task_info")
+        wanted = [seeds] if isinstance(seeds, int) else list(seeds)
+        data = await self.request("GET", "/task_info", params=[("seed", s) for s in wanted])
+        infos = [
+            TaskInfo.model_validate(item) for item in (data if isinstance(data, list) else [data])
+        ]
+        return infos[0] if isinstance(seeds, int) else infos
+
+    async def rollout(self, request: RolloutRequest | dict[str, Any]) -> RolloutResponse:
+        body = (
+            request.model_dump(mode="json", exclude_none=True)
+            if isinstance(request, RolloutRequest)
+            else request
+        )
+        return RolloutResponse.model_validate(await self.request("POST", "/rollout", json=body))
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send one request with the retry policy; answer the decoded JSON body."""
+        for attempt in range(self.max_retries + 1):
+            last_attempt = attempt == self.max_retries
+            try:
+                response = await self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                if last_attempt:
+                    raise TaskAppClientError(
+                        None, "transport_error", f"{type(exc).__name__}: {exc}"
+                    ) from exc
+                await asyncio.sleep(self._backoff(attempt))
+                continue
+            if response.status_code < 400:
+                return response.json()
+            retryable = response.status_code == 429 or response.status_code >= 500
+            if not retryable or last_attempt:
+                raise _error_from(response)
+            delay = retry_after_seconds(response.headers.get("retry-after"))
+            await asyncio.sleep(delay if delay is not None else self._backoff(attempt))
+        raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
+        return random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2**attempt))
+
+
+class SyncTaskAppClient:
+    """The same client for synchronous code: each call runs on a private event loop."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, **options: Any) -> None:
+        self._runner = asyncio.Runner()
+        self._client: TaskAppClient = self._runner.run(self._make(base_url, api_key, options))
+
+    @staticmethod
+    async def _make(base_url: str, api_key: str | None, options: dict[str, Any]) -> TaskAppClient:
+        return TaskAppClient(base_url, api_key, **options)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._runner.run(self._client.aclose())
+        self._runner.close()
+
+    def health(self) -> dict[str, Any]:
+        return self._runner.run(self._client.health())
+
+    def info(self) -> dict[str, Any]:
+        return self._runner.run(self._client.info())
+
+    def task_info(
+        self, seeds: int | Sequence[int] | None = None
+    ) -> dict[str, Any] | TaskInfo | list[TaskInfo]:
+        return self._runner.run(self._client.task_info(seeds))
+
+    def rollout(self, request: RolloutRequest | dict[str, Any]) -> RolloutResponse:
+        return self._runner.run(self._client.rollout(request))

@@ -1,0 +1,67 @@
+"""`TaskAppConfig`: everything an author states about a task app, in one object."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+
+from .contracts import RolloutRequest, RolloutResponse, RubricInfo, TaskInfo
+from .datasets import TaskDatasetRegistry
+
+if TYPE_CHECKING:
+    from .rollout import RolloutContext
+
+RolloutResult = RolloutResponse | dict[str, Any]
+RolloutExecutor = Callable[
+    ["RolloutRequest", "RolloutContext"], RolloutResult | Awaitable[RolloutResult]
+]
+TaskInstanceProvider = Callable[
+    [Sequence[int]], Sequence[TaskInfo | dict[str, Any]] | Awaitable[Sequence[TaskInfo]]
+]
+Hook = Callable[[], Any]
+
+
+@dataclass(slots=True)
+class TaskAppConfig:
+    """What `create_task_app` builds a task app from.
+
+    `rollout` may be sync (run in a worker thread) or async (run on the event loop). So may
+    `describe_taskset`, `provide_task_instances` and the startup/shutdown hooks.
+    Extra `routes` are protected by the API key like the standard ones; `public_routes` are not.
+    """
+
+    app_id: str
+    name: str
+    description: str
+    base_task_info: TaskInfo
+    rollout: RolloutExecutor
+    describe_taskset: Callable[[], Any] | None = None
+    provide_task_instances: TaskInstanceProvider | None = None
+    rubrics: RubricInfo | None = None
+    datasets: TaskDatasetRegistry = field(default_factory=TaskDatasetRegistry)
+    routes: Sequence[BaseRoute] = ()
+    public_routes: Sequence[BaseRoute] = ()
+    middleware: Sequence[Middleware] = ()
+    startup: Sequence[Hook] = ()
+    shutdown: Sequence[Hook] = ()
+    cors_origins: Sequence[str] = ()
+    require_api_key: bool = True
+    max_concurrent_rollouts: int = 32
+    max_queued_rollouts: int = 128
+    max_rollout_seconds: float = 600.0
+    max_request_bytes: int = 4 * 1024 * 1024
+    max_seeds_per_request: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent_rollouts < 1:
+            raise ValueError("max_concurrent_rollouts must be at least 1")
+        if self.max_queued_rollouts < 0:
+            raise ValueError("max_queued_rollouts must not be negative")
+        if self.max_rollout_seconds <= 0 or self.max_request_bytes <= 0:
+            raise ValueError("max_rollout_seconds and max_request_bytes must be positive")
+        if "*" in self.cors_origins:
+            raise ValueError("cors_origins is an explicit allow-list; '*' is not accepted")

@@ -1,0 +1,247 @@
+"""Wire models of the task-app contract (DESIGN.md 3.4).
+
+Requests accept every published generation of the contract; responses are a superset of what
+every generation's consumers read. Unknown keys are kept everywhere, so newer producers and
+older consumers can talk through this framework without losing data.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+CONTRACT_VERSION = "3.0"
+
+
+class WireModel(BaseModel):
+    """Base for every contract model: extra keys are accepted and carried through."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# --- TaskInfo ----------------------------------------------------------------------------------
+
+
+class TaskDescriptor(WireModel):
+    id: str
+    name: str
+    description: str | None = None
+    version: str | None = None
+
+
+class DatasetInfo(WireModel):
+    id: str | None = None
+    name: str | None = None
+    version: str | None = None
+    splits: list[str] = Field(default_factory=list)
+    default_split: str | None = None
+    description: str | None = None
+
+
+class RubricCriterion(WireModel):
+    id: str
+    description: str
+    weight: float = 1.0
+
+
+class RubricSection(WireModel):
+    name: str
+    criteria: list[RubricCriterion] = Field(default_factory=list)
+
+
+class RubricInfo(WireModel):
+    outcome: RubricSection | None = None
+    events: RubricSection | None = None
+
+
+class InferenceInfo(WireModel):
+    model: str | None = None
+    inference_url: str | None = None
+
+
+class LimitsInfo(WireModel):
+    max_turns: int | None = None
+    max_response_tokens: int | None = None
+    timeout_seconds: float | None = None
+
+
+class TaskInfo(WireModel):
+    """What `/task_info?seed=N` answers. Older consumers require every non-optional field."""
+
+    task: TaskDescriptor
+    environment: str
+    environments: list[str] = Field(default_factory=list)
+    dataset: DatasetInfo = Field(default_factory=DatasetInfo)
+    rubric: RubricInfo = Field(default_factory=RubricInfo)
+    inference: InferenceInfo = Field(default_factory=InferenceInfo)
+    limits: LimitsInfo = Field(default_factory=LimitsInfo)
+    action_space: dict[str, Any] | None = None
+    observation: dict[str, Any] | None = None
+    capabilities: dict[str, Any] | None = None
+    task_metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _environments_include_environment(self) -> TaskInfo:
+        if self.environment not in self.environments:
+            self.environments = [self.environment, *self.environments]
+        return self
+
+    def for_instance(self, **task_metadata: Any) -> TaskInfo:
+        """A copy of this (base) TaskInfo describing one instance, e.g. one seed."""
+        return self.model_copy(
+            deep=True, update={"task_metadata": {**self.task_metadata, **task_metadata}}
+        )
+
+
+# --- Rollout request ---------------------------------------------------------------------------
+
+
+class RolloutMode(StrEnum):
+    RL = "rl"
+    EVAL = "eval"
+
+
+class RolloutEnvSpec(WireModel):
+    env_id: str | None = None
+    env_name: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = None
+
+
+class RolloutPolicySpec(WireModel):
+    policy_id: str | None = None
+    policy_name: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class RolloutRecordConfig(WireModel):
+    trajectories: bool = True
+    logprobs: bool = False
+    value: bool = False
+    return_trace: bool = False
+    trace_format: Literal["compact", "full", "structured"] = "compact"
+
+
+class RolloutSafetyConfig(WireModel):
+    max_ops: int | None = Field(default=None, ge=0)
+    max_time_s: float | None = Field(default=None, gt=0)
+
+
+class RolloutRequest(WireModel):
+    """A request for one rollout, in the shape of any contract generation.
+
+    Older callers send `run_id` and `ops`; newer ones send `trace_correlation_id` and `mode`.
+    At least one of the two ids is required; the other is filled in from it.
+    """
+
+    run_id: str | None = Field(default=None, min_length=1)
+    trace_correlation_id: str | None = Field(default=None, min_length=1)
+    env: RolloutEnvSpec = Field(default_factory=RolloutEnvSpec)
+    policy: RolloutPolicySpec = Field(default_factory=RolloutPolicySpec)
+    ops: list[str | dict[str, Any]] = Field(default_factory=list)
+    record: RolloutRecordConfig = Field(default_factory=RolloutRecordConfig)
+    on_done: str = "reset"
+    safety: RolloutSafetyConfig = Field(default_factory=RolloutSafetyConfig)
+    training_session_id: str | None = None
+    synth_base_url: str | None = None
+    mode: RolloutMode = RolloutMode.EVAL
+
+    @model_validator(mode="after")
+    def _fill_ids(self) -> RolloutRequest:
+        if self.run_id is None and self.trace_correlation_id is None:
+            raise ValueError("a rollout request needs run_id or trace_correlation_id")
+        if self.run_id is None:
+            self.run_id = self.trace_correlation_id
+        if self.trace_correlation_id is None:
+            self.trace_correlation_id = self.run_id
+        return self
+
+
+# --- Rollout response --------------------------------------------------------------------------
+
+
+class RolloutStep(WireModel):
+    obs: Any = None
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    reward: float | None = None
+    done: bool = False
+    truncated: bool | None = None
+    info: dict[str, Any] = Field(default_factory=dict)
+
+
+class RolloutTrajectory(WireModel):
+    env_id: str
+    policy_id: str
+    steps: list[RolloutStep] = Field(default_factory=list)
+    final: dict[str, Any] | None = None
+    length: int = 0
+    inference_url: str | None = None
+    decision_samples: list[dict[str, Any]] | None = None
+    trace_correlation_id: str | None = None
+
+    @model_validator(mode="after")
+    def _length_defaults_to_steps(self) -> RolloutTrajectory:
+        if self.length == 0:
+            self.length = len(self.steps)
+        return self
+
+
+class RolloutMetrics(WireModel):
+    """Rollout metrics under both the legacy and the new reward names, always equal."""
+
+    episode_returns: list[float] = Field(default_factory=list)
+    mean_return: float | None = None
+    num_steps: int = 0
+    num_episodes: int = 1
+    outcome_score: float | None = None
+    events_score: float | None = None
+    outcome_reward: float | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fill_reward_aliases(self) -> RolloutMetrics:
+        outcome = self.outcome_score if self.outcome_score is not None else self.outcome_reward
+        if outcome is None and self.episode_returns:
+            outcome = sum(self.episode_returns) / len(self.episode_returns)
+        if self.mean_return is None:
+            if self.episode_returns:
+                self.mean_return = sum(self.episode_returns) / len(self.episode_returns)
+            else:
+                self.mean_return = outcome
+        if not self.episode_returns and outcome is not None:
+            self.episode_returns = [outcome]
+        self.outcome_score = self.outcome_reward = outcome
+        return self
+
+
+class RolloutResponse(WireModel):
+    run_id: str | None = None
+    trace_correlation_id: str | None = None
+    trajectories: list[RolloutTrajectory] = Field(default_factory=list)
+    branches: dict[str, Any] = Field(default_factory=dict)
+    metrics: RolloutMetrics = Field(default_factory=RolloutMetrics)
+    aborted: bool = False
+    ops_executed: int = 0
+    trace: dict[str, Any] | None = None
+    inference_url: str | None = None
+    pipeline_metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- Errors ------------------------------------------------------------------------------------
+
+
+class ErrorBody(WireModel):
+    code: str
+    message: str
+
+
+class ErrorDetail(WireModel):
+    error: ErrorBody
+
+
+class ErrorEnvelope(WireModel):
+    """The one shape of every error answer: `{"detail": {"error": {code, message, ...}}}`."""
+
+    detail: ErrorDetail

@@ -1,0 +1,82 @@
+"""The correlation-id rule (DESIGN.md 3.4), applied by the framework to every rollout.
+
+Trainers join rollouts to the inference calls they made by a correlation id carried as the
+`cid` query parameter of the inference URL. The id is taken from
+`policy.config.trace_correlation_id`, else from the inference URL's `cid`/`trace_correlation_id`/
+`trace` query parameter, else from the request's `trace_correlation_id`/`run_id`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+CID_PARAM = "cid"
+URL_CID_PARAMS = ("cid", "trace_correlation_id", "trace")
+INFERENCE_URL_KEYS = ("inference_url", "api_base", "base_url")
+_VERSION_SEGMENT = re.compile(r"/v\d+$")
+
+
+def policy_inference_url(policy_config: Mapping[str, Any]) -> str | None:
+    """The inference URL a policy config names, under any of its accepted keys."""
+    for key in INFERENCE_URL_KEYS:
+        value = policy_config.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def normalize_inference_url(url: str) -> str:
+    """Point an OpenAI-compatible base URL at its chat-completions route, keeping the query.
+
+    `http://h:8000` and `http://h:8000/v1` both become `http://h:8000/v1/chat/completions`; a URL
+    already ending in `/chat/completions` is kept. A query that was glued in front of the path
+    (`http://h?cid=x/v1/chat/completions`, a mistake older clients made) is put back after it.
+    """
+    url = url.strip()
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        raise ValueError(f"inference URL needs a scheme and a host: {url!r}")
+    path, query = parts.path, parts.query
+    if "/" in query:
+        query, _, misplaced = query.partition("/")
+        path = path.rstrip("/") + "/" + misplaced
+    path = path.rstrip("/")
+    if not path.endswith("/chat/completions"):
+        path += "/chat/completions" if _VERSION_SEGMENT.search(path) else "/v1/chat/completions"
+    return urlunsplit((parts.scheme, parts.netloc, path, query, parts.fragment))
+
+
+def url_correlation_id(url: str | None) -> str | None:
+    """The correlation id carried in an inference URL's query, if any."""
+    if not url:
+        return None
+    params = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    for name in URL_CID_PARAMS:
+        if params.get(name):
+            return params[name]
+    return None
+
+
+def extract_trace_correlation_id(
+    policy_config: Mapping[str, Any] | None = None,
+    inference_url: str | None = None,
+    fallback: str | None = None,
+) -> str | None:
+    """Apply the cid rule: policy config, then the inference URL's query, then the fallback."""
+    policy_config = policy_config or {}
+    from_policy = policy_config.get("trace_correlation_id")
+    if isinstance(from_policy, str) and from_policy:
+        return from_policy
+    url = inference_url if inference_url is not None else policy_inference_url(policy_config)
+    return url_correlation_id(url) or fallback
+
+
+def stamp_inference_url(url: str, correlation_id: str) -> str:
+    """Set `cid=<correlation_id>` on a URL, keeping every other query parameter in order."""
+    parts = urlsplit(url)
+    params = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != CID_PARAM]
+    params.append((CID_PARAM, correlation_id))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(params), parts.fragment))

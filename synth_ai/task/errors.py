@@ -1,0 +1,124 @@
+"""The one error envelope (DESIGN.md 3.3) and the exceptions that produce it.
+
+Every error a task app answers has the shape
+`{"detail": {"error": {"code": "<snake_case>", "message": "<sentence>", ...extra}}}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+logger = logging.getLogger("synth_ai.task")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorised",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "overloaded",
+}
+
+
+class TaskAppError(Exception):
+    """An error answered to the caller in the envelope, with its HTTP status and code."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    def to_response(self) -> JSONResponse:
+        return error_response(
+            self.status, self.code, self.message, headers=self.headers, **self.extra
+        )
+
+
+class InfrastructureError(Exception):
+    """A failure of something the task depends on (inference endpoint down, timeout).
+
+    Raised from an executor, it becomes a 200 rollout response whose
+    `metrics.details.infra_error` says what failed, so optimizers do not read it as reward 0.
+    """
+
+    def __init__(self, kind: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.extra = extra
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "message": self.message, **self.extra}
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"detail": {"error": {"code": code, "message": message, **extra}}}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
+
+
+def validation_error(
+    exc: ValidationError, message: str = "The request is invalid."
+) -> TaskAppError:
+    """A 422 `invalid_request` listing each problem as `{loc, msg, type}` (inputs not echoed)."""
+    errors = [
+        {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]} for err in exc.errors()
+    ]
+    return TaskAppError(422, "invalid_request", message, errors=errors)
+
+
+async def handle_task_app_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TaskAppError)
+    return exc.to_response()
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = {
+        404: f"No route {request.url.path}.",
+        405: f"{request.method} is not allowed on {request.url.path}.",
+    }.get(exc.status_code, str(exc.detail))
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "The task app failed to answer this request.")
+
+
+EXCEPTION_HANDLERS = {
+    TaskAppError: handle_task_app_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

@@ -1,0 +1,96 @@
+"""Named task apps: registered in code or discovered from installed packages' entry points."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+from .config import TaskAppConfig
+
+logger = logging.getLogger("synth_ai.task.registry")
+
+ENTRY_POINT_GROUP = "synth_ai.task_apps"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskAppEntry:
+    """A task app by name: how to build its config, and the names it answers to."""
+
+    app_id: str
+    config_factory: Callable[[], TaskAppConfig]
+    description: str = ""
+    aliases: tuple[str, ...] = ()
+
+
+class TaskAppRegistry:
+    """Looks apps up by id or alias; entry points of group `synth_ai.task_apps` are loaded once,
+    on the first lookup, each resolving to a `TaskAppEntry`."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, TaskAppEntry] = {}
+        self._names: dict[str, str] = {}
+        self._discovered = False
+        self._lock = threading.Lock()
+
+    def register(self, entry: TaskAppEntry) -> TaskAppEntry:
+        with self._lock:
+            if self._entries.get(entry.app_id) is entry:
+                return entry
+            for name in (entry.app_id, *entry.aliases):
+                owner = self._names.get(name)
+                if owner is not None:
+                    raise ValueError(f"task app name {name!r} is already taken by {owner!r}")
+            self._entries[entry.app_id] = entry
+            for name in (entry.app_id, *entry.aliases):
+                self._names[name] = entry.app_id
+        return entry
+
+    def get(self, name: str) -> TaskAppEntry:
+        self.discover()
+        app_id = self._names.get(name)
+        if app_id is None:
+            known = ", ".join(sorted(self._entries)) or "none"
+            raise KeyError(f"no task app named {name!r} (known: {known})")
+        return self._entries[app_id]
+
+    def entries(self) -> list[TaskAppEntry]:
+        self.discover()
+        return sorted(self._entries.values(), key=lambda entry: entry.app_id)
+
+    def discover(self) -> None:
+        if self._discovered:
+            return
+        self._discovered = True
+        for point in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                loaded = point.load()
+                entry = (
+                    loaded()
+                    if callable(loaded) and not isinstance(loaded, TaskAppEntry)
+                    else loaded
+                )
+                if not isinstance(entry, TaskAppEntry):
+                    raise TypeError(f"resolved to {type(entry).__name__}, not TaskAppEntry")
+                self.register(entry)
+            except Exception as exc:
+                logger.warning("skipping task app entry point %r: %s", point.name, exc)
+
+
+registry = TaskAppRegistry()
+
+
+def register_task_app(entry: TaskAppEntry) -> TaskAppEntry:
+    """Add an app to the process-wide registry; answers the entry, so it can be kept as a name."""
+    return registry.register(entry)
+
+
+def get_task_app(name: str) -> TaskAppEntry:
+    """The app registered (or installed) under an id or alias; `KeyError` names the known ones."""
+    return registry.get(name)
+
+
+def list_task_apps() -> list[TaskAppEntry]:
+    return registry.entries()

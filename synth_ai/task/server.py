@@ -1,0 +1,190 @@
+"""`create_task_app`: the Starlette app with every standard route, auth, limits and errors."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from .access_log import AccessLogMiddleware
+from .auth import AuthMiddleware, configured_keys, expected_prefix
+from .config import TaskAppConfig
+from .contracts import CONTRACT_VERSION, TaskInfo
+from .errors import EXCEPTION_HANDLERS, TaskAppError
+from .limits import BodyLimitMiddleware
+from .openapi import build_openapi
+from .rollout import RolloutRunner
+
+
+async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
+    """Await an async callable; run a sync one in a worker thread so the loop stays free."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn(*args)
+    result = await run_in_threadpool(fn, *args)
+    return await result if inspect.isawaitable(result) else result
+
+
+def parse_seeds(request: Request, limit: int) -> list[int]:
+    """Seeds from repeatable `seed` and `seeds` query parameters (each may be comma-separated)."""
+    seeds: list[int] = []
+    for name in ("seed", "seeds"):
+        for raw in request.query_params.getlist(name):
+            for part in raw.split(","):
+                text = part.strip()
+                try:
+                    seeds.append(int(text))
+                except ValueError:
+                    raise TaskAppError(
+                        422,
+                        "invalid_request",
+                        f"Seeds are integers; {name}={text[:40]!r} is not one.",
+                        errors=[
+                            {"loc": ["query", name], "msg": "not an integer", "type": "int_parsing"}
+                        ],
+                    ) from None
+    if len(seeds) > limit:
+        raise TaskAppError(
+            422,
+            "invalid_request",
+            f"At most {limit} seeds per request; got {len(seeds)}.",
+            errors=[{"loc": ["query", "seed"], "msg": "too many seeds", "type": "too_long"}],
+        )
+    return seeds
+
+
+class TaskAppRoutes:
+    """The endpoints of the standard routes, bound to one config."""
+
+    def __init__(self, config: TaskAppConfig) -> None:
+        self.config = config
+        self.runner = RolloutRunner(config)
+        self._openapi: dict[str, Any] | None = None
+
+    async def root(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "service": self.config.app_id})
+
+    async def openapi(self, request: Request) -> Response:
+        if self._openapi is None:
+            self._openapi = build_openapi(self.config)
+        return JSONResponse(self._openapi)
+
+    async def health(self, request: Request) -> Response:
+        limiter = self.runner.limiter
+        return JSONResponse(
+            {
+                "healthy": True,
+                "service": self.config.app_id,
+                "auth": {
+                    "required": self.config.require_api_key,
+                    "expected_prefix": expected_prefix(configured_keys()),
+                },
+                "rollouts": {"running": limiter.running, "waiting": limiter.waiting},
+            }
+        )
+
+    async def info(self, request: Request) -> Response:
+        base = self.config.base_task_info
+        rubrics = self.config.rubrics or (base.rubric if base.rubric.outcome else None)
+        return JSONResponse(
+            {
+                "service": {
+                    "task": base.task.model_dump(mode="json"),
+                    "version": base.task.version,
+                    "app_id": self.config.app_id,
+                    "name": self.config.name,
+                    "description": self.config.description,
+                },
+                "dataset": base.dataset.model_dump(mode="json"),
+                "datasets": [d.model_dump(mode="json") for d in self.config.datasets.describe()],
+                "rubrics": rubrics.model_dump(mode="json") if rubrics else None,
+                "inference": base.inference.model_dump(mode="json"),
+                "limits": base.limits.model_dump(mode="json"),
+                "server_limits": {
+                    "max_concurrent_rollouts": self.config.max_concurrent_rollouts,
+                    "max_queued_rollouts": self.config.max_queued_rollouts,
+                    "max_rollout_seconds": self.config.max_rollout_seconds,
+                    "max_request_bytes": self.config.max_request_bytes,
+                },
+                "contract_version": CONTRACT_VERSION,
+            }
+        )
+
+    async def task_info(self, request: Request) -> Response:
+        seeds = parse_seeds(request, self.config.max_seeds_per_request)
+        if not seeds:
+            if self.config.describe_taskset is None:
+                taskset: Any = self.config.base_task_info.model_dump(mode="json")
+            else:
+                taskset = await call_maybe_async(self.config.describe_taskset)
+            return JSONResponse({"taskset": taskset})
+        if self.config.provide_task_instances is None:
+            infos = [self.config.base_task_info.for_instance(seed=seed) for seed in seeds]
+        else:
+            infos = await call_maybe_async(self.config.provide_task_instances, seeds)
+        payload = [TaskInfo.model_validate(info).model_dump(mode="json") for info in infos]
+        return JSONResponse(payload[0] if len(seeds) == 1 else payload)
+
+    async def rollout(self, request: Request) -> Response:
+        response = await self.runner.handle(request)
+        return JSONResponse(response.model_dump(mode="json"))
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        for hook in self.config.startup:
+            await call_maybe_async(hook)
+        try:
+            yield
+        finally:
+            for hook in self.config.shutdown:
+                await call_maybe_async(hook)
+            await self.runner.close()
+
+
+def create_task_app(config: TaskAppConfig) -> Starlette:
+    """Build the ASGI app for a task app config (DESIGN.md 3.1-3.5)."""
+    routes = TaskAppRoutes(config)
+    public: list[BaseRoute] = [
+        Route("/", routes.root, methods=["GET", "HEAD"]),
+        Route("/openapi.json", routes.openapi, methods=["GET"]),
+        *config.public_routes,
+    ]
+    protected: list[BaseRoute] = [
+        Route("/health", routes.health, methods=["GET"]),
+        Route("/info", routes.info, methods=["GET"]),
+        Route("/task_info", routes.task_info, methods=["GET"]),
+        Route("/rollout", routes.rollout, methods=["POST"]),
+        *config.routes,
+    ]
+    middleware: list[Middleware] = [
+        Middleware(AccessLogMiddleware),
+        Middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes),
+    ]
+    if config.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(config.cors_origins),
+                allow_methods=["GET", "POST", "HEAD", "OPTIONS"],
+                allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-API-Keys"],
+            )
+        )
+    if config.require_api_key:
+        middleware.append(Middleware(AuthMiddleware, public_routes=public))
+    middleware.extend(config.middleware)
+    app = Starlette(
+        routes=[*public, *protected],
+        middleware=middleware,
+        exception_handlers=dict(EXCEPTION_HANDLERS),
+        lifespan=routes.lifespan,
+    )
+    app.state.task_app = routes
+    return app
