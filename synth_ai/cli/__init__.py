@@ -1,1 +1,30 @@
-def main() -> None: ...
+"""The `synth-ai` command line: one module per command group."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from synth_ai import __version__
+
+from .demo import demo
+from .serve import serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="synth-ai")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
+def main(verbose: bool) -> None:
+    """Write, serve and evaluate task apps."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+main.add_command(serve)
+main.add_command(demo)
+
+__all__ = ["main"]

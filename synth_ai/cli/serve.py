@@ -1,0 +1,41 @@
+"""`synth-ai serve APP`: serve a registered task app with uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from synth_ai.task import run_task_app
+from synth_ai.task.auth import configured_keys
+from synth_ai.task.registry import get_task_app
+
+from .env_file import load_env_files
+
+
+@click.command()
+@click.argument("app")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--reload", is_flag=True, help="Restart when source files change.")
+@click.option(
+    "--env-file",
+    "env_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="KEY=VALUE file applied before the app is built (repeatable).",
+)
+def serve(app: str, host: str, port: int, reload: bool, env_files: tuple[Path, ...]) -> None:
+    """Serve the task app registered as APP (id or alias)."""
+    names = load_env_files(env_files)
+    if names:
+        click.echo(f"Loaded from env files: {', '.join(sorted(set(names)))}", err=True)
+    try:
+        entry = get_task_app(app)
+    except KeyError as exc:
+        raise click.UsageError(str(exc.args[0])) from None
+    if not configured_keys():
+        click.echo(
+            "Warning: ENVIRONMENT_API_KEY is not set; protected routes will answer 503.", err=True
+        )
+    run_task_app(entry.app_id, host=host, port=port, reload=reload)

@@ -1,0 +1,156 @@
+"""An OFFLINE STAND-IN for an LLM vendor: an OpenAI-compatible chat-completions server.
+
+No vendor is reachable where the demo and tests run, so this server answers
+`POST /v1/chat/completions` itself. It reads the math problem in the messages, honours the
+requested tool schema and `tool_choice`, and answers correctly except at a configurable,
+seeded error rate (deterministic per prompt). It is not a model and is never used in
+production.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import random
+import time
+from collections import deque
+from fractions import Fraction
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .solver import format_answer, solve
+
+OFFLINE_MODEL = "offline-policy"
+
+
+def _openai_error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"message": message, "type": "invalid_request_error"}}, status_code=status
+    )
+
+
+def _text_of(messages: list[Any]) -> str:
+    parts = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts += [p.get("text", "") for p in content if isinstance(p, dict)]
+    return "\n".join(parts)
+
+
+def _chosen_tool(tools: list[Any], tool_choice: Any) -> dict[str, Any] | None:
+    functions = [
+        t["function"] for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)
+    ]
+    if not functions or tool_choice == "none":
+        return None
+    if isinstance(tool_choice, dict):
+        wanted = (tool_choice.get("function") or {}).get("name")
+        return next((f for f in functions if f.get("name") == wanted), None)
+    return functions[0]
+
+
+def _argument_name(function: dict[str, Any]) -> str:
+    parameters = function.get("parameters") or {}
+    required = parameters.get("required") or []
+    properties = list((parameters.get("properties") or {}).keys())
+    return (required or properties or ["answer"])[0]
+
+
+class OfflinePolicy:
+    """Decides each answer; keeps the last request URLs it saw (bounded) for inspection."""
+
+    def __init__(self, error_rate: float = 0.0, seed: int = 0, history: int = 1000) -> None:
+        if not 0.0 <= error_rate <= 1.0:
+            raise ValueError("error_rate must be within [0, 1]")
+        self.error_rate = error_rate
+        self.seed = seed
+        self.requests_seen: deque[str] = deque(maxlen=history)
+        self._ids = itertools.count(1)
+
+    def answer(self, text: str) -> str:
+        value = solve(text)
+        if value is None:
+            return ""
+        digest = hashlib.sha256(f"{self.seed}\x00{text}".encode()).digest()
+        rng = random.Random(digest)
+        if rng.random() < self.error_rate:
+            value += Fraction(rng.choice([-3, -2, -1, 1, 2, 3]))
+        return format_answer(value)
+
+    async def chat_completions(self, request: Request) -> Response:
+        self.requests_seen.append(str(request.url))
+        try:
+            body = await request.json()
+        except ValueError:
+            return _openai_error(400, "The body is not valid JSON.")
+        messages = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(messages, list) or not messages:
+            return _openai_error(400, "'messages' must be a non-empty list.")
+        text = _text_of(messages)
+        answer = self.answer(text)
+        tool = _chosen_tool(body.get("tools") or [], body.get("tool_choice"))
+        number = next(self._ids)
+        if tool is None:
+            message: dict[str, Any] = {"role": "assistant", "content": f"\\boxed{{{answer}}}"}
+            finish = "stop"
+        else:
+            arguments = json.dumps({_argument_name(tool): answer})
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": f"call_offline_{number}",
+                        "type": "function",
+                        "function": {"name": tool.get("name"), "arguments": arguments},
+                    }
+                ],
+            }
+            finish = "tool_calls"
+        prompt_tokens = len(text.split())
+        completion_tokens = max(1, len(answer.split()))
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-offline-{number}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model") or OFFLINE_MODEL,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+                "system_fingerprint": "offline-stand-in",
+            }
+        )
+
+    async def models(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [{"id": OFFLINE_MODEL, "object": "model", "owned_by": "offline"}],
+            }
+        )
+
+
+def create_offline_policy_app(error_rate: float = 0.0, seed: int = 0) -> Starlette:
+    """The offline stand-in as an ASGI app; `app.state.policy` is its `OfflinePolicy`."""
+    policy = OfflinePolicy(error_rate=error_rate, seed=seed)
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", policy.chat_completions, methods=["POST"]),
+            Route("/chat/completions", policy.chat_completions, methods=["POST"]),
+            Route("/v1/models", policy.models, methods=["GET"]),
+        ]
+    )
+    app.state.policy = policy
+    return app
