@@ -15,6 +15,7 @@ import json
 import random
 import time
 from collections import deque
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -64,15 +65,21 @@ def _argument_name(function: dict[str, Any]) -> str:
     return (required or properties or ["answer"])[0]
 
 
-class OfflinePolicy:
-    """Decides each answer; keeps the last request URLs it saw (bounded) for inspection."""
+@dataclass(frozen=True, slots=True)
+class SeenRequest:
+    url: str
+    body: dict[str, Any]
 
-    def __init__(self, error_rate: float = 0.0, seed: int = 0, history: int = 1000) -> None:
+
+class OfflinePolicy:
+    """Decides each answer; keeps the last requests it saw (bounded) for inspection."""
+
+    def __init__(self, error_rate: float = 0.0, seed: int = 0, history: int = 256) -> None:
         if not 0.0 <= error_rate <= 1.0:
             raise ValueError("error_rate must be within [0, 1]")
         self.error_rate = error_rate
         self.seed = seed
-        self.requests_seen: deque[str] = deque(maxlen=history)
+        self.requests_seen: deque[SeenRequest] = deque(maxlen=history)
         self._ids = itertools.count(1)
 
     def answer(self, text: str) -> str:
@@ -86,12 +93,14 @@ class OfflinePolicy:
         return format_answer(value)
 
     async def chat_completions(self, request: Request) -> Response:
-        self.requests_seen.append(str(request.url))
         try:
             body = await request.json()
         except ValueError:
             return _openai_error(400, "The body is not valid JSON.")
-        messages = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            return _openai_error(400, "The body must be a JSON object.")
+        self.requests_seen.append(SeenRequest(str(request.url), body))
+        messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return _openai_error(400, "'messages' must be a non-empty list.")
         text = _text_of(messages)

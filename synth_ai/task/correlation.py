@@ -17,6 +17,7 @@ CID_PARAM = "cid"
 URL_CID_PARAMS = ("cid", "trace_correlation_id", "trace")
 INFERENCE_URL_KEYS = ("inference_url", "api_base", "base_url")
 _VERSION_SEGMENT = re.compile(r"/v\d+$")
+_MISPLACED_PATH = re.compile(r"^(?P<query>[^/]*)(?P<path>/(?:v\d+/)?chat/completions)$")
 
 
 def policy_inference_url(policy_config: Mapping[str, Any]) -> str | None:
@@ -40,9 +41,9 @@ def normalize_inference_url(url: str) -> str:
     if not parts.scheme or not parts.netloc:
         raise ValueError(f"inference URL needs a scheme and a host: {url!r}")
     path, query = parts.path, parts.query
-    if "/" in query:
-        query, _, misplaced = query.partition("/")
-        path = path.rstrip("/") + "/" + misplaced
+    if misplaced := _MISPLACED_PATH.match(query):
+        query = misplaced["query"]
+        path = path.rstrip("/") + misplaced["path"]
     path = path.rstrip("/")
     if not path.endswith("/chat/completions"):
         path += "/chat/completions" if _VERSION_SEGMENT.search(path) else "/v1/chat/completions"
