@@ -14,9 +14,9 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from math_task_app import generate_problem, grade_answer, grade_completion, parse_answer
 from starlette.applications import Starlette
 
-from math_task_app import generate_problem, grade_answer, grade_completion, parse_answer
 from synth_ai.offline_policy import create_offline_policy_app, solve
 from synth_ai.task import TaskAppClient, get_task_app, serve_in_background
 
@@ -241,4 +241,4 @@ def test_policy_server_rejects_bad_bodies() -> None:
         "/v1/chat/completions", json={"messages": [{"role": "user", "content": "What is 2 * 21?"}]}
     ).json()
     assert plain["choices"][0]["message"]["content"] == "\\boxed{42}"
-    assert httpx.codes.OK == client.get("/v1/models").status_code
+    assert client.get("/v1/models").status_code == httpx.codes.OK

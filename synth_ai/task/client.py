@@ -149,7 +149,7 @@ class TaskAppClient:
                     raise TaskAppClientError(
                         None, "transport_error", f"{type(exc).__name__}: {exc}"
                     ) from exc
-                await asyncio.sleep(self._backoff(attempt))
+                await self.pause(self._backoff(attempt))
                 continue
             if response.status_code < 400:
                 return response.json()
@@ -157,8 +157,12 @@ class TaskAppClient:
             if not retryable or last_attempt:
                 raise _error_from(response)
             delay = retry_after_seconds(response.headers.get("retry-after"))
-            await asyncio.sleep(delay if delay is not None else self._backoff(attempt))
+            await self.pause(delay if delay is not None else self._backoff(attempt))
         raise AssertionError("unreachable")
+
+    async def pause(self, seconds: float) -> None:
+        """Wait before a retry (a hook, so callers can observe or shorten backoff)."""
+        await asyncio.sleep(seconds)
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""

@@ -1,0 +1,98 @@
+"""The command line: version, serve (a real process on a loopback port) and the demo."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from click.testing import CliRunner
+
+from synth_ai import __version__
+from synth_ai.cli import main
+from synth_ai.cli.env_file import read_env_file
+
+from .conftest import KEY
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+    module = subprocess.run(
+        [sys.executable, "-m", "synth_ai", "--version"], capture_output=True, text=True, check=True
+    )
+    assert __version__ in module.stdout
+
+
+def test_serve_unknown_app_is_a_usage_error() -> None:
+    result = CliRunner().invoke(main, ["serve", "no-such-app"])
+    assert result.exit_code == 2
+    assert "no task app named 'no-such-app'" in result.output
+
+
+def test_env_file_parsing(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("# comment\nexport A=1\nB = 'two words'\nC=x # trailing\n\n")
+    assert read_env_file(env) == {"A": "1", "B": "two words", "C": "x"}
+
+
+def test_serve_runs_the_math_app_with_an_env_file(tmp_path: Path) -> None:
+    env_file = tmp_path / "app.env"
+    env_file.write_text(f"ENVIRONMENT_API_KEY={KEY}\n")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "ENVIRONMENT_API_KEY"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "synth_ai",
+            "serve",
+            "math-single-step",
+            "--port",
+            str(port),
+            "--env-file",
+            str(env_file),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        output = []
+        for line in process.stdout:  # wait for uvicorn to say it is listening
+            output.append(line)
+            if "Uvicorn running on" in line:
+                break
+        else:
+            raise AssertionError("serve exited early:\n" + "".join(output))
+        assert KEY not in "".join(output)
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/").json() == {"status": "ok", "service": "math"}
+        health = httpx.get(f"{base}/health", headers={"X-API-Key": KEY})
+        assert health.status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_demo_runs_end_to_end() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "synth_ai", "demo", "--seeds", "6"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "mean reward:" in result.stdout
+    assert "offline policy (stand-in for an LLM)" in result.stdout
