@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+from datetime import UTC, datetime
 from typing import Any
 
 from synth_ai.task import (
@@ -184,16 +186,31 @@ async def rollout(request: RolloutRequest, context: RolloutContext) -> RolloutRe
         if policy.get(key) is not None:
             payload[key] = policy[key]
     timeout = min(float(policy.get("timeout_s") or DEFAULT_INFERENCE_TIMEOUT_S), context.deadline_s)
-    completion = await chat_completion(
-        context.http,
-        context.inference_url,
-        payload,
-        api_key=inference_api_key(policy),
-        timeout=timeout,
-    )
-    grade = grade_completion(completion, problem.answer)
-    message = completion["choices"][0]["message"]
     observation = {"problem": problem.text, "seed": problem.seed, "split": problem.split}
+    trace = context.trace
+    with trace.timestep("answer", metadata={"kind": problem.kind}) if trace else nullcontext():
+        if trace:
+            trace.record_message(observation, "observation")
+        started = datetime.now(UTC)
+        completion = await chat_completion(
+            context.http,
+            context.inference_url,
+            payload,
+            api_key=inference_api_key(policy),
+            timeout=timeout,
+        )
+        grade = grade_completion(completion, problem.answer)
+        if trace:
+            trace.record_chat_completion(
+                payload, completion, started_at=started, completed_at=datetime.now(UTC)
+            )
+            trace.record_environment(
+                grade.reward,
+                terminated=True,
+                state_after={"reason": grade.reason, "correct": grade.correct},
+            )
+            trace.record_outcome_reward(grade.reward, achievements_count=int(grade.correct))
+    message = completion["choices"][0]["message"]
     step = RolloutStep(
         obs=observation,
         tool_calls=message.get("tool_calls") or [],

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.sdk.trace import TracerProvider
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
@@ -55,6 +57,14 @@ class TaskAppConfig:
     max_rollout_seconds: float = 600.0
     max_request_bytes: int = 4 * 1024 * 1024
     max_seeds_per_request: int = 1000
+    tracing: bool | None = None
+    """Record a trace session per rollout; None follows `TASKAPP_TRACING_ENABLED`."""
+    trace_db: str | os.PathLike[str] | None = None
+    """The SQLite file; None follows `TASKAPP_TRACE_DB`, else `traces/v3/synth_ai.db`."""
+    sft_output_dir: str | os.PathLike[str] | None = None
+    """Where SFT JSONL is appended per LLM call; None follows `TASKAPP_SFT_OUTPUT_DIR`."""
+    tracer_provider: TracerProvider | None = None
+    """OpenTelemetry provider for rollout spans; None builds an OTLP one when configured."""
 
     def __post_init__(self) -> None:
         if self.max_concurrent_rollouts < 1:

@@ -19,6 +19,8 @@ import httpx
 from pydantic import ValidationError
 from starlette.requests import Request
 
+from synth_ai.tracing_v3 import TraceSession, render_trace
+
 from .config import TaskAppConfig
 from .contracts import (
     RolloutMetrics,
@@ -35,6 +37,7 @@ from .correlation import (
 from .errors import InfrastructureError, TaskAppError, validation_error
 from .inference import SharedHttpClient
 from .limits import RolloutLimiter
+from .tracing import RolloutTracing
 
 logger = logging.getLogger("synth_ai.task.rollout")
 
@@ -51,6 +54,8 @@ class RolloutContext:
     policy_id: str
     cancelled: threading.Event = field(default_factory=threading.Event)
     """Set when the rollout is cancelled or times out; sync executors may poll it."""
+    trace: TraceSession | None = None
+    """This rollout's trace session when tracing is on (or a trace was asked for)."""
     _http: SharedHttpClient | None = None
 
     @property
@@ -141,11 +146,13 @@ class RolloutRunner:
         self.config = config
         self.limiter = RolloutLimiter(config.max_concurrent_rollouts, config.max_queued_rollouts)
         self.http = SharedHttpClient()
+        self.tracing = RolloutTracing(config)
         self._executor_is_async = _is_async(config.rollout)
         self._pool: ThreadPoolExecutor | None = None
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.tracing.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
@@ -207,7 +214,33 @@ class RolloutRunner:
         self, request: RolloutRequest, context: RolloutContext
     ) -> RolloutResponse:
         async with self.limiter.slot():
-            return await self._execute(request, context)
+            traced = self.tracing.start(request, context.correlation_id)
+            if traced is None:
+                return await self._execute(request, context)
+            tracer, context.trace = traced
+            error: str | None = None
+            try:
+                response = await self._execute(request, context)
+                self._complete_trace(response, request, context.trace)
+                return response
+            except BaseException as exc:
+                error = exc.code if isinstance(exc, TaskAppError) else type(exc).__name__
+                raise
+            finally:
+                await tracer.finish(context.trace, error)
+
+    @staticmethod
+    def _complete_trace(
+        response: RolloutResponse, request: RolloutRequest, session: TraceSession
+    ) -> None:
+        """Record the outcome reward (unless the executor did) and attach the asked-for form."""
+        infra_error = response.metrics.details.get("infra_error")
+        if infra_error:
+            session.trace.metadata["infra_error"] = infra_error
+        elif session.trace.outcome_reward is None and response.metrics.outcome_score is not None:
+            session.record_outcome_reward(response.metrics.outcome_score)
+        if request.record.return_trace:
+            response.trace = render_trace(session.trace, request.record.trace_format)
 
     async def _execute(self, request: RolloutRequest, context: RolloutContext) -> RolloutResponse:
         try:

@@ -88,6 +88,7 @@ class TaskAppRoutes:
                     "expected_prefix": expected_prefix(configured_keys()),
                 },
                 "rollouts": {"running": limiter.running, "waiting": limiter.waiting},
+                "tracing": self.runner.tracing.health(),
             }
         )
 

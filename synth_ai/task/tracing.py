@@ -1,0 +1,97 @@
+"""Tracing for a task app's rollouts: one session per rollout, keyed by its correlation id."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from synth_ai.tracing_v3 import (
+    OtelBridge,
+    SessionTracer,
+    SFTWriter,
+    TraceSession,
+    TraceStore,
+    provider_from_environment,
+    sft_dir_from_environment,
+    tracing_enabled_from_environment,
+)
+from synth_ai.tracing_v3.settings import trace_db_from_environment
+
+from .config import TaskAppConfig
+from .contracts import RolloutRequest
+
+
+class RolloutTracing:
+    """Owns an app's store, SFT writer and OTel bridge, opened on the first rollout.
+
+    The SQLite store and SFT lines follow the tracing switch; OpenTelemetry spans follow the
+    provider (the config's, or OTLP from the environment) whatever the switch. A rollout that
+    asks for `record.return_trace` always gets a session, so its response can carry the trace.
+    """
+
+    def __init__(self, config: TaskAppConfig) -> None:
+        self.config = config
+        self.enabled = (
+            config.tracing if config.tracing is not None else (tracing_enabled_from_environment())
+        )
+        self.db_path = Path(config.trace_db) if config.trace_db else trace_db_from_environment()
+        sft_dir = config.sft_output_dir or sft_dir_from_environment()
+        self.sft_dir = Path(sft_dir) if sft_dir else None
+        self._tracer: SessionTracer | None = None
+
+    def _open(self) -> SessionTracer:
+        if self._tracer is None:
+            provider = self.config.tracer_provider or provider_from_environment(self.config.app_id)
+            self._tracer = SessionTracer(
+                TraceStore(self.db_path) if self.enabled else None,
+                otel=OtelBridge(provider) if provider is not None else None,
+                sft=SFTWriter(self.sft_dir) if self.enabled and self.sft_dir else None,
+            )
+        return self._tracer
+
+    def tracer_for(self, request: RolloutRequest) -> SessionTracer | None:
+        tracer = self._open()
+        if tracer.store is not None or tracer.otel is not None or request.record.return_trace:
+            return tracer
+        return None
+
+    def start(
+        self, request: RolloutRequest, correlation_id: str
+    ) -> tuple[SessionTracer, TraceSession] | None:
+        tracer = self.tracer_for(request)
+        if tracer is None:
+            return None
+        metadata = {
+            "app_id": self.config.app_id,
+            "run_id": request.run_id,
+            "trace_correlation_id": correlation_id,
+            "mode": request.mode.value,
+            "seed": request.env.seed,
+            "model": request.policy.config.get("model"),
+        }
+        return tracer, tracer.start(correlation_id, metadata)
+
+    def health(self) -> dict[str, Any]:
+        store = self._tracer.store if self._tracer else None
+        return {
+            "enabled": self.enabled,
+            "db": str(self.db_path) if self.enabled else None,
+            "write_errors": store.write_errors if store else 0,
+            "queued": store.queued if store else 0,
+            "sft_output_dir": str(self.sft_dir) if self.enabled and self.sft_dir else None,
+        }
+
+    async def close(self) -> None:
+        tracer, self._tracer = self._tracer, None
+        if tracer is None:
+            return
+        if tracer.store is not None:
+            await asyncio.to_thread(tracer.store.close)
+        if tracer.sft is not None:
+            await asyncio.to_thread(tracer.sft.close)
+        if tracer.otel is not None and self.config.tracer_provider is None:
+            await asyncio.to_thread(tracer.otel.provider.shutdown)
+
+
+__all__ = ["RolloutTracing"]

@@ -1,0 +1,118 @@
+"""Supervised fine-tuning export: OpenAI chat fine-tuning JSONL from recorded LLM calls.
+
+Each line is `{"messages": [...], "tools": [...]}`; assistant tool calls carry `arguments` as a
+JSON string, as OpenAI's format requires.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .models import LLMCallRecord, LLMMessage, SessionTrace
+from .writer import BatchWriter
+
+SFT_DIR_VARS = ("TASKAPP_SFT_OUTPUT_DIR", "SFT_OUTPUT_DIR")
+SFT_FILE_NAME = "sft_examples.jsonl"
+
+
+def sft_dir_from_environment() -> Path | None:
+    for name in SFT_DIR_VARS:
+        if os.environ.get(name):
+            return Path(os.environ[name])
+    return None
+
+
+def _message(message: LLMMessage) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.name:
+        out["name"] = message.name
+    if message.tool_call_id:
+        out["tool_call_id"] = message.tool_call_id
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": call.id or f"call_{index}",
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for index, call in enumerate(message.tool_calls)
+        ]
+    return out
+
+
+def sft_example(record: LLMCallRecord) -> dict[str, Any] | None:
+    """One training line for an LLM call; None when the call produced no assistant message."""
+    outputs = [m for m in record.output_messages if m.role == "assistant"]
+    if not outputs or not record.request_messages:
+        return None
+    example: dict[str, Any] = {
+        "messages": [_message(m) for m in record.request_messages] + [_message(outputs[0])]
+    }
+    if record.tools:
+        example["tools"] = record.tools
+    return example
+
+
+def session_examples(trace: SessionTrace, model: str | None = None) -> Iterable[dict[str, Any]]:
+    for event in trace.lm_events():
+        for record in event.call_records:
+            if model is not None and record.model_name != model:
+                continue
+            example = sft_example(record)
+            if example is not None:
+                yield example
+
+
+def write_sft_jsonl(
+    traces: Iterable[SessionTrace],
+    out_path: str | os.PathLike[str],
+    *,
+    min_reward: float | None = None,
+    model: str | None = None,
+) -> int:
+    """Stream examples to a file, one session at a time; answers how many lines were written."""
+    count = 0
+    with open(out_path, "w", encoding="utf-8") as out:
+        for trace in traces:
+            reward = trace.outcome_reward.total_reward if trace.outcome_reward else None
+            if min_reward is not None and (reward is None or reward < min_reward):
+                continue
+            for example in session_examples(trace, model):
+                out.write(json.dumps(example, ensure_ascii=False) + "\n")
+                count += 1
+    return count
+
+
+class SFTWriter:
+    """Appends one line per LLM call to `<dir>/sft_examples.jsonl` from a background thread."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.path = Path(directory) / SFT_FILE_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer: BatchWriter[dict[str, Any]] = BatchWriter(
+            self._append, name="sft-writer", max_queue=10_000
+        )
+
+    def _append(self, examples: list[dict[str, Any]]) -> int:
+        with open(self.path, "a", encoding="utf-8") as out:
+            out.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in examples)
+        return 0
+
+    def write(self, record: LLMCallRecord) -> None:
+        example = sft_example(record)
+        if example is not None:
+            self._writer.submit(example)
+
+    @property
+    def write_errors(self) -> int:
+        return self._writer.errors
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        return self._writer.flush(timeout_s)
+
+    def close(self) -> None:
+        self._writer.close()

@@ -1,0 +1,172 @@
+"""Session traces round-trip through the SQLite store; failed writes are counted, not lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from synth_ai.tracing_v3 import (
+    LLMUsage,
+    RuntimeEvent,
+    SessionTrace,
+    SessionTracer,
+    TimeRecord,
+    TraceStore,
+)
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.text(max_size=20)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+async def record(
+    tracer: SessionTracer, session_id: str, content: object, reward: float
+) -> SessionTrace:
+    started = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    async with tracer.session(session_id, {"seed": 7, "note": content}) as session:
+        session.record_message({"system": "be brief"}, "system")
+        async with session.timestep("turn-0"):
+            session.record_message(content, "observation")
+            session.record_chat_completion(
+                {
+                    "model": "m1",
+                    "messages": [{"role": "user", "content": "2+2?"}],
+                    "tools": [{"type": "function", "function": {"name": "submit"}}],
+                    "temperature": 0.2,
+                },
+                {
+                    "id": "c1",
+                    "choices": [
+                        {
+                            "message": {
+                                "role": "assistant",
+                                "content": None,
+                                "tool_calls": [
+                                    {
+                                        "id": "t1",
+                                        "function": {"name": "submit", "arguments": '{"a": "4"}'},
+                                    }
+                                ],
+                            },
+                            "finish_reason": "tool_calls",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+                },
+                started_at=started,
+                completed_at=started + timedelta(milliseconds=250),
+            )
+            index = session.record_event(
+                RuntimeEvent(
+                    system_instance_id="runtime",
+                    time_record=TimeRecord(event_time=1.5),
+                    actions=[{"op": "submit"}],
+                )
+            )
+            session.record_environment(reward, terminated=True, state_after={"done": True})
+            session.record_event_reward(index, 0.25, reward_type="shaped", key="k")
+        session.record_outcome_reward(reward, achievements_count=1, reason="graded")
+    return session.trace
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(content=json_values, reward=st.floats(-1e6, 1e6, allow_nan=False))
+def test_a_written_trace_reads_back_equal(tmp_path: Path, content: object, reward: float) -> None:
+    store = TraceStore(tmp_path / "t.db", flush_interval_s=0.01)
+    try:
+        trace = asyncio.run(record(SessionTracer(store), "s1", content, reward))
+        assert store.flush(10)
+        loaded = store.load_session("s1")
+        assert loaded == trace
+        assert loaded.to_json() == json.loads(json.dumps(trace.to_json()))
+        assert store.write_errors == 0
+    finally:
+        store.close()
+
+
+def test_usage_naming_of_both_vendors() -> None:
+    openai = LLMUsage.from_openai(
+        {
+            "prompt_tokens": 10,
+            "completion_tokens": 3,
+            "total_tokens": 13,
+            "prompt_tokens_details": {"cached_tokens": 4},
+        }
+    )
+    anthropic = LLMUsage.from_anthropic(
+        {"input_tokens": 10, "output_tokens": 3, "cache_read_input_tokens": 4}
+    )
+    for usage in (openai, anthropic):
+        assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (10, 3, 13)
+        assert usage.cache_read_input_tokens == 4
+
+
+def test_list_filters_and_rewrites_of_the_same_session(tmp_path: Path) -> None:
+    store = TraceStore(tmp_path / "t.db", flush_interval_s=0.01)
+    tracer = SessionTracer(store)
+    try:
+        for i in range(5):
+            asyncio.run(record(tracer, f"s{i}", {"i": i}, float(i) / 4))
+        asyncio.run(record(tracer, "s0", "again", 0.9))  # a retried rollout replaces its session
+        assert store.flush(10)
+        sessions = store.list_sessions()
+        assert sorted(s["session_id"] for s in sessions) == [f"s{i}" for i in range(5)]
+        assert {s["session_id"] for s in store.list_sessions(min_reward=0.5)} == {
+            "s0",
+            "s2",
+            "s3",
+            "s4",
+        }
+        assert store.list_sessions(model="nope") == []
+        assert len(store.list_sessions(model="m1", limit=2)) == 2
+        assert store.load_session("s0").outcome_reward.total_reward == 0.9
+        assert store.load_session("missing") is None
+        rewards = [
+            row[0]
+            for row in __import__("sqlite3")
+            .connect(store.path)
+            .execute("SELECT typeof(total_reward) FROM outcome_rewards")
+        ]
+        assert set(rewards) == {"real"}
+    finally:
+        store.close()
+
+
+def test_an_unwritable_store_counts_and_logs_its_failures(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = tmp_path / "traces"
+    store = TraceStore(directory / "t.db", flush_interval_s=0.01)
+    tracer = SessionTracer(store)
+    try:
+        asyncio.run(record(tracer, "ok", 1, 1.0))
+        assert store.flush(10) and store.write_errors == 0
+        shutil.rmtree(directory)
+        directory.write_text("a file where the trace directory was")
+        asyncio.run(record(tracer, "lost", 2, 0.0))
+        store.flush(10)
+        assert store.write_errors == 1 and store.queued == 0
+        assert any(
+            "not written" in r.getMessage() for r in caplog.records if r.levelname == "WARNING"
+        )
+        assert not math.isnan(store.written)
+    finally:
+        store.close()
