@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -45,7 +46,10 @@ def test_env_file_parsing(tmp_path: Path) -> None:
     assert read_env_file(env) == {"A": "1", "B": "two words", "C": "x"}
 
 
-def test_serve_runs_the_math_app_with_an_env_file(tmp_path: Path) -> None:
+def test_serve_with_env_file_and_traces_then_the_traces_commands(
+    tmp_path: Path, offline_policy_url: str
+) -> None:
+    trace_dir = tmp_path / "traces"
     env_file = tmp_path / "app.env"
     env_file.write_text(f"ENVIRONMENT_API_KEY={KEY}\n")
     port = free_port()
@@ -61,6 +65,8 @@ def test_serve_runs_the_math_app_with_an_env_file(tmp_path: Path) -> None:
             str(port),
             "--env-file",
             str(env_file),
+            "--trace",
+            str(trace_dir),
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -80,10 +86,37 @@ def test_serve_runs_the_math_app_with_an_env_file(tmp_path: Path) -> None:
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/").json() == {"status": "ok", "service": "math"}
         health = httpx.get(f"{base}/health", headers={"X-API-Key": KEY})
-        assert health.status_code == 200
+        assert health.json()["tracing"]["db"] == str(trace_dir / "synth_ai.db")
+        rollout = {
+            "run_id": "cli-1",
+            "env": {"seed": 0},
+            "policy": {"config": {"model": "offline-policy", "inference_url": offline_policy_url}},
+        }
+        assert (
+            httpx.post(f"{base}/rollout", json=rollout, headers={"X-API-Key": KEY}).json()[
+                "metrics"
+            ]["outcome_score"]
+            == 1.0
+        )
     finally:
         process.terminate()
         process.wait(timeout=10)
+    # uvicorn re-raises SIGTERM after a graceful shutdown, which closed the trace writer
+    assert "Application shutdown complete" in process.stdout.read()
+
+    runner = CliRunner()
+    db = ["--db", str(trace_dir / "synth_ai.db")]
+    listed = runner.invoke(main, ["traces", "list", *db])
+    assert listed.exit_code == 0 and "cli-1" in listed.output
+    shown = runner.invoke(main, ["traces", "show", "cli-1", *db])
+    assert shown.exit_code == 0 and json.loads(shown.output)["session_id"] == "cli-1"
+    out = tmp_path / "sft.jsonl"
+    exported = runner.invoke(main, ["traces", "export-sft", str(out), "--min-reward", "1", *db])
+    assert exported.exit_code == 0 and "wrote 1 example" in exported.output
+    assert json.loads(out.read_text())["messages"][-1]["tool_calls"]
+    assert (trace_dir / "sft_examples.jsonl").read_text().count("\n") == 1
+    missing = runner.invoke(main, ["traces", "show", "nope", *db])
+    assert missing.exit_code == 1 and "no session 'nope'" in missing.output
 
 
 def test_demo_runs_end_to_end() -> None:

@@ -10,6 +10,7 @@ from synth_ai import __version__
 
 from .demo import demo
 from .serve import serve
+from .traces import traces
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,5 +27,6 @@ def main(verbose: bool) -> None:
 
 main.add_command(serve)
 main.add_command(demo)
+main.add_command(traces)
 
 __all__ = ["main"]

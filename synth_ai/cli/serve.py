@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -25,9 +26,29 @@ from .env_file import load_env_files
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="KEY=VALUE file applied before the app is built (repeatable).",
 )
-def serve(app: str, host: str, port: int, reload: bool, env_files: tuple[Path, ...]) -> None:
+@click.option(
+    "--trace",
+    "trace_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Record traces: SQLite at DIR/synth_ai.db, SFT JSONL in DIR.",
+)
+def serve(
+    app: str,
+    host: str,
+    port: int,
+    reload: bool,
+    env_files: tuple[Path, ...],
+    trace_dir: Path | None,
+) -> None:
     """Serve the task app registered as APP (id or alias)."""
     names = load_env_files(env_files)
+    if trace_dir is not None:
+        trace_dir.mkdir(parents=True, exist_ok=True)
+        os.environ["TASKAPP_TRACING_ENABLED"] = "1"
+        os.environ["TASKAPP_TRACE_DB"] = str(trace_dir / "synth_ai.db")
+        os.environ["TASKAPP_SFT_OUTPUT_DIR"] = str(trace_dir)
+        click.echo(f"Tracing to {trace_dir / 'synth_ai.db'}", err=True)
     if names:
         click.echo(f"Loaded from env files: {', '.join(sorted(set(names)))}", err=True)
     try:

@@ -18,6 +18,7 @@ from .models import (
     ToolCallSpec,
 )
 from .otel import OtelBridge, chat_span_attributes, provider_from_environment
+from .reader import TraceReader
 from .settings import tracing_enabled_from_environment
 from .sft import SFTWriter, sft_dir_from_environment, sft_example, write_sft_jsonl
 from .store import DEFAULT_DB_PATH, TraceStore
@@ -43,6 +44,7 @@ __all__ = [
     "TimeRecord",
     "ToolCallSpec",
     "TraceFormat",
+    "TraceReader",
     "TraceSession",
     "TraceStore",
     "chat_span_attributes",
