@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test bench lint clean
 
 # The venv is rebuilt only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -16,12 +16,16 @@ demo: $(STAMP)
 	$(BIN)/synth-ai demo
 
 test: $(STAMP)
-	$(BIN)/ruff check synth_ai examples tests
+	$(BIN)/ruff check synth_ai examples tests bench
 	$(BIN)/python -m pytest
 
+# Each script measures ratios in one run and rewrites its section of bench/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench.tracing_overhead
+
 lint: $(STAMP)
-	$(BIN)/ruff check synth_ai examples tests
-	$(BIN)/ruff format --check synth_ai examples tests
+	$(BIN)/ruff check synth_ai examples tests bench
+	$(BIN)/ruff format --check synth_ai examples tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

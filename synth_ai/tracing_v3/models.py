@@ -9,20 +9,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+UTCDatetime = Annotated[AwareDatetime, AfterValidator(lambda moment: moment.astimezone(UTC))]
+"""A timezone-aware datetime, normalised to UTC so its ISO form always ends `+00:00`."""
+
+
 class TraceModel(BaseModel):
     model_config = ConfigDict(extra="allow")
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _datetimes_in_utc(cls, value: Any) -> Any:
-        return value.astimezone(UTC) if isinstance(value, datetime) else value
 
 
 class TimeRecord(TraceModel):
@@ -108,8 +107,8 @@ class LLMCallRecord(TraceModel):
     api_type: str = "chat_completions"
     provider: str | None = None
     model_name: str
-    started_at: AwareDatetime
-    completed_at: AwareDatetime | None = None
+    started_at: UTCDatetime
+    completed_at: UTCDatetime | None = None
     latency_ms: float | None = None
     request_messages: list[LLMMessage] = Field(default_factory=list)
     output_messages: list[LLMMessage] = Field(default_factory=list)
@@ -178,12 +177,12 @@ class SessionEventMessage(TraceModel):
 class SessionTimeStep(TraceModel):
     step_id: str
     step_index: int
-    timestamp: AwareDatetime = Field(default_factory=utc_now)
+    timestamp: UTCDatetime = Field(default_factory=utc_now)
     turn_number: int | None = None
     events: list[TraceEvent] = Field(default_factory=list)
     markov_blanket_messages: list[SessionEventMessage] = Field(default_factory=list)
     step_metadata: dict[str, Any] = Field(default_factory=dict)
-    completed_at: AwareDatetime | None = None
+    completed_at: UTCDatetime | None = None
 
 
 class OutcomeReward(TraceModel):
@@ -207,7 +206,7 @@ class EventReward(TraceModel):
 
 class SessionTrace(TraceModel):
     session_id: str
-    created_at: AwareDatetime = Field(default_factory=utc_now)
+    created_at: UTCDatetime = Field(default_factory=utc_now)
     session_time_steps: list[SessionTimeStep] = Field(default_factory=list)
     event_history: list[TraceEvent] = Field(default_factory=list)
     markov_blanket_message_history: list[SessionEventMessage] = Field(default_factory=list)

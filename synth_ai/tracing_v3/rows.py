@@ -1,0 +1,163 @@
+"""A session trace as table rows, with ids assigned up front so a batch inserts in bulk."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .models import EnvironmentEvent, LMCAISEvent, SessionTrace
+
+ID_TABLES = ("session_timesteps", "events", "messages", "outcome_rewards", "event_rewards")
+INSERT_ORDER = ("session_traces", *ID_TABLES)
+_LM_COLUMNS = {
+    "model_name",
+    "provider",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost_usd",
+    "latency_ms",
+    "span_id",
+    "trace_id",
+}
+
+
+class IdAllocator:
+    """Hands out row ids after the largest in each table (read inside the write lock)."""
+
+    def __init__(self, largest: Mapping[str, int]) -> None:
+        self._last = dict(largest)
+
+    def next(self, table: str) -> int:
+        self._last[table] += 1
+        return self._last[table]
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _owners(items: list[Any], groups: list[list[Any]]) -> list[int | None]:
+    """For each item of a history, the index of the group (timestep) holding it, if any.
+
+    Matched by identity first (how the tracer builds traces), then by equality.
+    """
+    owners: list[int | None] = [None] * len(items)
+    for group_index, group in enumerate(groups):
+        for member in group:
+            free = [i for i, item in enumerate(items) if owners[i] is None]
+            match = next((i for i in free if items[i] is member), None)
+            if match is None:
+                match = next((i for i in free if items[i] == member), None)
+            if match is not None:
+                owners[match] = group_index
+    return owners
+
+
+def session_rows(trace: SessionTrace, ids: IdAllocator) -> dict[str, list[dict[str, Any]]]:
+    created = trace.created_at.isoformat()
+    steps = trace.session_time_steps
+    rows: dict[str, list[dict[str, Any]]] = {
+        "session_traces": [
+            {
+                "session_id": trace.session_id,
+                "created_at": created,
+                "num_timesteps": len(steps),
+                "num_events": len(trace.event_history),
+                "num_messages": len(trace.markov_blanket_message_history),
+                "metadata": _json(trace.metadata),
+            }
+        ],
+        "session_timesteps": [
+            {
+                "id": ids.next("session_timesteps"),
+                "session_id": trace.session_id,
+                "step_id": step.step_id,
+                "step_index": step.step_index,
+                "turn_number": step.turn_number,
+                "started_at": step.timestamp.isoformat(),
+                "completed_at": step.completed_at.isoformat() if step.completed_at else None,
+                "num_events": len(step.events),
+                "num_messages": len(step.markov_blanket_messages),
+                "step_metadata": _json(step.step_metadata),
+            }
+            for step in steps
+        ],
+    }
+    step_ids = [row["id"] for row in rows["session_timesteps"]]
+    event_rows = []
+    owners = _owners(trace.event_history, [s.events for s in steps])
+    for event, owner in zip(trace.event_history, owners, strict=True):
+        row: dict[str, Any] = {
+            "id": ids.next("events"),
+            "session_id": trace.session_id,
+            "timestep_id": None if owner is None else step_ids[owner],
+            "event_type": event.event_type,
+            "system_instance_id": event.system_instance_id,
+            "event_time": event.time_record.event_time,
+            "message_time": event.time_record.message_time,
+            "payload": event.model_dump_json(),
+        }
+        if isinstance(event, LMCAISEvent):
+            row |= {column: getattr(event, column) for column in _LM_COLUMNS}
+        elif isinstance(event, EnvironmentEvent):
+            row |= {
+                "reward": event.reward,
+                "terminated": event.terminated,
+                "truncated": event.truncated,
+            }
+        event_rows.append(row)
+    rows["events"] = event_rows
+    messages = trace.markov_blanket_message_history
+    owners = _owners(messages, [s.markov_blanket_messages for s in steps])
+    rows["messages"] = [
+        {
+            "id": ids.next("messages"),
+            "session_id": trace.session_id,
+            "timestep_id": None if owner is None else step_ids[owner],
+            "message_type": message.message_type,
+            "content": message.content
+            if isinstance(message.content, str)
+            else _json(message.content),
+            "event_time": message.time_record.event_time,
+            "message_time": message.time_record.message_time,
+            "payload": message.model_dump_json(),
+        }
+        for message, owner in zip(messages, owners, strict=True)
+    ]
+    outcome = trace.outcome_reward
+    rows["outcome_rewards"] = (
+        []
+        if outcome is None
+        else [
+            {
+                "id": ids.next("outcome_rewards"),
+                "session_id": trace.session_id,
+                "total_reward": float(outcome.total_reward),
+                "achievements_count": outcome.achievements_count,
+                "total_steps": outcome.total_steps,
+                "reward_metadata": _json(outcome.reward_metadata),
+                "created_at": created,
+            }
+        ]
+    )
+    event_ids = [row["id"] for row in event_rows]
+    rows["event_rewards"] = [
+        {
+            "id": ids.next("event_rewards"),
+            "event_id": event_ids[reward.event_index]
+            if 0 <= reward.event_index < len(event_ids)
+            else None,
+            "session_id": trace.session_id,
+            "turn_number": reward.turn_number,
+            "reward_value": float(reward.reward_value),
+            "reward_type": reward.reward_type,
+            "key": reward.key,
+            "annotation": _json(reward.annotation),
+            "source": reward.source,
+            "created_at": created,
+        }
+        for reward in trace.event_rewards
+    ]
+    return rows
