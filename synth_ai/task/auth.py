@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 
 from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -63,6 +64,29 @@ def expected_prefix(keys: Sequence[str]) -> str | None:
     return f"{keys[0][:4]}..." if keys else None
 
 
+def check_api_key(headers: Headers, method: str, path: str) -> JSONResponse | None:
+    """None when the request carries a valid key; else the 503/401 answer to send."""
+    valid = configured_keys()
+    if not valid:
+        logger.error("refused %s %s: no %s is configured", method, path, PRIMARY_KEY_VAR)
+        return error_response(
+            503,
+            "missing_environment_api_key",
+            f"The server has no API key configured; set {PRIMARY_KEY_VAR} on the server.",
+        )
+    presented = presented_keys(headers)
+    if key_matches(presented, valid):
+        return None
+    reason = "key not recognised" if presented else "no key presented"
+    logger.warning("refused %s %s: %s", method, path, reason)
+    return error_response(
+        401,
+        "unauthorised",
+        "A valid API key is required: send it as X-API-Key or Authorization: Bearer.",
+        headers=WWW_AUTHENTICATE,
+    )
+
+
 class AuthMiddleware:
     """Answers 401/503 in the error envelope for every route but the public ones."""
 
@@ -77,26 +101,8 @@ class AuthMiddleware:
         if scope["type"] != "http" or scope["method"] == "OPTIONS" or self._is_public(scope):
             await self.app(scope, receive, send)
             return
-        valid = configured_keys()
-        method, path = scope["method"], scope["path"]
-        if not valid:
-            logger.error("refused %s %s: no %s is configured", method, path, PRIMARY_KEY_VAR)
-            response = error_response(
-                503,
-                "missing_environment_api_key",
-                f"The task app has no API key configured; set {PRIMARY_KEY_VAR} on the server.",
-            )
+        refusal = check_api_key(Headers(scope=scope), scope["method"], scope["path"])
+        if refusal is None:
+            await self.app(scope, receive, send)
         else:
-            presented = presented_keys(Headers(scope=scope))
-            if key_matches(presented, valid):
-                await self.app(scope, receive, send)
-                return
-            reason = "key not recognised" if presented else "no key presented"
-            logger.warning("refused %s %s: %s", method, path, reason)
-            response = error_response(
-                401,
-                "unauthorised",
-                "A valid API key is required: send it as X-API-Key or Authorization: Bearer.",
-                headers=WWW_AUTHENTICATE,
-            )
-        await response(scope, receive, send)
+            await refusal(scope, receive, send)

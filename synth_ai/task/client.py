@@ -7,11 +7,14 @@ import email.utils
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any, Self, overload
 
 import httpx
+
+from synth_ai.jobs.client import stream_job
+from synth_ai.jobs.models import JobEvent
 
 from .contracts import RolloutRequest, RolloutResponse, TaskInfo
 
@@ -137,6 +140,47 @@ class TaskAppClient:
             else request
         )
         return RolloutResponse.model_validate(await self.request("POST", "/rollout", json=body))
+
+    # --- jobs (DESIGN.md 5) -------------------------------------------------------------------
+
+    async def create_job(
+        self,
+        kind: str = "custom",
+        config: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body = {"kind": kind, "config": config or {}, "metadata": metadata or {}}
+        return await self.request("POST", "/api/jobs", json=body)
+
+    async def status(self, job_id: str) -> dict[str, Any]:
+        """The job's snapshot: state, last_seq, timestamps, metadata."""
+        return await self.request("GET", f"/api/jobs/{job_id}")
+
+    async def events(
+        self, job_id: str, since_seq: int = 0, limit: int = 200, types: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """One page of events after `since_seq`: `{"events": [...], "next_seq": N}`."""
+        params: dict[str, Any] = {"since_seq": since_seq, "limit": limit}
+        if types:
+            params["types"] = ",".join(types)
+        return await self.request("GET", f"/api/jobs/{job_id}/events", params=params)
+
+    async def emit_events(self, job_id: str, events: Sequence[dict[str, Any]]) -> list[int]:
+        """Post events for a job (a remote producer); answers their assigned seqs."""
+        answer = await self.request(
+            "POST", f"/api/jobs/{job_id}/events", json={"events": list(events)}
+        )
+        return answer["seqs"]
+
+    def stream_job(
+        self,
+        job_id: str,
+        types: Sequence[str] | None = None,
+        since_id: int | None = None,
+        **options: Any,
+    ) -> AsyncIterator[JobEvent]:
+        """The job's events live, resuming across disconnects, until the stream ends."""
+        return stream_job(self._http, job_id, types=types, since_id=since_id, **options)
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send one request with the retry policy; answer the decoded JSON body."""

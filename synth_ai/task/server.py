@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -150,6 +150,38 @@ class TaskAppRoutes:
             await self.runner.close()
 
 
+def standard_middleware(
+    *,
+    max_request_bytes: int,
+    cors_origins: Sequence[str],
+    require_api_key: bool,
+    public_routes: Sequence[BaseRoute],
+) -> list[Middleware]:
+    """Access log, body limit, CORS from an allow-list, then API-key auth, outermost first."""
+    middleware = [
+        Middleware(AccessLogMiddleware),
+        Middleware(BodyLimitMiddleware, max_bytes=max_request_bytes),
+    ]
+    if cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(cors_origins),
+                allow_methods=["GET", "POST", "HEAD", "OPTIONS"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "X-API-Key",
+                    "X-API-Keys",
+                    "Last-Event-ID",
+                ],
+            )
+        )
+    if require_api_key:
+        middleware.append(Middleware(AuthMiddleware, public_routes=public_routes))
+    return middleware
+
+
 def create_task_app(config: TaskAppConfig) -> Starlette:
     """Build the ASGI app for a task app config (DESIGN.md 3.1-3.5)."""
     routes = TaskAppRoutes(config)
@@ -165,21 +197,12 @@ def create_task_app(config: TaskAppConfig) -> Starlette:
         Route("/rollout", routes.rollout, methods=["POST"]),
         *config.routes,
     ]
-    middleware: list[Middleware] = [
-        Middleware(AccessLogMiddleware),
-        Middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes),
-    ]
-    if config.cors_origins:
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(config.cors_origins),
-                allow_methods=["GET", "POST", "HEAD", "OPTIONS"],
-                allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-API-Keys"],
-            )
-        )
-    if config.require_api_key:
-        middleware.append(Middleware(AuthMiddleware, public_routes=public))
+    middleware = standard_middleware(
+        max_request_bytes=config.max_request_bytes,
+        cors_origins=config.cors_origins,
+        require_api_key=config.require_api_key,
+        public_routes=public,
+    )
     middleware.extend(config.middleware)
     app = Starlette(
         routes=[*public, *protected],

@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from synth_ai.batch_writer import BatchWriter
+
 from .models import LLMCallRecord, LLMMessage, SessionTrace
-from .writer import BatchWriter
 
 SFT_DIR_VARS = ("TASKAPP_SFT_OUTPUT_DIR", "SFT_OUTPUT_DIR")
 SFT_FILE_NAME = "sft_examples.jsonl"

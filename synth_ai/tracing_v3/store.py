@@ -15,11 +15,12 @@ from typing import Any
 
 import sqlite_utils
 
+from synth_ai.batch_writer import BatchWriter
+
 from .models import SessionTrace
 from .reader import TraceReader
 from .rows import ID_TABLES, INSERT_ORDER, IdAllocator, session_rows
 from .schema import connect, ensure_schema
-from .writer import BatchWriter
 
 logger = logging.getLogger("synth_ai.tracing_v3")
 

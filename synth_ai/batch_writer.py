@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-logger = logging.getLogger("synth_ai.tracing_v3")
+logger = logging.getLogger("synth_ai.batch_writer")
 
 T = TypeVar("T")
 

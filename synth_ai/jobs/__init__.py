@@ -1,0 +1,26 @@
+"""Job events: an event log, a live bus per job, SSE streams, and the client side."""
+
+from .app import create_jobs_app
+from .bus import JobBus, Subscription
+from .emitter import JobEmitter
+from .log import JobEventLog
+from .models import EventIn, JobEvent, JobState, finite_json, sse_name
+from .routes import JobsRoutes
+from .service import JobsService
+from .settings import StreamSettings
+
+__all__ = [
+    "EventIn",
+    "JobBus",
+    "JobEmitter",
+    "JobEvent",
+    "JobEventLog",
+    "JobState",
+    "JobsRoutes",
+    "JobsService",
+    "StreamSettings",
+    "Subscription",
+    "create_jobs_app",
+    "finite_json",
+    "sse_name",
+]

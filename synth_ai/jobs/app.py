@@ -1,0 +1,61 @@
+"""`create_jobs_app()`: a standalone jobs server with the same auth and errors as task apps."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from synth_ai.task.errors import EXCEPTION_HANDLERS
+from synth_ai.task.server import standard_middleware
+
+from .routes import JobsRoutes
+from .service import DEFAULT_JOBS_DB, JobsService
+from .settings import StreamSettings
+
+
+def create_jobs_app(
+    db_path: str | Path = DEFAULT_JOBS_DB,
+    *,
+    settings: StreamSettings | None = None,
+    cors_origins: Sequence[str] = (),
+    require_api_key: bool = True,
+    kinds: dict[str, Any] | None = None,
+) -> Starlette:
+    """The jobs API and streams over an event log at `db_path`; `app.state.jobs` is the service.
+
+    `kinds` maps extra job kinds to an async starter `(service, job) -> None` run on creation.
+    """
+    service = JobsService(db_path, settings)
+    routes = JobsRoutes(service, kinds)
+
+    async def root(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "service": "jobs"})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await service.close()
+
+    public = [Route("/", root, methods=["GET", "HEAD"]), *routes.public]
+    app = Starlette(
+        routes=[*public, *routes.protected],
+        middleware=standard_middleware(
+            max_request_bytes=4 * 1024 * 1024,
+            cors_origins=cors_origins,
+            require_api_key=require_api_key,
+            public_routes=public,
+        ),
+        exception_handlers=dict(EXCEPTION_HANDLERS),
+        lifespan=lifespan,
+    )
+    app.state.jobs = service
+    return app

@@ -1,0 +1,194 @@
+"""The in-process bus of one job: numbers events, keeps a replay ring, fans out to subscribers.
+
+Everything here runs on the event loop; the producer never waits. Metrics are coalesced per
+name to at most `max_metric_hz` (the latest value of each name is always delivered, before any
+terminal status); status, log and artifact events are never coalesced. A subscriber whose
+bounded buffer fills is marked lagged and dropped: its stream says so and the client resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from .models import EventIn, JobEvent, JobState, finite_json
+
+
+class TooManySubscribers(Exception):
+    pass
+
+
+class Subscription:
+    """One stream's view of a job: a bounded buffer of the events it asked for."""
+
+    def __init__(self, names: frozenset[str] | None, split: str | None, capacity: int) -> None:
+        self.names = names
+        self.split = split
+        self.capacity = capacity
+        self.lagged = False
+        self._buffer: deque[JobEvent] = deque()
+        self._ready = asyncio.Event()
+
+    def wants(self, event: JobEvent) -> bool:
+        name = event.sse_name
+        if self.names is not None and name not in self.names and event.type not in self.names:
+            return False
+        return not (self.split and name == "metric" and event.data.get("split") != self.split)
+
+    def offer(self, event: JobEvent) -> bool:
+        """Buffer an event; False (and lagged) when the buffer is full."""
+        if not self.wants(event):
+            return True
+        if len(self._buffer) >= self.capacity:
+            self.lagged = True
+            self._ready.set()
+            return False
+        self._buffer.append(event)
+        self._ready.set()
+        return True
+
+    def drain(self) -> list[JobEvent]:
+        events = list(self._buffer)
+        self._buffer.clear()
+        self._ready.clear()
+        return events
+
+    async def wait(self, timeout_s: float) -> bool:
+        """Wait for events (or the lag mark); False on timeout."""
+        if self._buffer or self.lagged:
+            return True
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+
+class JobBus:
+    def __init__(
+        self,
+        job_id: str,
+        *,
+        last_seq: int,
+        state: JobState,
+        persist: Callable[[JobEvent], None],
+        ring_size: int = 1000,
+        ring_window_s: float | None = None,
+        max_metric_hz: float = 4.0,
+        max_subscribers: int = 256,
+        subscriber_buffer: int = 1024,
+    ) -> None:
+        self.job_id = job_id
+        self.last_seq = last_seq
+        self.state = state
+        self.updated_at = time.time()
+        self._persist = persist
+        self._ring: deque[JobEvent] = deque(maxlen=ring_size)
+        self._ring_window_s = ring_window_s
+        self._metric_interval_s = 1.0 / max_metric_hz if max_metric_hz > 0 else 0.0
+        self._metric_sent: dict[str, float] = {}
+        self._metric_pending: dict[str, JobEvent] = {}
+        self._metric_timers: dict[str, asyncio.TimerHandle] = {}
+        self.max_subscribers = max_subscribers
+        self._subscriber_buffer = subscriber_buffer
+        self.subscribers: set[Subscription] = set()
+
+    # --- producing -------------------------------------------------------------------------
+
+    def emit(self, event: EventIn) -> JobEvent:
+        """Number, record and deliver one event. Loop thread only; never blocks."""
+        self.last_seq += 1
+        numbered = JobEvent(
+            seq=self.last_seq,
+            job_id=self.job_id,
+            type=event.type,
+            level=event.level,
+            message=event.message,
+            data=finite_json(event.data),
+            ts=event.ts if event.ts is not None else time.time(),
+        )
+        self.updated_at = numbered.ts
+        self._ring.append(numbered)
+        self._trim_ring()
+        self._persist(numbered)
+        if (state := numbered.state) is not None:
+            self.state = state
+        if numbered.sse_name == "metric":
+            self._deliver_metric(numbered)
+        else:
+            if self.state.terminal:
+                self._flush_metrics()
+            self._broadcast(numbered)
+        return numbered
+
+    def _trim_ring(self) -> None:
+        if self._ring_window_s is None:
+            return
+        horizon = time.time() - self._ring_window_s
+        while len(self._ring) > 1 and self._ring[0].ts < horizon:
+            self._ring.popleft()
+
+    def _deliver_metric(self, event: JobEvent) -> None:
+        name = str(event.data.get("name") or event.type)
+        now = time.monotonic()
+        due = self._metric_sent.get(name, float("-inf")) + self._metric_interval_s
+        if now >= due and name not in self._metric_pending:
+            self._metric_sent[name] = now
+            self._broadcast(event)
+            return
+        self._metric_pending[name] = event  # a newer value replaces the held one
+        if name not in self._metric_timers:
+            loop = asyncio.get_running_loop()
+            self._metric_timers[name] = loop.call_later(
+                max(due - now, 0.0), self._send_pending_metric, name
+            )
+
+    def _send_pending_metric(self, name: str) -> None:
+        self._metric_timers.pop(name, None)
+        event = self._metric_pending.pop(name, None)
+        if event is not None:
+            self._metric_sent[name] = time.monotonic()
+            self._broadcast(event)
+
+    def _flush_metrics(self) -> None:
+        for name in list(self._metric_pending):
+            timer = self._metric_timers.pop(name, None)
+            if timer is not None:
+                timer.cancel()
+            self._send_pending_metric(name)
+
+    def _broadcast(self, event: JobEvent) -> None:
+        for subscription in list(self.subscribers):
+            if not subscription.offer(event):
+                self.subscribers.discard(subscription)
+
+    # --- consuming -------------------------------------------------------------------------
+
+    def subscribe(
+        self, names: Iterable[str] | None = None, split: str | None = None
+    ) -> Subscription:
+        if len(self.subscribers) >= self.max_subscribers:
+            raise TooManySubscribers(self.job_id)
+        subscription = Subscription(
+            frozenset(names) if names else None, split, self._subscriber_buffer
+        )
+        self.subscribers.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self.subscribers.discard(subscription)
+
+    def ring_after(self, seq: int) -> list[JobEvent] | None:
+        """Events after `seq` from the ring, or None when the ring does not reach back that far."""
+        if seq >= self.last_seq:
+            return []
+        if not self._ring or self._ring[0].seq > seq + 1:
+            return None
+        return [event for event in self._ring if event.seq > seq]
+
+    def close(self) -> None:
+        for timer in self._metric_timers.values():
+            timer.cancel()
+        self._metric_timers.clear()

@@ -1,0 +1,332 @@
+"""The jobs HTTP API (DESIGN.md 5): create, list, snapshot, cancel, events, stream, tokens.
+
+`JobsRoutes` is mountable into any app: `protected` routes go behind the API-key middleware,
+`public` ones (the streams) check a key or a stream token themselves, so that a browser's
+`EventSource` can authenticate with a token in the query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from synth_ai.task.auth import check_api_key, presented_keys
+from synth_ai.task.errors import TaskAppError, validation_error
+
+from .bus import JobBus, Subscription, TooManySubscribers
+from .models import SSE_NAMES, EventIn, JobState
+from .service import JobsService
+from .sse import (
+    KEEP_ALIVE,
+    EventStreamResponse,
+    control_frame,
+    event_frame,
+    retry_frame,
+)
+from .tokens import TokenCheck, check_stream_token, issue_stream_token
+
+STREAM_PATHS = (
+    "/api/jobs/{job_id}/stream",
+    "/api/rl/jobs/{job_id}/stream",
+    "/rl/jobs/{job_id}/stream",
+)
+MAX_EVENTS_PER_POST = 1000
+REPLAY_PAGE = 500
+
+
+class CreateJob(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = "custom"
+    config: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+async def _json_body(request: Request) -> Any:
+    body = await request.body()
+    if not body:
+        return {}
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise TaskAppError(400, "invalid_json", "The request body is not valid JSON.") from None
+
+
+def _int_param(request: Request, name: str, default: int, minimum: int = 0) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise TaskAppError(
+            422,
+            "invalid_request",
+            f"{name} must be an integer >= {minimum}.",
+            errors=[{"loc": ["query", name], "msg": "not a valid integer", "type": "int_parsing"}],
+        )
+    return value
+
+
+def _names(request: Request) -> list[str] | None:
+    raw = request.query_params.get("types")
+    names = [part.strip() for part in (raw or "").split(",") if part.strip()]
+    return names or None
+
+
+class JobsRoutes:
+    def __init__(self, service: JobsService, kinds: dict[str, Any] | None = None) -> None:
+        self.service = service
+        self.settings = service.settings
+        self.kinds = {"custom": None, **(kinds or {})}
+
+    @property
+    def protected(self) -> list[BaseRoute]:
+        return [
+            Route("/api/jobs", self.create, methods=["POST"]),
+            Route("/api/jobs", self.list, methods=["GET"]),
+            Route("/api/jobs/{job_id}", self.get, methods=["GET"]),
+            Route("/api/jobs/{job_id}/cancel", self.cancel, methods=["POST"]),
+            Route("/api/jobs/{job_id}/events", self.events, methods=["GET"]),
+            Route("/api/jobs/{job_id}/events", self.post_events, methods=["POST"]),
+            Route("/api/jobs/{job_id}/stream-token", self.stream_token, methods=["POST"]),
+        ]
+
+    @property
+    def public(self) -> list[BaseRoute]:
+        return [Route(path, self.stream, methods=["GET"]) for path in STREAM_PATHS]
+
+    async def _bus(self, request: Request) -> JobBus:
+        job_id = request.path_params["job_id"]
+        bus = await self.service.bus(job_id)
+        if bus is None:
+            raise TaskAppError(404, "job_not_found", f"No job {job_id!r}.", job_id=job_id)
+        return bus
+
+    async def create(self, request: Request) -> Response:
+        try:
+            spec = CreateJob.model_validate(await _json_body(request))
+        except ValidationError as exc:
+            raise validation_error(exc, "The job request is invalid.") from None
+        if spec.kind not in self.kinds:
+            raise TaskAppError(
+                422,
+                "invalid_request",
+                f"Unknown job kind {spec.kind!r}.",
+                errors=[
+                    {
+                        "loc": ["body", "kind"],
+                        "msg": f"use one of {sorted(self.kinds)}",
+                        "type": "enum",
+                    }
+                ],
+            )
+        job = await self.service.create(spec.kind, spec.config, spec.metadata)
+        starter = self.kinds[spec.kind]
+        if starter is not None:
+            await starter(self.service, job)
+        return JSONResponse(job, status_code=201)
+
+    async def list(self, request: Request) -> Response:
+        limit = _int_param(request, "limit", 50, minimum=1)
+        return JSONResponse({"jobs": await self.service.list(min(limit, 1000))})
+
+    async def get(self, request: Request) -> Response:
+        await self._bus(request)
+        return JSONResponse(await self.service.snapshot(request.path_params["job_id"]))
+
+    async def cancel(self, request: Request) -> Response:
+        bus = await self._bus(request)
+        if not bus.state.terminal:
+            bus.emit(
+                EventIn(
+                    type="job.status",
+                    message="canceled by request",
+                    data={"state": JobState.CANCELED.value},
+                )
+            )
+        return JSONResponse(await self.service.snapshot(bus.job_id))
+
+    async def events(self, request: Request) -> Response:
+        bus = await self._bus(request)
+        after = _int_param(request, "since_seq", 0)
+        limit = min(_int_param(request, "limit", 200, minimum=1), 1000)
+        page = await self.service.events(bus.job_id, after, limit, _names(request))
+        next_seq = page[-1].seq if page else after
+        return JSONResponse(
+            {"events": [event.model_dump(mode="json") for event in page], "next_seq": next_seq}
+        )
+
+    async def post_events(self, request: Request) -> Response:
+        bus = await self._bus(request)
+        body = await _json_body(request)
+        raw = body.get("events") if isinstance(body, dict) and "events" in body else [body]
+        if not isinstance(raw, list) or not raw or len(raw) > MAX_EVENTS_PER_POST:
+            raise TaskAppError(
+                422,
+                "invalid_request",
+                f'Send one event or {{"events": [...]}} with 1 to {MAX_EVENTS_PER_POST} events.',
+                errors=[
+                    {"loc": ["body", "events"], "msg": "bad event list", "type": "value_error"}
+                ],
+            )
+        try:
+            events = [EventIn.model_validate(item) for item in raw]
+        except ValidationError as exc:
+            raise validation_error(exc, "An event is invalid.") from None
+        emitted = [bus.emit(event) for event in events]
+        return JSONResponse({"seqs": [event.seq for event in emitted]}, status_code=201)
+
+    async def stream_token(self, request: Request) -> Response:
+        bus = await self._bus(request)
+        token, expires_at = issue_stream_token(
+            self.settings.token_secret, bus.job_id, self.settings.token_ttl_s
+        )
+        return JSONResponse({"token": token, "expires_at": expires_at})
+
+    # --- the stream ------------------------------------------------------------------------
+
+    def _authorise_stream(self, request: Request) -> None:
+        token = request.query_params.get("token")
+        if token and not presented_keys(request.headers):
+            check = check_stream_token(
+                self.settings.token_secret, token, request.path_params["job_id"]
+            )
+            if check is TokenCheck.WRONG_JOB:
+                raise TaskAppError(403, "forbidden", "This stream token is for another job.")
+            if check is not TokenCheck.OK:
+                raise TaskAppError(401, "unauthorised", f"The stream token is {check.value}.")
+            return
+        refusal = check_api_key(request.headers, request.method, request.url.path)
+        if refusal is not None:
+            raise TaskAppError(
+                refusal.status_code,
+                "unauthorised" if refusal.status_code == 401 else "missing_environment_api_key",
+                "A valid API key or stream token is required.",
+                headers=dict(refusal.headers) if refusal.status_code == 401 else None,
+            )
+
+    async def stream(self, request: Request) -> Response:
+        self._authorise_stream(request)
+        bus = await self._bus(request)
+        names = _names(request)
+        unknown = [n for n in names or [] if n not in SSE_NAMES and "." not in n]
+        if unknown:
+            raise TaskAppError(
+                422,
+                "invalid_request",
+                f"Unknown event types: {', '.join(unknown)}.",
+                errors=[
+                    {
+                        "loc": ["query", "types"],
+                        "msg": f"use {', '.join(SSE_NAMES)}",
+                        "type": "enum",
+                    }
+                ],
+            )
+        last_event_id = request.headers.get("last-event-id", "").strip()
+        since = (
+            int(last_event_id) if last_event_id.isdigit() else _int_param(request, "since_id", 0)
+        )
+        heartbeat = float(request.query_params.get("heartbeat") or self.settings.heartbeat_s)
+        if not 0.05 <= heartbeat <= 3600:
+            raise TaskAppError(422, "invalid_request", "heartbeat must be within [0.05, 3600] s.")
+        if self.service.subscriber_count >= self.settings.max_clients:
+            raise TaskAppError(
+                429,
+                "too_many_streams",
+                "This server has too many open streams.",
+                headers={"Retry-After": "5"},
+            )
+        try:
+            subscription = bus.subscribe(names, request.query_params.get("split") or None)
+        except TooManySubscribers:
+            raise TaskAppError(
+                429,
+                "too_many_streams",
+                "This job has as many streams as it allows.",
+                headers={"Retry-After": "5"},
+            ) from None
+        chunks = self._frames(bus, subscription, since, names, heartbeat)
+        return EventStreamResponse(chunks, send_timeout_s=self.settings.send_timeout_s)  # type: ignore[return-value]
+
+    async def _frames(
+        self,
+        bus: JobBus,
+        subscription: Subscription,
+        since: int,
+        names: list[str] | None,
+        heartbeat: float,
+    ) -> AsyncIterator[bytes]:
+        """Subscribe first, then replay from the ring or the log, then go live; no gap."""
+        loop = asyncio.get_running_loop()
+        closes_at: float | None = None
+        try:
+            yield retry_frame(self.settings.retry_ms)
+            watermark = since
+            replay = bus.ring_after(since)
+            if replay is None:
+                first = await asyncio.to_thread(self.service.log.first_seq, bus.job_id)
+                if first is not None and since < first - 1:
+                    yield control_frame(
+                        "reset",
+                        {
+                            "state": bus.state.value,
+                            "dropped_events": True,
+                            "first_seq": first,
+                            "last_seq": bus.last_seq,
+                        },
+                    )
+                while True:
+                    page = await self.service.events(bus.job_id, watermark, REPLAY_PAGE, names)
+                    for event in page:
+                        if subscription.wants(event):
+                            yield event_frame(event)
+                        watermark = event.seq
+                    if len(page) < REPLAY_PAGE:
+                        break
+            else:
+                for event in replay:
+                    if subscription.wants(event):
+                        yield event_frame(event)
+                    watermark = event.seq
+            if bus.state.terminal:
+                closes_at = loop.time() + self.settings.end_grace_s
+            while True:
+                timeout = (
+                    heartbeat if closes_at is None else min(heartbeat, closes_at - loop.time())
+                )
+                if timeout <= 0 or not await subscription.wait(timeout):
+                    if closes_at is not None and loop.time() >= closes_at:
+                        yield control_frame(
+                            "end", {"state": bus.state.value, "last_seq": bus.last_seq}
+                        )
+                        return
+                    yield KEEP_ALIVE
+                    continue
+                for event in subscription.drain():
+                    if event.seq <= watermark:
+                        continue  # already replayed
+                    yield event_frame(event)
+                    if event.state is not None and event.state.terminal and closes_at is None:
+                        closes_at = loop.time() + self.settings.end_grace_s
+                if subscription.lagged:
+                    yield control_frame(
+                        "lagged",
+                        {
+                            "last_seq": bus.last_seq,
+                            "message": "stream fell behind; resume from your last id",
+                        },
+                    )
+                    return
+        finally:
+            bus.unsubscribe(subscription)

@@ -1,0 +1,47 @@
+"""Streaming knobs, read from the environment (DESIGN.md 5) with sensible defaults."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+
+
+def _number(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    heartbeat_s: float = 20.0
+    ring_events: int = 1000
+    ring_window_s: float | None = None
+    max_metric_hz: float = 4.0
+    max_clients_per_job: int = 256
+    max_clients: int = 4096
+    subscriber_buffer: int = 1024
+    end_grace_s: float = 1.0
+    send_timeout_s: float = 30.0
+    retry_ms: int = 2000
+    token_ttl_s: float = 600.0
+    token_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    max_buses: int = 1000
+
+    @classmethod
+    def from_environment(cls) -> StreamSettings:
+        window = os.environ.get("SSE_RING_BUFFER_WINDOW_SECS", "").strip()
+        secret = os.environ.get("SSE_TOKEN_SECRET", "").encode()
+        return cls(
+            heartbeat_s=_number("SSE_HEARTBEAT_SECS", 20.0),
+            ring_events=int(_number("SSE_RING_BUFFER_EVENTS", 1000)),
+            ring_window_s=float(window) if window else None,
+            max_metric_hz=_number("SSE_MAX_METRIC_HZ", 4.0),
+            max_clients_per_job=int(_number("SSE_MAX_CLIENTS_PER_JOB", 256)),
+            max_clients=int(_number("SSE_MAX_CLIENTS", 4096)),
+            end_grace_s=_number("SSE_END_GRACE_SECS", 1.0),
+            **({"token_secret": secret} if secret else {}),
+        )

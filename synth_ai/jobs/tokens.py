@@ -1,0 +1,45 @@
+"""Short-lived, job-scoped stream tokens for browsers (`EventSource` cannot set headers)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from enum import Enum
+
+
+class TokenCheck(Enum):
+    OK = "ok"
+    INVALID = "invalid"
+    EXPIRED = "expired"
+    WRONG_JOB = "wrong_job"
+
+
+def _sign(secret: bytes, payload: bytes) -> str:
+    return hmac.new(secret, payload, hashlib.sha256).hexdigest()
+
+
+def issue_stream_token(secret: bytes, job_id: str, ttl_s: float) -> tuple[str, float]:
+    """A token good for streaming `job_id` until the answered expiry (unix seconds)."""
+    expires_at = time.time() + ttl_s
+    payload = f"{job_id}|{expires_at:.3f}".encode()
+    encoded = base64.urlsafe_b64encode(payload).decode().rstrip("=")
+    return f"{encoded}.{_sign(secret, payload)}", expires_at
+
+
+def check_stream_token(secret: bytes, token: str, job_id: str) -> TokenCheck:
+    encoded, _, signature = token.partition(".")
+    try:
+        payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        token_job, _, expiry = payload.decode().rpartition("|")
+        expires_at = float(expiry)
+    except (ValueError, UnicodeDecodeError):
+        return TokenCheck.INVALID
+    if not hmac.compare_digest(_sign(secret, payload), signature):
+        return TokenCheck.INVALID
+    if token_job != job_id:
+        return TokenCheck.WRONG_JOB
+    if time.time() > expires_at:
+        return TokenCheck.EXPIRED
+    return TokenCheck.OK
