@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from synth_ai.task.auth import check_api_key, presented_keys
+from synth_ai.task.auth import WWW_AUTHENTICATE, check_api_key, presented_keys
 from synth_ai.task.errors import TaskAppError, validation_error
 
 from .bus import JobBus, Subscription, TooManySubscribers
@@ -211,8 +211,8 @@ class JobsRoutes:
             raise TaskAppError(
                 refusal.status_code,
                 "unauthorised" if refusal.status_code == 401 else "missing_environment_api_key",
-                "A valid API key or stream token is required.",
-                headers=dict(refusal.headers) if refusal.status_code == 401 else None,
+                "A valid API key (or a stream token for this job) is required.",
+                headers=WWW_AUTHENTICATE if refusal.status_code == 401 else None,
             )
 
     async def stream(self, request: Request) -> Response:

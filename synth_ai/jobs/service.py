@@ -41,6 +41,10 @@ class JobsService:
         self._evict()
         return job
 
+    def live_bus(self, job_id: str) -> JobBus | None:
+        """The job's bus if it is in memory now (no I/O)."""
+        return self._buses.get(job_id)
+
     async def bus(self, job_id: str) -> JobBus | None:
         """The job's bus, rebuilt from the log after a restart; None for an unknown job."""
         if job_id in self._buses:
