@@ -287,6 +287,26 @@ def test_a_stalled_subscriber_is_cut_loose_and_the_producer_never_waits(tmp_path
             stalled.close()
 
 
+def test_a_client_that_stops_reading_early_releases_its_stream(jobs: tuple[str, Starlette]) -> None:
+    url, _ = jobs
+    job_id = new_job(url)
+    post(url, job_id, *({"type": "system.log", "message": str(i)} for i in range(10)))
+
+    async def scenario() -> None:
+        async with TaskAppClient(url, KEY) as client:
+            stream = client.stream_job(job_id)
+            async for event in stream:
+                if event.seq == 5:
+                    break
+            await stream.aclose()
+            for _ in range(5000):  # poll the snapshot (no sleeps) until the server lets go
+                if (await client.status(job_id))["streams"] == 0:
+                    return
+            raise AssertionError("the server kept streaming to a client that left")
+
+    asyncio.run(scenario())
+
+
 def test_heartbeats_on_an_idle_stream(jobs: tuple[str, Starlette]) -> None:
     url, _ = jobs
     job_id = new_job(url)

@@ -9,6 +9,7 @@ import click
 from synth_ai import __version__
 
 from .demo import demo
+from .jobs import jobs
 from .serve import serve
 from .traces import traces
 
@@ -28,5 +29,6 @@ def main(verbose: bool) -> None:
 main.add_command(serve)
 main.add_command(demo)
 main.add_command(traces)
+main.add_command(jobs)
 
 __all__ = ["main"]

@@ -8,6 +8,7 @@ from .models import EventIn, JobEvent, JobState, finite_json, sse_name
 from .routes import JobsRoutes
 from .service import JobsService
 from .settings import StreamSettings
+from .watcher import JobsWatcher, MetricWindow
 
 __all__ = [
     "EventIn",
@@ -18,6 +19,8 @@ __all__ = [
     "JobState",
     "JobsRoutes",
     "JobsService",
+    "JobsWatcher",
+    "MetricWindow",
     "StreamSettings",
     "Subscription",
     "create_jobs_app",

@@ -56,11 +56,16 @@ class Subscription:
         return events
 
     async def wait(self, timeout_s: float) -> bool:
-        """Wait for events (or the lag mark); False on timeout."""
+        """Wait for events (or the lag mark); False on timeout.
+
+        `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` can swallow the
+        cancellation that ends the stream of a client that left, leaving the stream running.
+        """
         if self._buffer or self.lagged:
             return True
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._ready.wait()
         except TimeoutError:
             return False
         return True

@@ -69,6 +69,7 @@ async def stream_job(
     backoff_s: float = 0.25,
     max_backoff_s: float = 8.0,
     poll_interval_s: float = 1.0,
+    poll_only: bool = False,
 ) -> AsyncIterator[JobEvent]:
     """Yield a job's events in order until its stream ends (after a terminal status).
 
@@ -85,6 +86,10 @@ async def stream_job(
         params["split"] = split
     if heartbeat_s:
         params["heartbeat"] = heartbeat_s
+    if poll_only:
+        async for event in _poll(http, job_id, seen, types, poll_interval_s):
+            yield event
+        return
     failures = 0
     while True:
         headers = {"Last-Event-ID": str(seen.last)} if seen.last else {}

@@ -101,6 +101,7 @@ class JobsService:
             job["state"] = bus.state.value
             job["last_seq"] = bus.last_seq
             job["updated_at"] = max(job["updated_at"], bus.updated_at)
+        job["streams"] = len(bus.subscribers) if bus is not None else 0
         return job
 
     async def list(self, limit: int = 50) -> list[dict[str, Any]]:

@@ -76,10 +76,8 @@ class EventStreamResponse:
     async def _pump(self, send: Send) -> None:
         async for chunk in self.chunks:
             try:
-                await asyncio.wait_for(
-                    send({"type": "http.response.body", "body": chunk, "more_body": True}),
-                    self.send_timeout_s,
-                )
+                async with asyncio.timeout(self.send_timeout_s):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except TimeoutError:
                 logger.info("closing a stream whose client stopped reading")
                 return

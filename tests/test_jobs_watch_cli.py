@@ -1,0 +1,157 @@
+"""JobsWatcher windows, sink, hooks and stop conditions; the `jobs` commands and exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from synth_ai.cli import main
+from synth_ai.cli.jobs import compact_line
+from synth_ai.jobs import JobEvent, JobState, JobsWatcher, StreamSettings, create_jobs_app
+from synth_ai.task import TaskAppClient, serve_in_background
+
+from .conftest import KEY
+
+HEADERS = {"X-API-Key": KEY}
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    settings = StreamSettings(end_grace_s=0.05, max_metric_hz=1000)
+    with serve_in_background(
+        create_jobs_app(tmp_path_factory.mktemp("j") / "j.db", settings=settings)
+    ) as base:
+        yield base
+
+
+def job_with(url: str, events: list[dict[str, Any]]) -> str:
+    job_id = httpx.post(f"{url}/api/jobs", json={}, headers=HEADERS).json()["job_id"]
+    httpx.post(f"{url}/api/jobs/{job_id}/events", json={"events": events}, headers=HEADERS)
+    return job_id
+
+
+def metric(name: str, value: float, step: int) -> dict[str, Any]:
+    return {"type": "rl.step.metric", "data": {"name": name, "value": value, "step": step}}
+
+
+def status(state: str) -> dict[str, Any]:
+    return {"type": "job.status", "data": {"state": state}}
+
+
+def test_watcher_windows_sink_hooks(url: str, tmp_path: Path) -> None:
+    values = [0.5, 0.7, 0.6, 0.9]
+    events = [status("running")] + [metric("reward", v, i) for i, v in enumerate(values)]
+    events += [
+        {"type": "artifact.checkpoint", "data": {"kind": "checkpoint", "url": "file:///c"}},
+        {"type": "system.log", "message": "halfway"},
+        status("succeeded"),
+    ]
+    job_id = job_with(url, events)
+    seen: dict[str, list[int]] = {"status": [], "metric": [], "artifact": []}
+    sink = tmp_path / "events.jsonl"
+
+    async def run() -> JobsWatcher:
+        async with TaskAppClient(url, KEY) as client:
+            watcher = JobsWatcher(
+                client,
+                job_id,
+                window=3,
+                jsonl_path=sink,
+                on_status_change=lambda e: seen["status"].append(e.seq),
+                on_metric=lambda e: seen["metric"].append(e.seq),
+                on_artifact=lambda e: seen["artifact"].append(e.seq),
+            )
+            assert await watcher.run() is JobState.SUCCEEDED
+            return watcher
+
+    watcher = asyncio.run(run())
+    summary = watcher.metrics["reward"].summary()
+    last3 = values[-3:]
+    assert summary["last"] == 0.9 and summary["min"] == 0.6 and summary["max"] == 0.9
+    assert math.isclose(summary["mean"], sum(last3) / 3)
+    assert math.isclose(
+        summary["std"], math.sqrt(sum((v - sum(last3) / 3) ** 2 for v in last3) / 3)
+    )
+    assert seen == {"status": [1, 8], "metric": [2, 3, 4, 5], "artifact": [6]}
+    assert watcher.step == 3 and list(watcher.logs) == ["halfway"]
+    lines = [json.loads(line) for line in sink.read_text().splitlines()]
+    assert [line["seq"] for line in lines] == list(range(1, 9))
+
+
+def test_watcher_stop_condition_and_timeout(url: str) -> None:
+    job_id = job_with(
+        url, [status("running")] + [metric("loss", 1.0 / (i + 1), i) for i in range(10)]
+    )
+
+    async def run(**options: Any) -> JobsWatcher:
+        async with TaskAppClient(url, KEY) as client:
+            watcher = JobsWatcher(client, job_id, **options)
+            await watcher.run()
+            return watcher
+
+    stopped = asyncio.run(
+        run(
+            stop_when=lambda e, w: (w.metrics.get("loss") and w.metrics["loss"].last < 0.2) or False
+        )
+    )
+    assert stopped.metrics["loss"].last < 0.2 and stopped.last_seq < 11
+    with pytest.raises(TimeoutError):
+        asyncio.run(run(timeout_s=0.5))  # the job never ends
+
+
+def test_compact_line() -> None:
+    event = JobEvent(
+        seq=3,
+        job_id="j",
+        type="rl.step.metric",
+        ts=0,
+        data={"name": "avg_reward", "value": 0.62, "step": 820},
+    )
+    assert compact_line(event).split(" ", 1)[1] == "step=820 avg_reward=0.62"
+
+
+def test_jobs_commands_and_exit_codes(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner()
+    ok = job_with(url, [status("running"), metric("loss", 1.84, 820), status("succeeded")])
+    failed = job_with(url, [status("running"), status("failed")])
+    endless = job_with(url, [status("running")])
+    common = ["--url", url]
+
+    listed = runner.invoke(main, ["jobs", "list", *common])
+    assert listed.exit_code == 0 and ok in listed.output
+    shown = runner.invoke(main, ["jobs", "status", ok, *common])
+    assert shown.exit_code == 0 and json.loads(shown.output)["state"] == "succeeded"
+
+    out = tmp_path / "stream.jsonl"
+    streamed = runner.invoke(main, ["jobs", "stream", ok, *common, "--jsonl", str(out)])
+    assert streamed.exit_code == 0, streamed.output
+    assert "step=820 loss=1.84" in streamed.output and "state=succeeded" in streamed.output
+    assert len(out.read_text().splitlines()) == 3
+    resumed = runner.invoke(
+        main, ["jobs", "stream", ok, *common, "--since-id", "2", "--types", "status"]
+    )
+    assert resumed.exit_code == 0 and resumed.output.count("state=") == 1
+
+    assert runner.invoke(main, ["jobs", "stream", failed, *common]).exit_code == 1
+    assert (
+        runner.invoke(main, ["jobs", "stream", endless, *common, "--timeout", "0.3"]).exit_code == 2
+    )
+    assert runner.invoke(main, ["jobs", "watch", ok, *common, "--per-event"]).exit_code == 0
+    polled = runner.invoke(
+        main, ["jobs", "watch", failed, *common, "--no-sse", "--quiet", "--interval", "0.05"]
+    )
+    assert polled.exit_code == 1 and "failed" in polled.output
+    missing = runner.invoke(main, ["jobs", "stream", "job_nope", *common])
+    assert missing.exit_code == 1 and "job_not_found" in missing.output
+    refused = runner.invoke(main, ["jobs", "status", ok, *common, "--api-key", "wrong"])
+    assert refused.exit_code == 1 and "unauthorised" in refused.output
