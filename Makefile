@@ -22,6 +22,7 @@ test: $(STAMP)
 # Each script measures ratios in one run and rewrites its section of bench/RESULTS.md.
 bench: $(STAMP)
 	$(BIN)/python -m bench.tracing_overhead
+	$(BIN)/python -m bench.sse_fanout
 
 lint: $(STAMP)
 	$(BIN)/ruff check synth_ai examples tests bench

@@ -12,7 +12,7 @@ import time
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 SSE_NAMES = ("status", "metric", "log", "artifact", "heartbeat")
 
@@ -49,6 +49,8 @@ class JobEvent(BaseModel):
     message: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     ts: float = Field(default_factory=time.time)
+    _frame: bytes | None = PrivateAttr(default=None)
+    """The encoded SSE frame, made once however many streams send it."""
 
     @property
     def sse_name(self) -> str:

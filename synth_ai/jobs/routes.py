@@ -39,6 +39,7 @@ STREAM_PATHS = (
 )
 MAX_EVENTS_PER_POST = 1000
 REPLAY_PAGE = 500
+CHUNK_BYTES = 64 * 1024
 
 
 class CreateJob(BaseModel):
@@ -313,12 +314,23 @@ class JobsRoutes:
                         return
                     yield KEEP_ALIVE
                     continue
+                # what is buffered goes out in few sends, each at most CHUNK_BYTES, so a client
+                # that stops reading pins at most about one chunk in the transport
+                batch: list[bytes] = []
+                size = 0
                 for event in subscription.drain():
                     if event.seq <= watermark:
                         continue  # already replayed
-                    yield event_frame(event)
+                    frame = event_frame(event)
+                    if batch and size + len(frame) > CHUNK_BYTES:
+                        yield b"".join(batch)
+                        batch, size = [], 0
+                    batch.append(frame)
+                    size += len(frame)
                     if event.state is not None and event.state.terminal and closes_at is None:
                         closes_at = loop.time() + self.settings.end_grace_s
+                if batch:
+                    yield b"".join(batch)
                 if subscription.lagged:
                     yield control_frame(
                         "lagged",

@@ -32,8 +32,11 @@ def _json(payload: Any) -> str:
 
 
 def event_frame(event: JobEvent) -> bytes:
-    data = _json(event.model_dump(mode="json"))
-    return f"id: {event.seq}\nevent: {event.sse_name}\ndata: {data}\n\n".encode()
+    """The event's frame, encoded once and kept on the event for every other stream."""
+    if event._frame is None:
+        data = _json(event.model_dump(mode="json"))
+        event._frame = f"id: {event.seq}\nevent: {event.sse_name}\ndata: {data}\n\n".encode()
+    return event._frame
 
 
 def control_frame(name: str, payload: dict[str, Any]) -> bytes:
