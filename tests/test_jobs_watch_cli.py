@@ -155,3 +155,47 @@ def test_jobs_commands_and_exit_codes(
     assert missing.exit_code == 1 and "job_not_found" in missing.output
     refused = runner.invoke(main, ["jobs", "status", ok, *common, "--api-key", "wrong"])
     assert refused.exit_code == 1 and "unauthorised" in refused.output
+
+
+def test_jobs_routes_mount_into_a_task_app_and_emit_in_process(tmp_path: Path) -> None:
+    from synth_ai.jobs import JobEmitter, JobsRoutes, JobsService
+    from synth_ai.task import create_task_app
+
+    from .conftest import make_config
+
+    service = JobsService(tmp_path / "j.db", StreamSettings(end_grace_s=0.05))
+    routes = JobsRoutes(service)
+    emitted: list[int] = []
+
+    async def rollout(request: Any, context: Any) -> dict[str, Any]:
+        job_id = request.env.config["job_id"]
+        emitter = JobEmitter(await service.bus(job_id))  # an executor reporting progress
+        emitter.emit_metric("reward", 1.0, step=request.env.seed)
+        emitter.emit_status("succeeded")
+        emitted.append(request.env.seed)
+        return {"run_id": request.run_id, "metrics": {"outcome_score": 1.0}}
+
+    config = make_config(
+        rollout,
+        routes=routes.protected,
+        public_routes=routes.public,
+        cors_origins=["https://ui.example"],
+    )
+    with serve_in_background(create_task_app(config)) as url:
+        assert httpx.get(f"{url}/api/jobs").status_code == 401
+        job_id = httpx.post(f"{url}/api/jobs", json={}, headers=HEADERS).json()["job_id"]
+        body = {"run_id": "r", "env": {"seed": 7, "config": {"job_id": job_id}}}
+        assert httpx.post(f"{url}/rollout", json=body, headers=HEADERS).status_code == 200
+        token = httpx.post(f"{url}/api/jobs/{job_id}/stream-token", headers=HEADERS).json()["token"]
+        browser = {"Origin": "https://ui.example"}
+        with httpx.stream(
+            "GET",
+            f"{url}/api/jobs/{job_id}/stream",
+            params={"token": token},
+            headers=browser,
+            timeout=10,
+        ) as response:
+            assert response.headers["access-control-allow-origin"] == "https://ui.example"
+            text = response.read().decode()
+    assert "event: metric" in text and '"state":"succeeded"' in text and "event: end" in text
+    assert emitted == [7]
