@@ -9,6 +9,7 @@ import click
 from synth_ai import __version__
 
 from .demo import demo
+from .deploy import deploy
 from .jobs import jobs
 from .serve import serve
 from .traces import traces
@@ -30,5 +31,6 @@ main.add_command(serve)
 main.add_command(demo)
 main.add_command(traces)
 main.add_command(jobs)
+main.add_command(deploy)
 
 __all__ = ["main"]
