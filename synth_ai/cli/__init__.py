@@ -10,6 +10,7 @@ from synth_ai import __version__
 
 from .demo import demo
 from .deploy import deploy
+from .eval import eval_command
 from .jobs import jobs
 from .serve import serve
 from .traces import traces
@@ -32,5 +33,6 @@ main.add_command(demo)
 main.add_command(traces)
 main.add_command(jobs)
 main.add_command(deploy)
+main.add_command(eval_command)
 
 __all__ = ["main"]

@@ -1,54 +1,36 @@
-"""`synth-ai demo`: the math task app against the offline policy, end to end, no keys needed."""
+"""`synth-ai demo`: the one-command tour. No keys, no network.
+
+It serves the offline policy (a stand-in for an LLM vendor), the math task app with tracing
+on, and a jobs server, all on free loopback ports; runs an eval job over 50 seeds on the jobs
+server; follows it live over SSE; prints the summary and where everything went.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
-import uuid
+from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
+from synth_ai.eval import EvalConfig, EvalJobKind, read_results
+from synth_ai.jobs import create_jobs_app
 from synth_ai.offline_policy import OFFLINE_MODEL, create_offline_policy_app
-from synth_ai.task import (
-    RolloutResponse,
-    TaskAppClient,
-    TaskAppClientError,
-    create_task_app,
-    get_task_app,
-    serve_in_background,
-)
+from synth_ai.task import create_task_app, get_task_app, serve_in_background
 
+from .eval import run_remote
+from .eval_report import print_summary
 
-async def _run_rollouts(
-    app_url: str, policy_url: str, api_key: str, seeds: list[int], concurrency: int
-) -> dict[int, RolloutResponse | TaskAppClientError]:
-    gate = asyncio.Semaphore(concurrency)
-    async with TaskAppClient(app_url, api_key) as client:
-        await client.health()
-
-        async def one(seed: int) -> RolloutResponse | TaskAppClientError:
-            request = {
-                "trace_correlation_id": f"demo-{seed}-{uuid.uuid4().hex[:8]}",
-                "env": {"seed": seed, "config": {"split": "train"}},
-                "policy": {"config": {"model": OFFLINE_MODEL, "inference_url": policy_url}},
-                "mode": "eval",
-            }
-            async with gate:
-                try:
-                    return await client.rollout(request)
-                except TaskAppClientError as exc:
-                    return exc
-
-        results = await asyncio.gather(*(one(seed) for seed in seeds))
-    return dict(zip(seeds, results, strict=True))
+OPENAI_URL = "https://api.openai.com/v1"
 
 
 @click.command()
-@click.option("--seeds", "count", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--seeds", "count", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 256))
 @click.option(
     "--error-rate",
     default=0.15,
@@ -56,46 +38,69 @@ async def _run_rollouts(
     type=click.FloatRange(0, 1),
     help="How often the offline policy answers wrongly (seeded, deterministic).",
 )
-@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 256))
-def demo(count: int, error_rate: float, concurrency: int) -> None:
-    """Serve the math app and the offline policy on loopback and run rollouts through them."""
+@click.option(
+    "--model",
+    default=None,
+    help="With OPENAI_API_KEY set: use this real model instead of the offline policy.",
+)
+@click.option(
+    "--dir",
+    "out_dir",
+    default="traces/demo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where traces and results go.",
+)
+def demo(count: int, concurrency: int, error_rate: float, model: str | None, out_dir: Path) -> None:
+    """Serve the math app, a policy and a jobs server on loopback; evaluate 50 seeds live."""
     console = Console()
-    logging.getLogger("synth_ai.task.access").setLevel(logging.WARNING)
+    for name in ("synth_ai.task.access", "synth_ai.jobs", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    out_dir.mkdir(parents=True, exist_ok=True)
     api_key = os.environ.get("ENVIRONMENT_API_KEY") or secrets.token_urlsafe(24)
-    os.environ["ENVIRONMENT_API_KEY"] = api_key  # this process only: the served app reads it
-    entry = get_task_app("math")
-    seeds = list(range(count))
-    policy_app = create_offline_policy_app(error_rate=error_rate)
-    with (
-        serve_in_background(policy_app) as policy_url,
-        serve_in_background(create_task_app(entry.config_factory())) as app_url,
-    ):
-        console.print(f"offline policy (stand-in for an LLM) at {policy_url}")
-        console.print(f"math task app at {app_url}")
-        results = asyncio.run(_run_rollouts(app_url, policy_url, api_key, seeds, concurrency))
-    table = Table(title=f"{count} rollouts of the math task app")
-    for column in ("seed", "reward", "reason", "answer", "expected"):
-        table.add_column(column, justify="right" if column in ("seed", "reward") else "left")
-    rewards: list[float] = []
-    failures = 0
-    for seed, result in results.items():
-        if isinstance(result, TaskAppClientError):
-            failures += 1
-            table.add_row(str(seed), "-", f"[red]{result.code}[/red]", "", "")
-            continue
-        details = result.metrics.details
-        reward = result.metrics.outcome_score or 0.0
-        rewards.append(reward)
-        table.add_row(
-            str(seed),
-            f"{reward:+.1f}",
-            str(details.get("reason", "")),
-            str(details.get("submitted_answer", "")),
-            str(details.get("expected_answer", "")),
+    os.environ["ENVIRONMENT_API_KEY"] = api_key  # this process only: the servers read it
+    real_model = bool(model and os.environ.get("OPENAI_API_KEY"))
+    trace_db = out_dir / "synth_ai.db"
+    results = out_dir / "results.jsonl"
+    sft = out_dir / "sft_examples.jsonl"
+    sft.unlink(missing_ok=True)  # this run's examples only
+    config = get_task_app("math").config_factory()
+    config.tracing, config.trace_db, config.sft_output_dir = True, trace_db, out_dir
+    with contextlib.ExitStack() as stack:
+        if real_model:
+            inference_url = OPENAI_URL
+            console.print(f"policy: {model} at {OPENAI_URL}")
+        else:
+            model = OFFLINE_MODEL
+            policy = create_offline_policy_app(error_rate=error_rate)
+            inference_url = stack.enter_context(serve_in_background(policy))
+            console.print(f"policy: offline stand-in for an LLM at {inference_url}")
+        app_url = stack.enter_context(serve_in_background(create_task_app(config)))
+        console.print(f"math task app (tracing on) at {app_url}")
+        jobs_app = create_jobs_app(out_dir / "jobs.db", kinds={"eval": EvalJobKind()})
+        jobs_url = stack.enter_context(serve_in_background(jobs_app))
+        console.print(f"jobs server at {jobs_url}")
+        eval_config = EvalConfig(
+            task_app_url=app_url,
+            api_key=api_key,
+            seeds=list(range(count)),
+            model=model,
+            inference_url=inference_url,
+            concurrency=concurrency,
+            out_path=str(results.resolve()),
         )
-    console.print(table)
-    mean = sum(rewards) / len(rewards) if rewards else 0.0
-    console.print(f"mean reward: [bold]{mean:.3f}[/bold] over {len(rewards)} rollouts")
-    if failures:
-        console.print(f"[red]{failures} rollouts failed[/red]")
-        raise SystemExit(1)
+        job_id, summary = asyncio.run(run_remote(eval_config, jobs_url, api_key, console))
+    # the servers have stopped: the trace writer has flushed everything
+    if summary is None:
+        raise click.ClickException(f"job {job_id} ended without a summary")
+    print_summary(console, summary, job_id, str(results))
+    lines = len(sft.read_text().splitlines()) if sft.exists() else 0
+    console.print(f"trace DB: {trace_db} ({len(read_results(results))} results)")
+    console.print(f"SFT examples: {sft} ({lines} lines)")
+    console.print("next:")
+    console.print(
+        f"  synth-ai jobs serve --db {out_dir / 'jobs.db'}   # then, in another terminal:"
+    )
+    console.print(f"  synth-ai jobs stream {job_id}")
+    console.print(f"  synth-ai traces list --db {trace_db}")
+    console.print(f"  synth-ai traces export-sft sft.jsonl --min-reward 1 --db {trace_db}")

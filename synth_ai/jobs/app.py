@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -15,7 +14,7 @@ from starlette.routing import Route
 from synth_ai.task.errors import EXCEPTION_HANDLERS
 from synth_ai.task.server import standard_middleware
 
-from .routes import JobsRoutes
+from .routes import JobKind, JobsRoutes
 from .service import DEFAULT_JOBS_DB, JobsService
 from .settings import StreamSettings
 
@@ -26,11 +25,11 @@ def create_jobs_app(
     settings: StreamSettings | None = None,
     cors_origins: Sequence[str] = (),
     require_api_key: bool = True,
-    kinds: dict[str, Any] | None = None,
+    kinds: dict[str, JobKind] | None = None,
 ) -> Starlette:
     """The jobs API and streams over an event log at `db_path`; `app.state.jobs` is the service.
 
-    `kinds` maps extra job kinds to an async starter `(service, job) -> None` run on creation.
+    `kinds` adds job kinds the server runs itself (`synth_ai.eval.EVAL_JOB_KIND` for `eval`).
     """
     service = JobsService(db_path, settings)
     routes = JobsRoutes(service, kinds)

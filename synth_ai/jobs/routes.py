@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
@@ -40,6 +40,16 @@ STREAM_PATHS = (
 MAX_EVENTS_PER_POST = 1000
 REPLAY_PAGE = 500
 CHUNK_BYTES = 64 * 1024
+
+
+class JobKind(Protocol):
+    """A kind of job the server runs itself (a `custom` job is driven by its producer)."""
+
+    def prepare(self, config: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        """Validate a config: answers what to store (no secrets) and what to run with."""
+        ...
+
+    async def start(self, service: JobsService, job: dict[str, Any], runtime: Any) -> None: ...
 
 
 class CreateJob(BaseModel):
@@ -85,10 +95,10 @@ def _names(request: Request) -> list[str] | None:
 
 
 class JobsRoutes:
-    def __init__(self, service: JobsService, kinds: dict[str, Any] | None = None) -> None:
+    def __init__(self, service: JobsService, kinds: dict[str, JobKind] | None = None) -> None:
         self.service = service
         self.settings = service.settings
-        self.kinds = {"custom": None, **(kinds or {})}
+        self.kinds: dict[str, JobKind | None] = {"custom": None, **(kinds or {})}
 
     @property
     def protected(self) -> list[BaseRoute]:
@@ -131,10 +141,16 @@ class JobsRoutes:
                     }
                 ],
             )
-        job = await self.service.create(spec.kind, spec.config, spec.metadata)
-        starter = self.kinds[spec.kind]
-        if starter is not None:
-            await starter(self.service, job)
+        kind = self.kinds[spec.kind]
+        stored, runtime = spec.config, None
+        if kind is not None:
+            try:
+                stored, runtime = kind.prepare(spec.config)
+            except ValidationError as exc:
+                raise validation_error(exc, f"The {spec.kind} job config is invalid.") from None
+        job = await self.service.create(spec.kind, stored, spec.metadata)
+        if kind is not None:
+            await kind.start(self.service, job, runtime)
         return JSONResponse(job, status_code=201)
 
     async def list(self, request: Request) -> Response:

@@ -1,0 +1,219 @@
+"""`synth-ai eval APP_OR_URL --seeds 0-49`: evaluate a policy on a task app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from synth_ai.eval import EvalCheckFailed, EvalConfig, EvalRun, EvalSummary, parse_seeds
+from synth_ai.jobs import JobEmitter, JobsService, JobState
+from synth_ai.offline_policy import OFFLINE_MODEL, create_offline_policy_app
+from synth_ai.task import TaskAppClient, create_task_app, get_task_app, serve_in_background
+
+from .eval_report import print_summary, progress_bar
+
+
+def serve_target(stack: contextlib.ExitStack, target: str) -> str:
+    """A URL as given, or a registered app served in this process on a free loopback port."""
+    if target.startswith(("http://", "https://")):
+        return target.rstrip("/")
+    try:
+        entry = get_task_app(target)
+    except KeyError as exc:
+        raise click.UsageError(str(exc.args[0])) from None
+    if not os.environ.get("ENVIRONMENT_API_KEY"):
+        os.environ["ENVIRONMENT_API_KEY"] = secrets.token_urlsafe(24)  # this process only
+    return stack.enter_context(serve_in_background(create_task_app(entry.config_factory())))
+
+
+def _json_option(value: str | None, name: str) -> dict[str, Any]:
+    if not value:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint=name) from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter("must be a JSON object", param_hint=name)
+    return parsed
+
+
+async def run_local(config: EvalConfig, jobs_db: Path, console: Console) -> tuple[str, EvalSummary]:
+    """Run in this process; events go to the job log at `jobs_db`."""
+    service = JobsService(jobs_db)
+    try:
+        job = await service.create("eval", config.model_dump(exclude={"api_key"}), {})
+        bus = await service.bus(job["job_id"])
+        assert bus is not None
+        cancel = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, cancel.set)
+        console.print(f"job {job['job_id']} (events in {jobs_db})")
+        with progress_bar(console) as progress:
+            task = progress.add_task("eval", total=len(config.seeds), mean="-")
+            run = EvalRun(config, emitter=JobEmitter(bus), cancel=cancel)
+
+            def advance(_: Any) -> None:
+                scored = [
+                    r.reward for r in run.results if r.status == "ok" and r.reward is not None
+                ]
+                mean = f"{sum(scored) / len(scored):.3f}" if scored else "-"
+                progress.update(task, advance=1, mean=mean)
+
+            run.on_result = advance
+            summary = await run.run()
+        loop.remove_signal_handler(signal.SIGINT)
+        return job["job_id"], summary
+    finally:
+        await service.close()
+
+
+async def run_remote(
+    config: EvalConfig, jobs_server: str, api_key: str | None, console: Console
+) -> tuple[str, EvalSummary | None]:
+    """Run on a jobs server and follow it over SSE."""
+    async with TaskAppClient(jobs_server, api_key) as client:
+        job = await client.create_job("eval", config.model_dump())
+        job_id = job["job_id"]
+        console.print(f"job {job_id} on {jobs_server}")
+        summary = None
+        with progress_bar(console) as progress:
+            task = progress.add_task("eval", total=len(config.seeds), mean="-")
+            async for event in client.stream_job(job_id):
+                name = event.data.get("name")
+                if event.type == "eval.result":
+                    progress.update(task, completed=event.data.get("step", 0))
+                elif event.type == "eval.metric" and name == "mean_reward":
+                    progress.update(task, mean=f"{event.data['value']:.3f}")
+                elif event.sse_name == "log":
+                    progress.console.print(f"[yellow]{event.message}[/yellow]")
+                elif event.state is not None and event.state.terminal:
+                    if event.data.get("summary"):
+                        summary = EvalSummary.model_validate(event.data["summary"])
+                    elif event.state is JobState.FAILED:
+                        raise click.ClickException(event.data.get("message") or "job failed")
+        return job_id, summary
+
+
+@click.command("eval")
+@click.argument("target", metavar="APP_OR_URL")
+@click.option("--seeds", "seed_spec", default="0-9", show_default=True, help="e.g. 0-49 or 1,5,9")
+@click.option("--split", default=None, help="Dataset split, passed as env.config.split.")
+@click.option("--model", default=None, help="policy.config.model")
+@click.option("--inference-url", default=None, help="OpenAI-compatible endpoint of the policy.")
+@click.option(
+    "--offline-policy",
+    is_flag=True,
+    help="Start the offline stand-in policy (no LLM vendor) and use it.",
+)
+@click.option("--policy-config", default=None, help="Extra policy.config as a JSON object.")
+@click.option(
+    "--prompt-template",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="JSON file: {system, user} sections with {problem}.",
+)
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 1024))
+@click.option(
+    "--timeout",
+    "timeout_s",
+    default=120.0,
+    show_default=True,
+    type=float,
+    help="Seconds per rollout request.",
+)
+@click.option("--max-retries", default=3, show_default=True, type=click.IntRange(0, 20))
+@click.option("--api-key", default=None, help="Task app key (default: $ENVIRONMENT_API_KEY).")
+@click.option(
+    "--out",
+    "out_path",
+    default="eval_results.jsonl",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+)
+@click.option(
+    "--include-infra-errors", is_flag=True, help="Count infrastructure errors in the mean."
+)
+@click.option(
+    "--jobs-server", default=None, help="Run on this `synth-ai jobs serve` and follow it."
+)
+@click.option(
+    "--jobs-db",
+    default="traces/jobs.db",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Job log for local runs.",
+)
+def eval_command(
+    target: str,
+    seed_spec: str,
+    split: str | None,
+    model: str | None,
+    inference_url: str | None,
+    offline_policy: bool,
+    policy_config: str | None,
+    prompt_template: Path | None,
+    concurrency: int,
+    timeout_s: float,
+    max_retries: int,
+    api_key: str | None,
+    out_path: Path,
+    include_infra_errors: bool,
+    jobs_server: str | None,
+    jobs_db: Path,
+) -> None:
+    """Roll out SEEDS on a task app (a URL, or a registered app served in-process)."""
+    console = Console()
+    logging.getLogger("synth_ai.task.access").setLevel(logging.WARNING)
+    try:
+        seeds = parse_seeds(seed_spec)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--seeds") from None
+    template = None
+    if prompt_template is not None:
+        try:
+            template = json.loads(prompt_template.read_text())
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--prompt-template") from None
+    with contextlib.ExitStack() as stack:
+        if offline_policy:
+            inference_url = stack.enter_context(serve_in_background(create_offline_policy_app()))
+            model = model or OFFLINE_MODEL
+        url = serve_target(stack, target)
+        config = EvalConfig(
+            task_app_url=url,
+            api_key=api_key or os.environ.get("ENVIRONMENT_API_KEY"),
+            seeds=seeds,
+            split=split,
+            model=model,
+            inference_url=inference_url,
+            policy_config=_json_option(policy_config, "--policy-config"),
+            prompt_template=template,
+            concurrency=concurrency,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            include_infra_errors_in_mean=include_infra_errors,
+            out_path=str(out_path.resolve()),
+        )
+        try:
+            if jobs_server:
+                job_id, summary = asyncio.run(run_remote(config, jobs_server, api_key, console))
+            else:
+                job_id, summary = asyncio.run(run_local(config, jobs_db, console))
+        except EvalCheckFailed as exc:
+            raise click.ClickException(str(exc)) from None
+    if summary is None:
+        raise click.ClickException(f"job {job_id} ended without a summary")
+    print_summary(console, summary, job_id, str(out_path))
+    if summary.canceled:
+        raise SystemExit(1)

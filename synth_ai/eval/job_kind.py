@@ -1,0 +1,57 @@
+"""The `eval` job kind: a jobs server runs evaluations itself and streams their progress."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from synth_ai.jobs import JobEmitter, JobsService, JobState
+
+from .models import EvalConfig
+from .runner import EvalCheckFailed, EvalRun
+
+logger = logging.getLogger("synth_ai.eval")
+
+
+class EvalJobKind:
+    """Validates eval configs, keeps the API key out of the stored job, and runs the job as a
+    task on the server's loop; `POST /api/jobs/{id}/cancel` stops it."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def prepare(self, config: dict[str, Any]) -> tuple[dict[str, Any], EvalConfig]:
+        runtime = EvalConfig.model_validate(config)
+        return runtime.model_dump(exclude={"api_key"}), runtime
+
+    async def start(self, service: JobsService, job: dict[str, Any], runtime: EvalConfig) -> None:
+        bus = await service.bus(job["job_id"])
+        assert bus is not None
+        cancel = asyncio.Event()
+        statuses = bus.subscribe(["status"])
+
+        async def watch_for_cancel() -> None:
+            try:
+                while not bus.state.terminal:
+                    await statuses.wait(3600)
+                    statuses.drain()
+                if bus.state is JobState.CANCELED:
+                    cancel.set()
+            finally:
+                bus.unsubscribe(statuses)
+
+        async def run() -> None:
+            watcher = asyncio.create_task(watch_for_cancel())
+            try:
+                await EvalRun(runtime, emitter=JobEmitter(bus), cancel=cancel).run()
+            except EvalCheckFailed as exc:
+                logger.warning("eval job %s: %s", bus.job_id, exc)
+            except Exception:
+                logger.exception("eval job %s failed", bus.job_id)
+            finally:
+                watcher.cancel()
+
+        task = asyncio.create_task(run(), name=f"eval-{bus.job_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,93 @@
+"""An evaluation job's configuration, its per-seed results and its summary."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ResultStatus = Literal["ok", "infra_error", "error"]
+
+
+class EvalConfig(BaseModel):
+    """What to evaluate: a task app, a policy, seeds, and how hard to push."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_app_url: str
+    api_key: str | None = Field(default=None, repr=False)
+    seeds: list[int] = Field(min_length=1)
+    split: str | None = None
+    model: str | None = None
+    inference_url: str | None = None
+    policy_config: dict[str, Any] = Field(default_factory=dict)
+    prompt_template: dict[str, Any] | list[dict[str, Any]] | None = None
+    concurrency: int = Field(default=8, ge=1, le=1024)
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=20)
+    include_infra_errors_in_mean: bool = False
+    out_path: str | None = None
+    """Per-seed results as JSONL (appended as seeds finish)."""
+
+
+class SeedResult(BaseModel):
+    seed: int
+    reward: float | None = None
+    status: ResultStatus = "ok"
+    success: bool = False
+    latency_s: float = 0.0
+    trace_correlation_id: str
+    error: str | None = None
+    error_kind: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+class EvalSummary(BaseModel):
+    total: int
+    completed: int
+    mean_reward: float | None
+    success_rate: float | None
+    p50_latency_s: float | None
+    p95_latency_s: float | None
+    errors_by_kind: dict[str, int]
+    infra_errors: int
+    canceled: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        results: list[SeedResult],
+        total: int,
+        *,
+        include_infra: bool = False,
+        canceled: bool = False,
+    ) -> EvalSummary:
+        scored = [
+            r
+            for r in results
+            if r.reward is not None
+            and (r.status == "ok" or (include_infra and r.status == "infra_error"))
+        ]
+        ok = [r for r in results if r.status == "ok"]
+        latencies = sorted(r.latency_s for r in results)
+        return cls(
+            total=total,
+            completed=len(results),
+            mean_reward=statistics.fmean(r.reward or 0.0 for r in scored) if scored else None,
+            success_rate=sum(r.success for r in ok) / len(ok) if ok else None,
+            p50_latency_s=_percentile(latencies, 50),
+            p95_latency_s=_percentile(latencies, 95),
+            errors_by_kind=dict(Counter(r.error_kind for r in results if r.error_kind)),
+            infra_errors=sum(r.status == "infra_error" for r in results),
+            canceled=canceled,
+        )

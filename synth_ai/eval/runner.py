@@ -1,0 +1,290 @@
+"""Running an evaluation: check the app, then roll out every seed with bounded concurrency.
+
+Infrastructure failures (transport errors, 429, 5xx) are retried by the client and, when they
+persist, reported apart from task failures; a low reward is data, never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from synth_ai.jobs import JobEmitter, JobState
+from synth_ai.task import TaskAppClient, TaskAppClientError
+
+from .models import EvalConfig, EvalSummary, SeedResult
+
+ResultHook = Callable[[SeedResult], Any]
+RESULT_FIELDS = {
+    "seed",
+    "reward",
+    "status",
+    "success",
+    "latency_s",
+    "trace_correlation_id",
+    "error_kind",
+}
+INFRA_CODES = {"transport_error", "overloaded", "rollout_timeout", "missing_environment_api_key"}
+
+
+class EvalCheckFailed(Exception):
+    """The task app failed a check before any rollout ran; the message names the check."""
+
+
+async def check_task_app(client: TaskAppClient) -> None:
+    for name, call in (("/health", client.health), ("/task_info", client.task_info)):
+        try:
+            await call()
+        except TaskAppClientError as exc:
+            raise EvalCheckFailed(f"{name} check failed: {exc}") from None
+
+
+def rollout_request(config: EvalConfig, seed: int, correlation_id: str) -> dict[str, Any]:
+    policy = dict(config.policy_config)
+    if config.model:
+        policy["model"] = config.model
+    if config.inference_url:
+        policy["inference_url"] = config.inference_url
+    if config.prompt_template is not None:
+        policy["prompt_template"] = config.prompt_template
+    env: dict[str, Any] = {"seed": seed, "config": {"seed": seed}}
+    if config.split:
+        env["config"]["split"] = config.split
+    return {
+        "run_id": correlation_id,
+        "trace_correlation_id": correlation_id,
+        "env": env,
+        "policy": {"policy_name": config.model or "policy", "config": policy},
+        "mode": "eval",
+        "record": {"return_trace": True, "trace_format": "structured"},
+    }
+
+
+def _result_from_error(seed: int, cid: str, latency: float, exc: TaskAppClientError) -> SeedResult:
+    infra = exc.status is None or exc.status == 429 or exc.status >= 500 or exc.code in INFRA_CODES
+    return SeedResult(
+        seed=seed,
+        status="infra_error" if infra else "error",
+        latency_s=latency,
+        trace_correlation_id=cid,
+        error=exc.message[:500],
+        error_kind=exc.code,
+    )
+
+
+async def evaluate_seed(client: TaskAppClient, config: EvalConfig, seed: int) -> SeedResult:
+    cid = f"eval-{seed}-{uuid.uuid4().hex[:12]}"
+    started = time.perf_counter()
+    try:
+        response = await client.rollout(rollout_request(config, seed, cid))
+    except TaskAppClientError as exc:
+        return _result_from_error(seed, cid, time.perf_counter() - started, exc)
+    latency = time.perf_counter() - started
+    metrics = response.metrics
+    reward = metrics.outcome_score if metrics.outcome_score is not None else metrics.mean_return
+    infra = metrics.details.get("infra_error")
+    correct = metrics.details.get("correct")
+    return SeedResult(
+        seed=seed,
+        reward=reward,
+        status="infra_error" if infra else "ok",
+        success=bool(correct) if isinstance(correct, bool) else (reward or 0.0) > 0,
+        latency_s=latency,
+        trace_correlation_id=response.trace_correlation_id or cid,
+        error=str(infra.get("message")) if isinstance(infra, dict) else None,
+        error_kind=str(infra.get("kind")) if isinstance(infra, dict) else None,
+        details={k: v for k, v in metrics.details.items() if k in ("reason", "kind")},
+    )
+
+
+class EvalRun:
+    """One evaluation: emits its progress as job events and appends results as they finish."""
+
+    def __init__(
+        self,
+        config: EvalConfig,
+        *,
+        emitter: JobEmitter | None = None,
+        cancel: asyncio.Event | None = None,
+        on_result: ResultHook | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.emitter = emitter
+        self.cancel = cancel or asyncio.Event()
+        self.on_result = on_result
+        self.transport = transport
+        self.results: list[SeedResult] = []
+
+    def _emit(self, event_type: str, **fields: Any) -> None:
+        if self.emitter is None:
+            return
+        if event_type == "status":
+            if self.emitter.bus.state.terminal:
+                return  # already ended, e.g. canceled through the jobs API
+            self.emitter.emit_status(**fields)
+        elif event_type == "log":
+            self.emitter.emit_log(**fields)
+        else:
+            self.emitter.emit(event_type, data=fields)
+
+    async def run(self) -> EvalSummary:
+        config = self.config
+        prompt = config.prompt_template is not None
+        try:
+            async with TaskAppClient(
+                config.task_app_url,
+                config.api_key,
+                timeout=config.timeout_s,
+                max_retries=config.max_retries,
+                transport=self.transport,
+            ) as client:
+                await check_task_app(client)
+                self._emit(
+                    "status",
+                    state=JobState.RUNNING,
+                    message="checks passed",
+                    total=len(config.seeds),
+                )
+                if prompt:
+                    self._emit("prompt.learning.started", template=config.prompt_template)
+                await self._roll_out_all(client)
+        except EvalCheckFailed as exc:
+            self._emit("status", state=JobState.FAILED, message=str(exc))
+            raise
+        except Exception as exc:
+            self._emit("status", state=JobState.FAILED, message=f"{type(exc).__name__}: {exc}")
+            raise
+        summary = EvalSummary.of(
+            self.results,
+            len(config.seeds),
+            include_infra=config.include_infra_errors_in_mean,
+            canceled=self.cancel.is_set(),
+        )
+        self._finish(summary)
+        return summary
+
+    async def _roll_out_all(self, client: TaskAppClient) -> None:
+        seeds = iter(self.config.seeds)
+        out = Path(self.config.out_path) if self.config.out_path else None
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text("")
+
+        async def worker() -> None:
+            for seed in seeds:  # shared iterator: each seed is taken once
+                if self.cancel.is_set():
+                    return
+                result = await evaluate_seed(client, self.config, seed)
+                self.results.append(result)
+                if out is not None:
+                    line = result.model_dump_json() + "\n"
+                    await asyncio.to_thread(_append, out, line)
+                self._report(result)
+
+        workers = [asyncio.create_task(worker()) for _ in range(self.config.concurrency)]
+        stopper = asyncio.create_task(self.cancel.wait())
+        try:
+            done = asyncio.gather(*workers)
+            await asyncio.wait({done, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not done.done():  # canceled: stop sending and abandon what is in flight
+                for task in workers:
+                    task.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+            else:
+                done.result()
+        finally:
+            stopper.cancel()
+
+    def _report(self, result: SeedResult) -> None:
+        done = len(self.results)
+        scored = [r.reward for r in self.results if r.status == "ok" and r.reward is not None]
+        ok = [r for r in self.results if r.status == "ok"]
+        if result.reward is not None:
+            self._emit(
+                "eval.metric",
+                name="reward",
+                value=result.reward,
+                step=done,
+                seed=result.seed,
+                split="eval",
+                status=result.status,
+            )
+        if scored:
+            self._emit(
+                "eval.metric",
+                name="mean_reward",
+                value=sum(scored) / len(scored),
+                step=done,
+                split="eval",
+            )
+        if ok:
+            self._emit(
+                "eval.metric",
+                name="success_rate",
+                value=sum(r.success for r in ok) / len(ok),
+                step=done,
+                split="eval",
+            )
+        if result.status != "ok":
+            self._emit(
+                "log",
+                message=f"seed {result.seed}: {result.status} "
+                f"({result.error_kind}: {result.error})",
+                level="warning",
+            )
+        if self.on_result is not None:
+            self.on_result(result)
+
+    def _finish(self, summary: EvalSummary) -> None:
+        if self.config.out_path:
+            self._emit(
+                "artifact.results", kind="results", url=str(Path(self.config.out_path).resolve())
+            )
+        if self.config.prompt_template is not None:
+            self._emit(
+                "prompt.learning.final.results",
+                score=summary.mean_reward,
+                success_rate=summary.success_rate,
+                template=self.config.prompt_template,
+            )
+        data = summary.model_dump()
+        if summary.canceled:
+            self._emit("status", state=JobState.CANCELED, message="canceled", summary=data)
+        elif summary.completed and all(r.status != "ok" for r in self.results):
+            self._emit(
+                "status", state=JobState.FAILED, message="every rollout failed", summary=data
+            )
+        else:
+            self._emit(
+                "status",
+                state=JobState.SUCCEEDED,
+                message=f"mean reward {summary.mean_reward}",
+                summary=data,
+            )
+
+
+def _append(path: Path, line: str) -> None:
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(line)
+
+
+async def run_eval(config: EvalConfig, **options: Any) -> tuple[list[SeedResult], EvalSummary]:
+    run = EvalRun(config, **options)
+    summary = await run.run()
+    return run.results, summary
+
+
+def read_results(path: str | Path) -> list[SeedResult]:
+    return [
+        SeedResult.model_validate(json.loads(line))
+        for line in Path(path).read_text().splitlines()
+        if line
+    ]
