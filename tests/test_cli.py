@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -119,13 +120,27 @@ def test_serve_with_env_file_and_traces_then_the_traces_commands(
     assert missing.exit_code == 1 and "no session 'nope'" in missing.output
 
 
-def test_demo_runs_end_to_end() -> None:
+def test_demo_runs_end_to_end_and_its_job_streams_afterwards(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ENVIRONMENT_API_KEY"}
     result = subprocess.run(
-        [sys.executable, "-m", "synth_ai", "demo", "--seeds", "6"],
+        [sys.executable, "-m", "synth_ai", "demo", "--seeds", "12", "--dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "mean reward:" in result.stdout
-    assert "offline policy (stand-in for an LLM)" in result.stdout
+    out = result.stdout
+    assert "mean reward" in out and "offline stand-in for an LLM" in out
+    job_id = re.search(r"job (job_[0-9a-f]+)", out).group(1)
+    assert f"trace DB: {tmp_path / 'synth_ai.db'}" in out
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 12
+    assert len((tmp_path / "sft_examples.jsonl").read_text().splitlines()) == 12
+
+    from synth_ai.jobs import create_jobs_app
+    from synth_ai.task import serve_in_background
+
+    with serve_in_background(create_jobs_app(tmp_path / "jobs.db")) as url:
+        streamed = CliRunner().invoke(main, ["jobs", "stream", job_id, "--url", url])
+    assert streamed.exit_code == 0, streamed.output
+    assert "state=running" in streamed.output and "state=succeeded" in streamed.output

@@ -53,7 +53,7 @@ OPENAI_URL = "https://api.openai.com/v1"
 )
 def demo(count: int, concurrency: int, error_rate: float, model: str | None, out_dir: Path) -> None:
     """Serve the math app, a policy and a jobs server on loopback; evaluate 50 seeds live."""
-    console = Console()
+    console = Console(soft_wrap=True)  # paths and commands stay whole, to copy and paste
     for name in ("synth_ai.task.access", "synth_ai.jobs", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -207,15 +207,12 @@ class EvalRun:
         done = len(self.results)
         scored = [r.reward for r in self.results if r.status == "ok" and r.reward is not None]
         ok = [r for r in self.results if r.status == "ok"]
-        if result.reward is not None:
-            self._emit(
-                "eval.metric",
-                name="reward",
-                value=result.reward,
-                step=done,
-                seed=result.seed,
-                split="eval",
-                status=result.status,
+        # one never-coalesced event per seed (a metric per seed would be rate-limited live)
+        if self.emitter is not None:
+            self.emitter.emit(
+                "eval.result",
+                message=f"seed {result.seed}: reward {result.reward} ({result.status})",
+                data={"step": done, **result.model_dump(include=RESULT_FIELDS)},
             )
         if scored:
             self._emit(
