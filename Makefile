@@ -23,6 +23,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.tracing_overhead
 	$(BIN)/python -m bench.sse_fanout
+	$(BIN)/python -m bench.eval_throughput
 
 lint: $(STAMP)
 	$(BIN)/ruff check synth_ai examples tests bench
