@@ -8,6 +8,7 @@ import click
 
 from synth_ai import __version__
 
+from .check import check
 from .demo import demo
 from .deploy import deploy
 from .eval import eval_command
@@ -34,5 +35,6 @@ main.add_command(traces)
 main.add_command(jobs)
 main.add_command(deploy)
 main.add_command(eval_command)
+main.add_command(check)
 
 __all__ = ["main"]

@@ -1,0 +1,72 @@
+"""`synth-ai check URL`: check a running task app (any language) against the contract."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from synth_ai.eval import parse_seeds
+from synth_ai.offline_policy import OFFLINE_MODEL, create_offline_policy_app
+from synth_ai.task import serve_in_background
+from synth_ai.task.conformance import check_task_app
+
+
+@click.command()
+@click.argument("url")
+@click.option("--api-key", default=None, help="The app's key (default: $ENVIRONMENT_API_KEY).")
+@click.option("--seeds", "seed_spec", default="0-2", show_default=True)
+@click.option("--inference-url", default=None, help="A policy for the rollout checks.")
+@click.option("--model", default=None)
+@click.option("--offline-policy", is_flag=True, help="Use the offline stand-in policy.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check(
+    url: str,
+    api_key: str | None,
+    seed_spec: str,
+    inference_url: str | None,
+    model: str | None,
+    offline_policy: bool,
+    as_json: bool,
+) -> None:
+    """Check the task app at URL; exit 0 only when every required check passes."""
+    key = api_key or os.environ.get("ENVIRONMENT_API_KEY")
+    if not key:
+        raise click.UsageError("pass --api-key or set ENVIRONMENT_API_KEY")
+    try:
+        seeds = parse_seeds(seed_spec)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--seeds") from None
+    with contextlib.ExitStack() as stack:
+        if offline_policy:
+            inference_url = stack.enter_context(serve_in_background(create_offline_policy_app()))
+            model = model or OFFLINE_MODEL
+        report = asyncio.run(
+            check_task_app(url, key, seeds=seeds, inference_url=inference_url, model=model)
+        )
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        table = Table(title=f"contract checks for {url}")
+        for column in ("check", "result", "ms", "detail"):
+            table.add_column(column)
+        for item in report.checks:
+            mark = (
+                "[green]pass[/green]"
+                if item.passed
+                else ("[red]FAIL[/red]" if item.required else "[yellow]warn[/yellow]")
+            )
+            table.add_row(item.name, mark, f"{item.latency_ms:.0f}", item.detail)
+        Console(soft_wrap=True).print(table)
+        verdict = (
+            "all required checks passed"
+            if report.passed
+            else ("failed: " + ", ".join(report.failures))
+        )
+        click.echo(verdict)
+    raise SystemExit(0 if report.passed else 1)
