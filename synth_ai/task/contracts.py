@@ -136,6 +136,13 @@ class RolloutRequest(WireModel):
     At least one of the two ids is required; the other is filled in from it.
     """
 
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "anyOf": [{"required": ["run_id"]}, {"required": ["trace_correlation_id"]}]
+        },
+    )
+
     run_id: str | None = Field(default=None, min_length=1)
     trace_correlation_id: str | None = Field(default=None, min_length=1)
     env: RolloutEnvSpec = Field(default_factory=RolloutEnvSpec)
