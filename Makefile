@@ -24,6 +24,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.tracing_overhead
 	$(BIN)/python -m bench.sse_fanout
 	$(BIN)/python -m bench.eval_throughput
+	$(BIN)/python -m bench.framework_overhead
+	$(BIN)/python -m bench.import_cost
 
 lint: $(STAMP)
 	$(BIN)/ruff check synth_ai examples tests bench
