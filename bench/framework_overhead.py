@@ -96,6 +96,7 @@ def body(n: int) -> dict:
         "env": {"seed": n % 1000, "config": {}},
         "policy": {"config": {}},
         "ops": [],
+        "mode": "eval",  # the published release requires it
     }
 
 

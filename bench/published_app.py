@@ -41,7 +41,7 @@ async def rollout(request, fastapi_request):
                     )
                 ],
                 length=1,
-                inference_url=None,
+                inference_url="http://127.0.0.1/v1/chat/completions",
             )
         ],
         metrics=RolloutMetrics(

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import error_response
@@ -93,9 +93,21 @@ class AuthMiddleware:
     def __init__(self, app: ASGIApp, public_routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
         self.public_routes = list(public_routes)
+        self.public_paths = {
+            route.path
+            for route in self.public_routes
+            if isinstance(route, Route) and not route.param_convertors
+        }
+        self.patterned = [
+            route
+            for route in self.public_routes
+            if getattr(route, "path", None) not in self.public_paths
+        ]
 
     def _is_public(self, scope: Scope) -> bool:
-        return any(route.matches(scope)[0] is not Match.NONE for route in self.public_routes)
+        if scope["path"] in self.public_paths:
+            return True
+        return any(route.matches(scope)[0] is not Match.NONE for route in self.patterned)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] == "OPTIONS" or self._is_public(scope):

@@ -9,14 +9,14 @@ import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import Any, Self, overload
+from typing import TYPE_CHECKING, Any, Self, overload
 
 import httpx
 
-from synth_ai.jobs.client import stream_job
-from synth_ai.jobs.models import JobEvent
-
 from .contracts import RolloutRequest, RolloutResponse, TaskInfo
+
+if TYPE_CHECKING:
+    from synth_ai.jobs.models import JobEvent
 
 RETRY_AFTER_CAP_S = 60.0
 
@@ -180,6 +180,8 @@ class TaskAppClient:
         **options: Any,
     ) -> AsyncIterator[JobEvent]:
         """The job's events live, resuming across disconnects, until the stream ends."""
+        from synth_ai.jobs.client import stream_job
+
         return stream_job(self._http, job_id, types=types, since_id=since_id, **options)
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:

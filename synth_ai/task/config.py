@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.sdk.trace import TracerProvider
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
@@ -15,6 +14,8 @@ from .contracts import RolloutRequest, RolloutResponse, RubricInfo, TaskInfo
 from .datasets import TaskDatasetRegistry
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
     from .rollout import RolloutContext
 
 RolloutResult = RolloutResponse | dict[str, Any]

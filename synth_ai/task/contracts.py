@@ -16,7 +16,11 @@ CONTRACT_VERSION = "3.0"
 
 
 class WireModel(BaseModel):
-    """Base for every contract model: extra keys are accepted and carried through."""
+    """Base for every contract model: extra keys are accepted and carried through.
+
+    Defaults that are models use `model_construct`: their defaults are valid by definition, and
+    skipping validation there keeps request parsing cheap on the hot path.
+    """
 
     model_config = ConfigDict(extra="allow")
 
@@ -145,12 +149,12 @@ class RolloutRequest(WireModel):
 
     run_id: str | None = Field(default=None, min_length=1)
     trace_correlation_id: str | None = Field(default=None, min_length=1)
-    env: RolloutEnvSpec = Field(default_factory=RolloutEnvSpec)
-    policy: RolloutPolicySpec = Field(default_factory=RolloutPolicySpec)
+    env: RolloutEnvSpec = Field(default_factory=RolloutEnvSpec.model_construct)
+    policy: RolloutPolicySpec = Field(default_factory=RolloutPolicySpec.model_construct)
     ops: list[str | dict[str, Any]] = Field(default_factory=list)
-    record: RolloutRecordConfig = Field(default_factory=RolloutRecordConfig)
+    record: RolloutRecordConfig = Field(default_factory=RolloutRecordConfig.model_construct)
     on_done: str = "reset"
-    safety: RolloutSafetyConfig = Field(default_factory=RolloutSafetyConfig)
+    safety: RolloutSafetyConfig = Field(default_factory=RolloutSafetyConfig.model_construct)
     training_session_id: str | None = None
     synth_base_url: str | None = None
     mode: RolloutMode = RolloutMode.EVAL
@@ -228,7 +232,7 @@ class RolloutResponse(WireModel):
     trace_correlation_id: str | None = None
     trajectories: list[RolloutTrajectory] = Field(default_factory=list)
     branches: dict[str, Any] = Field(default_factory=dict)
-    metrics: RolloutMetrics = Field(default_factory=RolloutMetrics)
+    metrics: RolloutMetrics = Field(default_factory=RolloutMetrics.model_construct)
     aborted: bool = False
     ops_executed: int = 0
     trace: dict[str, Any] | None = None

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -40,13 +38,9 @@ class RolloutLimiter:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        await self._acquire()
-        try:
-            yield
-        finally:
-            self._release()
+    def slot(self) -> _Slot:
+        """`async with limiter.slot():` holds one running place for the block."""
+        return _Slot(self)
 
     async def _acquire(self) -> None:
         if self.running < self.max_concurrent and not self._waiters:
@@ -72,6 +66,21 @@ class RolloutLimiter:
                 waiter.set_result(None)  # the slot passes to the waiter; `running` is unchanged
                 return
         self.running -= 1
+
+
+class _Slot:
+    """A plain context manager (cheaper than a generator-based one on the hot path)."""
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: RolloutLimiter) -> None:
+        self._limiter = limiter
+
+    async def __aenter__(self) -> None:
+        await self._limiter._acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limiter._release()
 
 
 class RequestTooLarge(TaskAppError):

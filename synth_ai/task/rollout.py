@@ -12,14 +12,12 @@ import inspect
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import ValidationError
 from starlette.requests import Request
-
-from synth_ai.tracing_v3 import TraceSession, render_trace
 
 from .config import TaskAppConfig
 from .contracts import (
@@ -39,7 +37,12 @@ from .inference import SharedHttpClient
 from .limits import RolloutLimiter
 from .tracing import RolloutTracing
 
+if TYPE_CHECKING:
+    from synth_ai.tracing_v3 import TraceSession
+
 logger = logging.getLogger("synth_ai.task.rollout")
+
+WATCH_AFTER_S = 0.05
 
 
 @dataclass(slots=True)
@@ -52,11 +55,18 @@ class RolloutContext:
     deadline_s: float
     env_id: str
     policy_id: str
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    """Set when the rollout is cancelled or times out; sync executors may poll it."""
+    _cancelled: threading.Event | None = None
     trace: TraceSession | None = None
     """This rollout's trace session when tracing is on (or a trace was asked for)."""
     _http: SharedHttpClient | None = None
+
+    @property
+    def cancelled(self) -> threading.Event:
+        """Set when the rollout is cancelled or times out; sync executors may poll or wait on
+        it. Made on first use: most rollouts never look."""
+        if self._cancelled is None:
+            self._cancelled = threading.Event()
+        return self._cancelled
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -134,6 +144,18 @@ def _is_async(executor: Any) -> bool:
     )
 
 
+async def read_body(request: Request) -> bytes:
+    """The whole body, read straight from `receive` (lighter than Starlette's stream)."""
+    chunks = []
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise TaskAppError(499, "client_disconnected", "The client went away.")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
 async def _wait_for_disconnect(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
@@ -192,23 +214,42 @@ class RolloutRunner:
         )
 
     async def handle(self, http_request: Request) -> RolloutResponse:
-        body = await http_request.body()
+        body = await read_body(http_request)
         request = parse_rollout_request(http_request.headers.get("content-type", ""), body)
         context = self.context_for(request)
         http_request.state.correlation_id = context.correlation_id
-        work = asyncio.ensure_future(self._admit_and_execute(request, context))
-        watcher = asyncio.ensure_future(_wait_for_disconnect(http_request))
+        # The rollout runs in the request's own task. A rollout still running after
+        # WATCH_AFTER_S gets a watcher that cancels it if the client leaves; quick ones never
+        # pay for that task.
+        this_task = asyncio.current_task()
+        assert this_task is not None
+        left = asyncio.Event()
+        watcher: asyncio.Task[None] | None = None
+
+        async def watch() -> None:
+            await _wait_for_disconnect(http_request)
+            left.set()
+            this_task.cancel()
+
+        def start_watching() -> None:
+            nonlocal watcher
+            watcher = asyncio.ensure_future(watch())
+
+        timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, start_watching)
         try:
-            await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watcher.cancel()
-            if not work.done():
-                work.cancel()
-                context.cancelled.set()
-        if not work.done() or work.cancelled():
+            response = await self._admit_and_execute(request, context)
+        except asyncio.CancelledError:
+            if not left.is_set():
+                raise
+            this_task.uncancel()
+            context.cancelled.set()
             logger.info("client disconnected; rollout %s cancelled", context.correlation_id)
-            raise TaskAppError(499, "client_disconnected", "The client went away.")
-        return apply_correlation(work.result(), request, context)
+            raise TaskAppError(499, "client_disconnected", "The client went away.") from None
+        finally:
+            timer.cancel()
+            if watcher is not None:
+                watcher.cancel()
+        return apply_correlation(response, request, context)
 
     async def _admit_and_execute(
         self, request: RolloutRequest, context: RolloutContext
@@ -240,6 +281,8 @@ class RolloutRunner:
         elif session.trace.outcome_reward is None and response.metrics.outcome_score is not None:
             session.record_outcome_reward(response.metrics.outcome_score)
         if request.record.return_trace:
+            from synth_ai.tracing_v3 import render_trace
+
             response.trace = render_trace(session.trace, request.record.trace_format)
 
     async def _execute(self, request: RolloutRequest, context: RolloutContext) -> RolloutResponse:

@@ -136,7 +136,8 @@ class TaskAppRoutes:
 
     async def rollout(self, request: Request) -> Response:
         response = await self.runner.handle(request)
-        return JSONResponse(response.model_dump(mode="json"))
+        # pydantic-core writes the JSON itself: far cheaper than model_dump + json.dumps
+        return Response(response.model_dump_json(), media_type="application/json")
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -191,10 +192,10 @@ def create_task_app(config: TaskAppConfig) -> Starlette:
         *config.public_routes,
     ]
     protected: list[BaseRoute] = [
+        Route("/rollout", routes.rollout, methods=["POST"]),  # the hot path, matched first
         Route("/health", routes.health, methods=["GET"]),
         Route("/info", routes.info, methods=["GET"]),
         Route("/task_info", routes.task_info, methods=["GET"]),
-        Route("/rollout", routes.rollout, methods=["POST"]),
         *config.routes,
     ]
     middleware = standard_middleware(
@@ -205,7 +206,7 @@ def create_task_app(config: TaskAppConfig) -> Starlette:
     )
     middleware.extend(config.middleware)
     app = Starlette(
-        routes=[*public, *protected],
+        routes=[*protected, *public],
         middleware=middleware,
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=routes.lifespan,

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from synth_ai.tracing_v3 import (
-    OtelBridge,
-    SessionTracer,
-    SFTWriter,
-    TraceSession,
-    TraceStore,
-    provider_from_environment,
+from synth_ai.tracing_v3.settings import (
     sft_dir_from_environment,
+    trace_db_from_environment,
     tracing_enabled_from_environment,
 )
-from synth_ai.tracing_v3.settings import trace_db_from_environment
 
 from .config import TaskAppConfig
 from .contracts import RolloutRequest
+
+if TYPE_CHECKING:
+    from synth_ai.tracing_v3 import SessionTracer, TraceSession
 
 
 class RolloutTracing:
@@ -42,6 +39,15 @@ class RolloutTracing:
 
     def _open(self) -> SessionTracer:
         if self._tracer is None:
+            # imported here: apps that never trace never load SQLite or OpenTelemetry
+            from synth_ai.tracing_v3 import (
+                OtelBridge,
+                SessionTracer,
+                SFTWriter,
+                TraceStore,
+                provider_from_environment,
+            )
+
             provider = self.config.tracer_provider or provider_from_environment(self.config.app_id)
             self._tracer = SessionTracer(
                 TraceStore(self.db_path) if self.enabled else None,

@@ -1,29 +1,40 @@
-"""Tracing v3: session traces in SQLite, OpenTelemetry spans, and SFT export."""
+"""Tracing v3: session traces in SQLite, OpenTelemetry spans, and SFT export.
 
-from .formats import TraceFormat, compact_trace, render_trace
-from .models import (
-    BaseEvent,
-    EnvironmentEvent,
-    EventReward,
-    LLMCallRecord,
-    LLMMessage,
-    LLMUsage,
-    LMCAISEvent,
-    OutcomeReward,
-    RuntimeEvent,
-    SessionEventMessage,
-    SessionTimeStep,
-    SessionTrace,
-    TimeRecord,
-    ToolCallSpec,
-)
-from .otel import OtelBridge, chat_span_attributes, provider_from_environment
-from .reader import TraceReader
-from .settings import tracing_enabled_from_environment
-from .sft import SFTWriter, sft_dir_from_environment, sft_example, write_sft_jsonl
-from .store import DEFAULT_DB_PATH, TraceStore
-from .tracer import SessionTracer, TraceSession
+Names load on first use (PEP 562), so `import synth_ai.task` does not pull in SQLite or
+OpenTelemetry for apps that never trace.
+"""
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "formats": ("TraceFormat", "compact_trace", "render_trace"),
+    "models": (
+        "BaseEvent",
+        "EnvironmentEvent",
+        "EventReward",
+        "LLMCallRecord",
+        "LLMMessage",
+        "LLMUsage",
+        "LMCAISEvent",
+        "OutcomeReward",
+        "RuntimeEvent",
+        "SessionEventMessage",
+        "SessionTimeStep",
+        "SessionTrace",
+        "TimeRecord",
+        "ToolCallSpec",
+    ),
+    "otel": ("OtelBridge", "chat_span_attributes", "provider_from_environment"),
+    "reader": ("TraceReader",),
+    "settings": ("DEFAULT_DB_PATH", "sft_dir_from_environment", "tracing_enabled_from_environment"),
+    "sft": ("SFTWriter", "sft_example", "write_sft_jsonl"),
+    "store": ("TraceStore",),
+    "tracer": ("SessionTracer", "TraceSession"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
     "DEFAULT_DB_PATH",
     "BaseEvent",
@@ -56,3 +67,42 @@ __all__ = [
     "tracing_enabled_from_environment",
     "write_sft_jsonl",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .formats import TraceFormat, compact_trace, render_trace
+    from .models import (
+        BaseEvent,
+        EnvironmentEvent,
+        EventReward,
+        LLMCallRecord,
+        LLMMessage,
+        LLMUsage,
+        LMCAISEvent,
+        OutcomeReward,
+        RuntimeEvent,
+        SessionEventMessage,
+        SessionTimeStep,
+        SessionTrace,
+        TimeRecord,
+        ToolCallSpec,
+    )
+    from .otel import OtelBridge, chat_span_attributes, provider_from_environment
+    from .reader import TraceReader
+    from .settings import (
+        DEFAULT_DB_PATH,
+        sft_dir_from_environment,
+        tracing_enabled_from_environment,
+    )
+    from .sft import SFTWriter, sft_example, write_sft_jsonl
+    from .store import TraceStore
+    from .tracer import SessionTracer, TraceSession

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .store import DEFAULT_DB_PATH
+DEFAULT_DB_PATH = Path("traces/v3/synth_ai.db")
+SFT_DIR_VARS = ("TASKAPP_SFT_OUTPUT_DIR", "SFT_OUTPUT_DIR")
 
 ENABLED_VAR = "TASKAPP_TRACING_ENABLED"
 DB_VAR = "TASKAPP_TRACE_DB"
@@ -14,6 +15,14 @@ _TRUE = {"1", "true", "yes", "on"}
 
 def tracing_enabled_from_environment() -> bool:
     return os.environ.get(ENABLED_VAR, "").strip().lower() in _TRUE
+
+
+def sft_dir_from_environment() -> Path | None:
+    """Where SFT lines go per LLM call: `TASKAPP_SFT_OUTPUT_DIR`, else `SFT_OUTPUT_DIR`."""
+    for name in SFT_DIR_VARS:
+        if os.environ.get(name):
+            return Path(os.environ[name])
+    return None
 
 
 def trace_db_from_environment() -> Path:

@@ -16,15 +16,7 @@ from synth_ai.batch_writer import BatchWriter
 
 from .models import LLMCallRecord, LLMMessage, SessionTrace
 
-SFT_DIR_VARS = ("TASKAPP_SFT_OUTPUT_DIR", "SFT_OUTPUT_DIR")
 SFT_FILE_NAME = "sft_examples.jsonl"
-
-
-def sft_dir_from_environment() -> Path | None:
-    for name in SFT_DIR_VARS:
-        if os.environ.get(name):
-            return Path(os.environ[name])
-    return None
 
 
 def _message(message: LLMMessage) -> dict[str, Any]:

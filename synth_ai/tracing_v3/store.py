@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import sqlite_utils
@@ -21,10 +20,10 @@ from .models import SessionTrace
 from .reader import TraceReader
 from .rows import ID_TABLES, INSERT_ORDER, IdAllocator, session_rows
 from .schema import connect, ensure_schema
+from .settings import DEFAULT_DB_PATH
 
 logger = logging.getLogger("synth_ai.tracing_v3")
 
-DEFAULT_DB_PATH = Path("traces/v3/synth_ai.db")
 
 _TABLES = (
     "event_rewards",
