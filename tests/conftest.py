@@ -100,6 +100,30 @@ def rollout_body(seed: int = 1, **extra: Any) -> dict[str, Any]:
     return body
 
 
+async def read_whole_body(receive: Any) -> bytes:
+    """Drain an ASGI request body (for test middleware that looks at it first)."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
+def replaying(body: bytes, receive: Any) -> Any:
+    """A `receive` that hands the app `body` once, then defers to the real one."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
 class InProcess:
     """Calls an ASGI app in-process through httpx's ASGI transport (app errors are raised)."""
 

@@ -18,14 +18,14 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from synth_ai.cli import main
 from synth_ai.eval import EvalConfig, EvalJobKind, parse_seeds, read_results, run_eval
 from synth_ai.jobs import StreamSettings, create_jobs_app
 from synth_ai.task import TaskAppClient, create_task_app, serve_in_background
 
-from .conftest import KEY, make_config
+from .conftest import KEY, make_config, read_whole_body, replaying
 
 HEADERS = {"X-API-Key": KEY}
 
@@ -73,12 +73,7 @@ class RefuseOnce:
         if scope["type"] != "http" or scope["path"] != "/rollout":
             await self.app(scope, receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_whole_body(receive)
         seed = json.loads(body)["env"]["seed"]
         self.log[seed] += 1
         if seed in self.seeds and seed not in self.refused:
@@ -87,16 +82,7 @@ class RefuseOnce:
             response = JSONResponse(error, status_code=429, headers={"Retry-After": "0"})
             await response(scope, receive, send)
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 class DropOnce(httpx.AsyncBaseTransport):

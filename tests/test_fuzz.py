@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from math_task_app import build_config
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from synth_ai.task import create_task_app, serve_in_background
 
-from .conftest import KEY
+from .conftest import KEY, read_whole_body, replaying
 
 INFERENCE_KEYS = ("inference_url", "api_base", "base_url")
 
@@ -38,12 +38,7 @@ class PinPolicy:
         if scope["type"] != "http" or scope["path"] != "/rollout":
             await self.app(scope, receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_whole_body(receive)
         try:
             data = json.loads(body)
             config = data["policy"]["config"]
@@ -54,16 +49,7 @@ class PinPolicy:
                 body = json.dumps(data).encode()
         except (ValueError, KeyError, TypeError, AttributeError):
             pass  # not a shape to pin: let the app judge it
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 @pytest.fixture(scope="module")
