@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 from hypothesis import given, settings
@@ -52,7 +52,7 @@ def test_stamped_url_keeps_other_params_and_every_step_mirrors_it(
     request_cid: str,
 ) -> None:
     query = list(params) + ([("cid", url_cid)] if url_cid else [])
-    url = base + ("?" + "&".join(f"{k}={v}" for k, v in query) if query else "")
+    url = base + ("?" + urlencode(query) if query else "")
     policy = {"inference_url": url, **({"trace_correlation_id": policy_cid} if policy_cid else {})}
     body = {
         "trace_correlation_id": request_cid,
