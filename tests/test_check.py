@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from synth_ai.cli import main
 from synth_ai.task import serve_in_background
-from synth_ai.task.conformance import check_task_app
+from synth_ai.task.conformance import check_conformance
 
 from .conftest import KEY
 
@@ -91,7 +91,7 @@ def broken_urls() -> Iterator[tuple[str, str]]:
 
 
 def test_the_math_app_passes_every_check(math_app_url: str, offline_policy_url: str) -> None:
-    report = asyncio.run(check_task_app(math_app_url, KEY, inference_url=offline_policy_url))
+    report = asyncio.run(check_conformance(math_app_url, KEY, inference_url=offline_policy_url))
     assert report.passed, report.to_dict()
     assert len(report.checks) == 10 and all(c.latency_ms is not None for c in report.checks)
 
@@ -100,7 +100,7 @@ def test_a_broken_app_is_reported_rule_by_rule(
     broken_urls: tuple[str, str], offline_policy_url: str
 ) -> None:
     first, second = broken_urls
-    one = asyncio.run(check_task_app(first, KEY, inference_url=offline_policy_url))
+    one = asyncio.run(check_conformance(first, KEY, inference_url=offline_policy_url))
     assert set(one.failures) == {
         "no_key_material_in_401",
         "info_shape",
@@ -110,7 +110,7 @@ def test_a_broken_app_is_reported_rule_by_rule(
     details = {c.name: c.detail for c in one.checks}
     assert "contract_version" in details["info_shape"]
     assert "pipeline_metadata" in details["rollout_rl_cid_rules"]
-    two = asyncio.run(check_task_app(second, KEY, inference_url=offline_policy_url))
+    two = asyncio.run(check_conformance(second, KEY, inference_url=offline_policy_url))
     assert {"health_401_without_key", "rollout_eval", "rollout_rl_cid_rules"} <= set(two.failures)
     assert "500" in {c.name: c.detail for c in two.checks}["rollout_eval"]
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from synth_ai.eval import parse_seeds
 from synth_ai.offline_policy import OFFLINE_MODEL, create_offline_policy_app
 from synth_ai.task import serve_in_background
-from synth_ai.task.conformance import check_task_app
+from synth_ai.task.conformance import check_conformance
 
 
 @click.command()
@@ -47,7 +47,7 @@ def check(
             inference_url = stack.enter_context(serve_in_background(create_offline_policy_app()))
             model = model or OFFLINE_MODEL
         report = asyncio.run(
-            check_task_app(url, key, seeds=seeds, inference_url=inference_url, model=model)
+            check_conformance(url, key, seeds=seeds, inference_url=inference_url, model=model)
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

@@ -2,7 +2,7 @@
 
 from .job_kind import EvalJobKind
 from .models import EvalConfig, EvalSummary, SeedResult
-from .runner import EvalCheckFailed, EvalRun, check_task_app, read_results, run_eval
+from .runner import EvalCheckFailed, EvalRun, preflight, read_results, run_eval
 from .seeds import parse_seeds
 
 __all__ = [
@@ -12,8 +12,8 @@ __all__ = [
     "EvalRun",
     "EvalSummary",
     "SeedResult",
-    "check_task_app",
     "parse_seeds",
+    "preflight",
     "read_results",
     "run_eval",
 ]

@@ -38,7 +38,7 @@ class EvalCheckFailed(Exception):
     """The task app failed a check before any rollout ran; the message names the check."""
 
 
-async def check_task_app(client: TaskAppClient) -> None:
+async def preflight(client: TaskAppClient) -> None:
     for name, call in (("/health", client.health), ("/task_info", client.task_info)):
         try:
             await call()
@@ -146,7 +146,7 @@ class EvalRun:
                 max_retries=config.max_retries,
                 transport=self.transport,
             ) as client:
-                await check_task_app(client)
+                await preflight(client)
                 self._emit(
                     "status",
                     state=JobState.RUNNING,

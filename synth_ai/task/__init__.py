@@ -3,6 +3,7 @@
 from .auth import configured_keys
 from .client import SyncTaskAppClient, TaskAppClient, TaskAppClientError
 from .config import RolloutExecutor, TaskAppConfig
+from .conformance import CheckResult, ConformanceReport, check_conformance
 from .contracts import (
     CONTRACT_VERSION,
     DatasetInfo,
@@ -45,6 +46,8 @@ from .validators import validate_rollout_response_for_rl
 
 __all__ = [
     "CONTRACT_VERSION",
+    "CheckResult",
+    "ConformanceReport",
     "DatasetInfo",
     "InferenceError",
     "InferenceInfo",
@@ -75,6 +78,7 @@ __all__ = [
     "TaskDescriptor",
     "TaskInfo",
     "chat_completion",
+    "check_conformance",
     "configured_keys",
     "create_task_app",
     "extract_trace_correlation_id",

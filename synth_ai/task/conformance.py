@@ -1,6 +1,6 @@
 """Checking any running task app, in any language, against the contract (DESIGN.md 3).
 
-`check_task_app(url, ...)` answers a `ConformanceReport`: one `CheckResult` per rule, with the
+`check_conformance(url, ...)` answers a `ConformanceReport`: one `CheckResult` per rule, with the
 reason for each failure and the latency of each call. `synth-ai check URL` prints it.
 """
 
@@ -94,7 +94,7 @@ def _require(data: Any, fields: Sequence[str], where: str) -> None:
         raise CheckFailed(f"{where} lacks {', '.join(missing)}")
 
 
-async def check_task_app(
+async def check_conformance(
     url: str,
     api_key: str,
     *,
