@@ -63,7 +63,8 @@ class RolloutContext:
     @property
     def cancelled(self) -> threading.Event:
         """Set when the rollout is cancelled or times out; sync executors may poll or wait on
-        it. Made on first use: most rollouts never look."""
+        it. Made on first use (async rollouts rarely look); for sync executors the runner
+        makes it on the loop before handing the rollout to a worker thread."""
         if self._cancelled is None:
             self._cancelled = threading.Event()
         return self._cancelled
@@ -336,6 +337,7 @@ class RolloutRunner:
                 max_workers=self.config.max_concurrent_rollouts,
                 thread_name_prefix=f"rollout-{self.config.app_id}",
             )
+        _ = context.cancelled  # made here, on the loop, before the worker thread can race for it
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.config.rollout, request, context)
 
