@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/synth-ai demo
 
 test: $(STAMP)
-	$(BIN)/ruff check synth_ai examples tests bench
+	$(BIN)/ruff check synth_ai examples tests bench modal_entry.py
 	$(BIN)/python -m pytest
 
 # Each script measures ratios in one run and rewrites its section of bench/RESULTS.md.
@@ -28,7 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.import_cost
 
 lint: $(STAMP)
-	$(BIN)/ruff check synth_ai examples tests bench
+	$(BIN)/ruff check synth_ai examples tests bench modal_entry.py
 	$(BIN)/ruff format --check synth_ai examples tests bench
 
 clean:
