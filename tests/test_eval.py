@@ -276,3 +276,56 @@ def test_the_eval_command_checks_the_app_first_and_runs_locally(
     assert ok.exit_code == 0, ok.output
     assert "mean reward" in ok.output and "1.000" in ok.output
     assert len(read_results(out)) == 12
+
+
+def test_eval_runs_on_a_jobs_server_started_by_the_cli(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "synth_ai",
+            "jobs",
+            "serve",
+            "--port",
+            str(port),
+            "--db",
+            str(tmp_path / "jobs.db"),
+        ],
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        for line in server.stdout:  # wait for uvicorn to say it listens
+            if "Uvicorn running on" in line:
+                break
+        out = tmp_path / "r.jsonl"
+        result = CliRunner().invoke(
+            main,
+            [
+                "eval",
+                "math",
+                "--seeds",
+                "0-5",
+                "--offline-policy",
+                "--out",
+                str(out),
+                "--jobs-server",
+                f"http://127.0.0.1:{port}",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert "mean reward" in result.output and len(read_results(out)) == 6
+    finally:
+        server.terminate()
+        server.wait(10)

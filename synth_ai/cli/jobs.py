@@ -91,13 +91,21 @@ def jobs() -> None:
     show_default=True,
     type=click.Path(dir_okay=False, path_type=Path),
 )
-def serve(host: str, port: int, db_path: Path) -> None:
-    """Serve the jobs API and event streams."""
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help="A browser origin allowed to read streams (repeatable; none by default).",
+)
+def serve(host: str, port: int, db_path: Path, cors_origins: tuple[str, ...]) -> None:
+    """Serve the jobs API and event streams; it also runs `eval` jobs itself."""
     import uvicorn
 
+    from synth_ai.eval import EvalJobKind
     from synth_ai.jobs import create_jobs_app
 
-    uvicorn.run(create_jobs_app(db_path), host=host, port=port)
+    app = create_jobs_app(db_path, kinds={"eval": EvalJobKind()}, cors_origins=cors_origins)
+    uvicorn.run(app, host=host, port=port)
 
 
 @jobs.command("list")
