@@ -197,6 +197,8 @@ def test_replay_from_the_log_after_a_restart(tmp_path: Path) -> None:
         post(url, job_id, *({"type": "system.log", "message": str(i)} for i in range(20)))
     with serve_in_background(create_jobs_app(db, settings=FAST)) as url:
         assert post(url, job_id, done()) == [21]  # numbering continues after the restart
+        root = httpx.get(f"{url}/").json()
+        assert root == {"status": "ok", "service": "jobs", "log_write_errors": 0}
         frames = asyncio.run(read_sse(url, job_id))
         assert event_ids(frames) == [str(i) for i in range(1, 22)]
         resumed = asyncio.run(read_sse(url, job_id, since_id=15))

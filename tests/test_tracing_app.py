@@ -77,6 +77,7 @@ def test_200_concurrent_rollouts_leave_200_complete_sessions(
         "write_errors": 0,
         "queued": 0,
         "sft_output_dir": None,
+        "sft_write_errors": 0,
     }
     store = TraceStore(db)
     try:

@@ -21,12 +21,12 @@ from synth_ai.task import (
     RubricInfo,
     RubricSection,
     TaskAppConfig,
-    TaskAppError,
     TaskDatasetRegistry,
     TaskDescriptor,
     TaskInfo,
     chat_completion,
     inference_api_key,
+    invalid_request,
 )
 
 from .grading import TOOL_NAME, grade_completion
@@ -116,18 +116,11 @@ def render_prompt(template: Any, problem: str) -> list[dict[str, str]]:
     if not sections or any(
         not isinstance(role, str) or not isinstance(text, str) for role, text in sections
     ):
-        raise TaskAppError(
-            422,
-            "invalid_request",
+        raise invalid_request(
             "policy.config.prompt_template must be {system, user} strings or a list of "
             "{role, content} messages.",
-            errors=[
-                {
-                    "loc": ["body", "policy", "config", "prompt_template"],
-                    "msg": "not a prompt template",
-                    "type": "value_error",
-                }
-            ],
+            loc=["body", "policy", "config", "prompt_template"],
+            msg="not a prompt template",
         )
     messages = [
         {"role": role, "content": text.replace("{problem}", problem)} for role, text in sections
@@ -152,11 +145,8 @@ def _problem_for(request: RolloutRequest) -> MathProblem:
     try:
         return generate_problem(int(seed), str(split))
     except (TypeError, ValueError) as exc:
-        raise TaskAppError(
-            422,
-            "invalid_request",
-            f"Cannot pick a problem: {exc}.",
-            errors=[{"loc": ["body", "env"], "msg": str(exc), "type": "value_error"}],
+        raise invalid_request(
+            f"Cannot pick a problem: {exc}.", loc=["body", "env"], msg=str(exc)
         ) from None
 
 
@@ -164,17 +154,11 @@ async def rollout(request: RolloutRequest, context: RolloutContext) -> RolloutRe
     problem = _problem_for(request)
     policy = request.policy.config
     if context.inference_url is None:
-        raise TaskAppError(
-            422,
-            "invalid_request",
+        raise invalid_request(
             "policy.config.inference_url is required by the math app.",
-            errors=[
-                {
-                    "loc": ["body", "policy", "config", "inference_url"],
-                    "msg": "missing",
-                    "type": "missing",
-                }
-            ],
+            loc=["body", "policy", "config", "inference_url"],
+            msg="missing",
+            type="missing",
         )
     payload: dict[str, Any] = {
         "model": policy.get("model") or DEFAULT_MODEL,

@@ -35,7 +35,9 @@ def create_jobs_app(
     routes = JobsRoutes(service, kinds)
 
     async def root(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "service": "jobs"})
+        return JSONResponse(
+            {"status": "ok", "service": "jobs", "log_write_errors": service.log.write_errors}
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

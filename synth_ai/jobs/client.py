@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 from httpx_sse import SSEError, aconnect_sse
 
+from synth_ai.task.client import error_from_response
+
 from .models import JobEvent
 
 logger = logging.getLogger("synth_ai.jobs.client")
@@ -48,13 +50,8 @@ class _Seen:
 
 
 def _error(response: httpx.Response) -> JobStreamError:
-    try:
-        error = response.json()["detail"]["error"]
-        return JobStreamError(response.status_code, error["code"], error["message"])
-    except (ValueError, KeyError, TypeError):
-        return JobStreamError(
-            response.status_code, f"http_{response.status_code}", response.text[:200]
-        )
+    error = error_from_response(response)
+    return JobStreamError(error.status, error.code, error.message)
 
 
 async def stream_job(

@@ -7,7 +7,6 @@ primary key `(job_id, seq)` keeps them unique. Reads use fresh connections.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import sqlite_utils
 
 from synth_ai.batch_writer import BatchWriter
+from synth_ai.sqlite_db import connect, ensure_schema
 
 from .models import JobEvent, JobState, sse_name
 
@@ -44,12 +44,6 @@ CREATE TABLE IF NOT EXISTS job_events (
 CREATE INDEX IF NOT EXISTS idx_jobs_created ON jobs(created_at);
 CREATE INDEX IF NOT EXISTS idx_job_events_name ON job_events(job_id, sse_name, seq);
 """
-
-
-def _connect(path: Path) -> sqlite_utils.Database:
-    connection = sqlite3.connect(path, timeout=5.0, isolation_level=None)
-    connection.execute("PRAGMA busy_timeout = 5000")
-    return sqlite_utils.Database(connection)
 
 
 def _job(row: dict[str, Any]) -> dict[str, Any]:
@@ -81,12 +75,7 @@ class JobEventLog:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = _connect(self.path)
-        try:
-            db.execute("PRAGMA journal_mode = WAL")
-            db.executescript(SCHEMA)
-        finally:
-            db.close()
+        ensure_schema(self.path, SCHEMA)
         self._db: sqlite_utils.Database | None = None
         self._writer: BatchWriter[JobEvent] = BatchWriter(
             self._write, name=f"job-log:{self.path.name}", on_stop=self._close_writer
@@ -108,7 +97,7 @@ class JobEventLog:
             "config": json.dumps(config),
             "metadata": json.dumps(metadata),
         }
-        db = _connect(self.path)
+        db = connect(self.path)
         try:
             db["jobs"].insert(row)
         finally:
@@ -167,7 +156,7 @@ class JobEventLog:
         return self._writer.errors
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
-        db = _connect(self.path)
+        db = connect(self.path)
         try:
             return [dict(row) for row in db.query(sql, params)]
         finally:
@@ -180,7 +169,7 @@ class JobEventLog:
 
     def _write(self, events: list[JobEvent]) -> int:
         if self._db is None:
-            self._db = _connect(self.path)
+            self._db = connect(self.path)
             self._db.execute("PRAGMA synchronous = NORMAL")
         db = self._db
         latest: dict[str, JobEvent] = {}

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from synth_ai.task.auth import WWW_AUTHENTICATE, check_api_key, presented_keys
-from synth_ai.task.errors import TaskAppError, validation_error
+from synth_ai.task.errors import TaskAppError, invalid_request, validation_error
 
 from .bus import JobBus, Subscription, TooManySubscribers
 from .models import SSE_NAMES, EventIn, JobState
@@ -79,11 +79,11 @@ def _int_param(request: Request, name: str, default: int, minimum: int = 0) -> i
     except ValueError:
         value = minimum - 1
     if value < minimum:
-        raise TaskAppError(
-            422,
-            "invalid_request",
+        raise invalid_request(
             f"{name} must be an integer >= {minimum}.",
-            errors=[{"loc": ["query", name], "msg": "not a valid integer", "type": "int_parsing"}],
+            loc=["query", name],
+            msg="not a valid integer",
+            type="int_parsing",
         )
     return value
 
@@ -129,17 +129,11 @@ class JobsRoutes:
         except ValidationError as exc:
             raise validation_error(exc, "The job request is invalid.") from None
         if spec.kind not in self.kinds:
-            raise TaskAppError(
-                422,
-                "invalid_request",
+            raise invalid_request(
                 f"Unknown job kind {spec.kind!r}.",
-                errors=[
-                    {
-                        "loc": ["body", "kind"],
-                        "msg": f"use one of {sorted(self.kinds)}",
-                        "type": "enum",
-                    }
-                ],
+                loc=["body", "kind"],
+                msg=f"use one of {sorted(self.kinds)}",
+                type="enum",
             )
         kind = self.kinds[spec.kind]
         stored, runtime = spec.config, None
@@ -188,13 +182,10 @@ class JobsRoutes:
         body = await _json_body(request)
         raw = body.get("events") if isinstance(body, dict) and "events" in body else [body]
         if not isinstance(raw, list) or not raw or len(raw) > MAX_EVENTS_PER_POST:
-            raise TaskAppError(
-                422,
-                "invalid_request",
+            raise invalid_request(
                 f'Send one event or {{"events": [...]}} with 1 to {MAX_EVENTS_PER_POST} events.',
-                errors=[
-                    {"loc": ["body", "events"], "msg": "bad event list", "type": "value_error"}
-                ],
+                loc=["body", "events"],
+                msg="bad event list",
             )
         try:
             events = [EventIn.model_validate(item) for item in raw]
@@ -238,17 +229,11 @@ class JobsRoutes:
         names = _names(request)
         unknown = [n for n in names or [] if n not in SSE_NAMES and "." not in n]
         if unknown:
-            raise TaskAppError(
-                422,
-                "invalid_request",
+            raise invalid_request(
                 f"Unknown event types: {', '.join(unknown)}.",
-                errors=[
-                    {
-                        "loc": ["query", "types"],
-                        "msg": f"use {', '.join(SSE_NAMES)}",
-                        "type": "enum",
-                    }
-                ],
+                loc=["query", "types"],
+                msg=f"use {', '.join(SSE_NAMES)}",
+                type="enum",
             )
         last_event_id = request.headers.get("last-event-id", "").strip()
         since = (
@@ -256,7 +241,11 @@ class JobsRoutes:
         )
         heartbeat = float(request.query_params.get("heartbeat") or self.settings.heartbeat_s)
         if not 0.05 <= heartbeat <= 3600:
-            raise TaskAppError(422, "invalid_request", "heartbeat must be within [0.05, 3600] s.")
+            raise invalid_request(
+                "heartbeat must be within [0.05, 3600] s.",
+                loc=["query", "heartbeat"],
+                msg="out of range",
+            )
         if self.service.subscriber_count >= self.settings.max_clients:
             raise TaskAppError(
                 429,

@@ -31,7 +31,7 @@ from .correlation import (
     stamp_inference_url,
 )
 from .datasets import TaskDatasetRegistry
-from .errors import InfrastructureError, TaskAppError
+from .errors import InfrastructureError, TaskAppError, invalid_request
 from .inference import InferenceError, chat_completion, inference_api_key
 from .registry import (
     TaskAppEntry,
@@ -84,6 +84,7 @@ __all__ = [
     "extract_trace_correlation_id",
     "get_task_app",
     "inference_api_key",
+    "invalid_request",
     "list_task_apps",
     "normalize_inference_url",
     "register_task_app",

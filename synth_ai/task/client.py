@@ -32,7 +32,8 @@ class TaskAppClientError(Exception):
         self.body = body
 
 
-def _error_from(response: httpx.Response) -> TaskAppClientError:
+def error_from_response(response: httpx.Response) -> TaskAppClientError:
+    """The typed error of an answer in the envelope (or any other error body)."""
     try:
         body: Any = response.json()
     except ValueError:
@@ -201,7 +202,7 @@ class TaskAppClient:
                 return response.json()
             retryable = response.status_code == 429 or response.status_code >= 500
             if not retryable or last_attempt:
-                raise _error_from(response)
+                raise error_from_response(response)
             delay = retry_after_seconds(response.headers.get("retry-after"))
             await self.pause(delay if delay is not None else self._backoff(attempt))
         raise AssertionError("unreachable")

@@ -87,6 +87,15 @@ def error_response(
     return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
 
 
+def invalid_request(
+    message: str, *, loc: list[str], msg: str, type: str = "value_error"
+) -> TaskAppError:
+    """A 422 `invalid_request` naming the one field at fault, shaped like pydantic's errors."""
+    return TaskAppError(
+        422, "invalid_request", message, errors=[{"loc": loc, "msg": msg, "type": type}]
+    )
+
+
 def validation_error(
     exc: ValidationError, message: str = "The request is invalid."
 ) -> TaskAppError:

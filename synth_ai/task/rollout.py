@@ -32,7 +32,7 @@ from .correlation import (
     policy_inference_url,
     stamp_inference_url,
 )
-from .errors import InfrastructureError, TaskAppError, validation_error
+from .errors import InfrastructureError, TaskAppError, invalid_request, validation_error
 from .inference import SharedHttpClient
 from .limits import RolloutLimiter
 from .tracing import RolloutTracing
@@ -186,17 +186,11 @@ class RolloutRunner:
         try:
             url = normalize_inference_url(raw_url) if raw_url else None
         except ValueError as exc:
-            raise TaskAppError(
-                422,
-                "invalid_request",
+            raise invalid_request(
                 "policy.config.inference_url is not a usable URL.",
-                errors=[
-                    {
-                        "loc": ["body", "policy", "config", "inference_url"],
-                        "msg": str(exc),
-                        "type": "url_parsing",
-                    }
-                ],
+                loc=["body", "policy", "config", "inference_url"],
+                msg=str(exc),
+                type="url_parsing",
             ) from None
         cid = extract_trace_correlation_id(
             policy_config, raw_url, request.trace_correlation_id or request.run_id

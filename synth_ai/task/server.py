@@ -19,7 +19,7 @@ from .access_log import AccessLogMiddleware
 from .auth import AuthMiddleware, configured_keys, expected_prefix
 from .config import TaskAppConfig
 from .contracts import CONTRACT_VERSION, TaskInfo
-from .errors import EXCEPTION_HANDLERS, TaskAppError
+from .errors import EXCEPTION_HANDLERS, invalid_request
 from .limits import BodyLimitMiddleware
 from .openapi import build_openapi
 from .rollout import RolloutRunner
@@ -43,20 +43,18 @@ def parse_seeds(request: Request, limit: int) -> list[int]:
                 try:
                     seeds.append(int(text))
                 except ValueError:
-                    raise TaskAppError(
-                        422,
-                        "invalid_request",
+                    raise invalid_request(
                         f"Seeds are integers; {name}={text[:40]!r} is not one.",
-                        errors=[
-                            {"loc": ["query", name], "msg": "not an integer", "type": "int_parsing"}
-                        ],
+                        loc=["query", name],
+                        msg="not an integer",
+                        type="int_parsing",
                     ) from None
     if len(seeds) > limit:
-        raise TaskAppError(
-            422,
-            "invalid_request",
+        raise invalid_request(
             f"At most {limit} seeds per request; got {len(seeds)}.",
-            errors=[{"loc": ["query", "seed"], "msg": "too many seeds", "type": "too_long"}],
+            loc=["query", "seed"],
+            msg="too many seeds",
+            type="too_long",
         )
     return seeds
 

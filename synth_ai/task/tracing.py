@@ -80,12 +80,14 @@ class RolloutTracing:
 
     def health(self) -> dict[str, Any]:
         store = self._tracer.store if self._tracer else None
+        sft = self._tracer.sft if self._tracer else None
         return {
             "enabled": self.enabled,
             "db": str(self.db_path) if self.enabled else None,
             "write_errors": store.write_errors if store else 0,
             "queued": store.queued if store else 0,
             "sft_output_dir": str(self.sft_dir) if self.enabled and self.sft_dir else None,
+            "sft_write_errors": sft.write_errors if sft else 0,
         }
 
     async def close(self) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 import sqlite_utils
 from pydantic import TypeAdapter
 
+from synth_ai.sqlite_db import connect
+
 from .models import (
     EventReward,
     OutcomeReward,
@@ -19,7 +21,6 @@ from .models import (
     SessionTrace,
     TraceEvent,
 )
-from .schema import connect
 
 _EVENT = TypeAdapter(TraceEvent)
 

@@ -1,11 +1,6 @@
-"""The trace store's tables, named as the existing ecosystem reads them, and its connections."""
+"""The trace store's tables, named as the existing ecosystem reads them."""
 
 from __future__ import annotations
-
-import sqlite3
-from pathlib import Path
-
-import sqlite_utils
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS session_traces (
@@ -91,19 +86,3 @@ CREATE INDEX IF NOT EXISTS idx_outcome_rewards_session ON outcome_rewards(sessio
 CREATE INDEX IF NOT EXISTS idx_outcome_rewards_reward ON outcome_rewards(total_reward);
 CREATE INDEX IF NOT EXISTS idx_event_rewards_session ON event_rewards(session_id);
 """
-
-
-def connect(path: Path) -> sqlite_utils.Database:
-    """A connection in autocommit mode (transactions are explicit) that waits on locks."""
-    connection = sqlite3.connect(path, timeout=5.0, isolation_level=None)
-    connection.execute("PRAGMA busy_timeout = 5000")
-    return sqlite_utils.Database(connection)
-
-
-def ensure_schema(path: Path) -> None:
-    db = connect(path)
-    try:
-        db.execute("PRAGMA journal_mode = WAL")
-        db.executescript(SCHEMA)
-    finally:
-        db.close()

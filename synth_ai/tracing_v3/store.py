@@ -15,11 +15,12 @@ from typing import Any
 import sqlite_utils
 
 from synth_ai.batch_writer import BatchWriter
+from synth_ai.sqlite_db import connect, ensure_schema
 
 from .models import SessionTrace
 from .reader import TraceReader
 from .rows import ID_TABLES, INSERT_ORDER, IdAllocator, session_rows
-from .schema import connect, ensure_schema
+from .schema import SCHEMA
 from .settings import DEFAULT_DB_PATH
 
 logger = logging.getLogger("synth_ai.tracing_v3")
@@ -48,7 +49,7 @@ class TraceStore(TraceReader):
     ) -> None:
         super().__init__(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        ensure_schema(self.path)
+        ensure_schema(self.path, SCHEMA)
         self._db: sqlite_utils.Database | None = None
         self._column_cache: dict[str, list[str]] = {}
         self._inode: int | None = None
@@ -107,7 +108,7 @@ class TraceStore(TraceReader):
             if self._db is not None:
                 self._db.close()
                 self._db = None
-            ensure_schema(self.path)
+            ensure_schema(self.path, SCHEMA)
             self._db = connect(self.path)
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._inode = self.path.stat().st_ino
