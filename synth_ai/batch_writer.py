@@ -1,40 +1,94 @@
-"""One writer thread fed by a bounded queue, handing its handler batches of items.
+"""One writer thread fed by a bounded queue, committing what it is given in group commits.
 
-Producers on the event loop never block it: `submit` is `put_nowait`, and when the queue is
-full, `submit_async` waits for room in a worker thread. A batch that fails is counted and logged
-at warning level; nothing is dropped without a count.
+The writer takes everything queued (up to a batch) and hands it to its handler as one batch, so
+one transaction covers many items; it never waits for more to arrive. The handler answers one
+outcome per item (a value, or the exception that item met), so one bad item never fails the
+rest. `write` waits for the item's commit: its answer is an acknowledgement that the item is
+stored. `submit` is fire-and-forget; a failure is counted and logged at warning level, never
+dropped without a count. Producers on the event loop never block it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 logger = logging.getLogger("synth_ai.batch_writer")
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 _STOP = object()
 
 
-class BatchWriter(Generic[T]):
-    """Calls `handle(batch)` from its own thread with up to `max_batch` items at a time,
-    collected for at most `flush_interval_s` after the first one arrives. The handler answers
-    how many items of the batch it could not write (raising counts the whole batch)."""
+class WriterUnavailable(Exception):
+    """The writer could not take the item (queue full past the timeout, or closed)."""
+
+
+@dataclass(slots=True)
+class _Entry(Generic[T]):
+    item: T
+    future: asyncio.Future[Any] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+class WriteFailures:
+    """Counts of refused items and the last reason, logged at most once per interval."""
+
+    def __init__(self, name: str, log_interval_s: float = 30.0) -> None:
+        self.name = name
+        self.count = 0
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.last_success_at: float | None = None
+        self._log_interval_s = log_interval_s
+        self._logged_at = float("-inf")
+        self._unlogged = 0
+        self._lock = threading.Lock()
+
+    def failed(self, count: int, reason: str) -> None:
+        with self._lock:
+            self.count += count
+            self._unlogged += count
+            self.last_error, self.last_error_at = reason, time.time()
+            now = time.monotonic()
+            if now - self._logged_at < self._log_interval_s:
+                return
+            unlogged, self._unlogged, self._logged_at = self._unlogged, 0, now
+        logger.warning("%s: %d item(s) not written: %s", self.name, unlogged, reason)
+
+    def succeeded(self) -> None:
+        self.last_success_at = time.time()
+
+    @property
+    def healthy(self) -> bool:
+        """No failure since the last success."""
+        if self.last_error_at is None:
+            return True
+        return self.last_success_at is not None and self.last_success_at > self.last_error_at
+
+
+class BatchWriter(Generic[T, R]):
+    """Calls `handle(batch)` from its own thread with up to `max_batch` (by weight) items.
+
+    `handle` answers one outcome per item: its result, or an exception for an item it refused.
+    Raising fails the whole batch with that exception.
+    """
 
     def __init__(
         self,
-        handle: Callable[[list[T]], int],
+        handle: Callable[[list[T]], list[R | BaseException]],
         *,
         name: str,
         max_queue: int = 10_000,
         max_batch: int = 500,
-        flush_interval_s: float = 0.1,
         put_timeout_s: float = 5.0,
         weight: Callable[[T], int] = lambda item: 1,
         on_stop: Callable[[], None] = lambda: None,
@@ -43,50 +97,69 @@ class BatchWriter(Generic[T]):
         self._on_stop = on_stop
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
         self._max_batch = max_batch
-        self._flush_interval_s = flush_interval_s
         self._put_timeout_s = put_timeout_s
         self._weight = weight
         self._idle = threading.Condition()
         self._pending = 0
         self.written = 0
-        self.errors = 0
+        self.failures = WriteFailures(name)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+
+    @property
+    def name(self) -> str:
+        return self._thread.name
 
     @property
     def queued(self) -> int:
         return self._pending
 
+    @property
+    def errors(self) -> int:
+        return self.failures.count
+
     def submit(self, item: T) -> bool:
-        """Queue without waiting; False (counted as an error) when the queue is full."""
+        """Queue without waiting and without an acknowledgement; False when the queue is full."""
+        return self._put_nowait(_Entry(item))
+
+    async def write(self, item: T) -> R:
+        """Queue from the event loop and answer once the item is committed.
+
+        Raises the item's own exception when the handler refused it, and `WriterUnavailable`
+        when the queue stayed full past the timeout. The wait is shielded: a cancelled caller
+        does not take the item back, it is committed all the same.
+        """
+        loop = asyncio.get_running_loop()
+        entry: _Entry[T] = _Entry(item, loop.create_future(), loop)
+        assert entry.future is not None
+        if not self._put_nowait(entry, count_loss=False):
+            with self._idle:
+                self._pending += 1
+            queued = await asyncio.shield(asyncio.to_thread(self._put_waiting, entry))
+            if not queued:
+                raise WriterUnavailable(
+                    f"{self.name}: queue still full after {self._put_timeout_s:g} s"
+                )
+        return await asyncio.shield(entry.future)  # type: ignore[no-any-return]
+
+    def _put_nowait(self, entry: _Entry[T], count_loss: bool = True) -> bool:
         with self._idle:
             self._pending += 1
         try:
-            self._queue.put_nowait(item)
+            self._queue.put_nowait(entry)
         except queue.Full:
-            self._lost(1, "queue full")
+            self._settle(0, 1)
+            if count_loss:
+                self.failures.failed(1, "queue full")
             return False
         return True
 
-    async def submit_async(self, item: T) -> bool:
-        """Queue from the event loop; when full, wait for room off the loop, up to a timeout.
-
-        The wait is shielded: a cancelled caller does not lose the item or its count.
-        """
-        with self._idle:
-            self._pending += 1
+    def _put_waiting(self, entry: _Entry[T]) -> bool:
         try:
-            self._queue.put_nowait(item)
-            return True
+            self._queue.put(entry, True, self._put_timeout_s)
         except queue.Full:
-            pass
-        return await asyncio.shield(asyncio.to_thread(self._put_waiting, item))
-
-    def _put_waiting(self, item: T) -> bool:
-        try:
-            self._queue.put(item, True, self._put_timeout_s)
-        except queue.Full:
-            self._lost(1, f"queue still full after {self._put_timeout_s:g} s")
+            self._settle(0, 1)
+            self.failures.failed(1, f"queue still full after {self._put_timeout_s:g} s")
             return False
         return True
 
@@ -100,12 +173,11 @@ class BatchWriter(Generic[T]):
         self._queue.put(_STOP)
         self._thread.join(timeout_s)
 
-    def _lost(self, count: int, reason: str) -> None:
+    def _settle(self, written: int, failed: int) -> None:
         with self._idle:
-            self.errors += count
-            self._pending -= count
+            self.written += written
+            self._pending -= written + failed
             self._idle.notify_all()
-        logger.warning("%s: %d item(s) not written: %s", self._thread.name, count, reason)
 
     def _run(self) -> None:
         try:
@@ -113,38 +185,58 @@ class BatchWriter(Generic[T]):
         finally:
             self._on_stop()
 
+    def _next_batch(self) -> tuple[list[_Entry[T]], bool]:
+        """The first item (waiting for it), then whatever else is queued: a group commit."""
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        batch: list[_Entry[T]] = [first]  # type: ignore[list-item]
+        size = self._weight(batch[0].item)
+        while size < self._max_batch:
+            try:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if entry is _STOP:
+                return batch, True
+            batch.append(entry)  # type: ignore[arg-type]
+            size += self._weight(entry.item)  # type: ignore[attr-defined]
+        return batch, False
+
     def _loop(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch = [first]
-            size = self._weight(first)  # type: ignore[arg-type]
-            deadline = time.monotonic() + self._flush_interval_s
-            stop = False
-            while size < self._max_batch:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    item = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop = True
-                    break
-                batch.append(item)
-                size += self._weight(item)  # type: ignore[arg-type]
-            try:
-                failed = self._handle(batch)  # type: ignore[arg-type]
-            except Exception as exc:
-                self._lost(len(batch), f"{type(exc).__name__}: {exc}")
-            else:
-                if failed:
-                    self._lost(failed, "rejected by the handler")
-                with self._idle:
-                    self.written += len(batch) - failed
-                    self._pending -= len(batch) - failed
-                    self._idle.notify_all()
+            batch, stop = self._next_batch()
+            if batch:
+                self._commit(batch)
             if stop:
                 return
+
+    def _commit(self, batch: list[_Entry[T]]) -> None:
+        outcomes: list[Any]
+        try:
+            outcomes = self._handle([entry.item for entry in batch])
+        except Exception as exc:
+            outcomes = [exc] * len(batch)
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if failed:
+            self.failures.failed(len(failed), f"{type(failed[-1]).__name__}: {failed[-1]}")
+        if len(failed) < len(outcomes):
+            self.failures.succeeded()
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+        for entry, outcome in zip(batch, outcomes, strict=True):
+            if entry.future is not None and entry.loop is not None:
+                by_loop.setdefault(entry.loop, []).append((entry.future, outcome))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+                loop.call_soon_threadsafe(_resolve, settled)
+        self._settle(len(outcomes) - len(failed), len(failed))
+
+
+def _resolve(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, outcome in settled:
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

@@ -52,10 +52,8 @@ def test_100_seeds_at_concurrency_16(
     math_app_url: str, offline_policy_url: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "results.jsonl"
-    config = config_for(
-        math_app_url, offline_policy_url, list(range(100)), concurrency=16, out_path=str(out)
-    )
-    results, summary = asyncio.run(run_eval(config))
+    config = config_for(math_app_url, offline_policy_url, list(range(100)), concurrency=16)
+    results, summary = asyncio.run(run_eval(config, results_path=out))
     assert sorted(r.seed for r in results) == list(range(100))
     assert summary.completed == 100 and summary.mean_reward == 1.0 and summary.success_rate == 1.0
     assert sorted(r.seed for r in read_results(out)) == list(range(100))
@@ -151,7 +149,6 @@ def test_the_event_stream_matches_the_results_file(
         math_app_url,
         offline_policy_url,
         list(range(30)),
-        out_path=str(out),
         prompt_template={"system": "Use the tool.", "user": "{problem}"},
     )
 
@@ -172,6 +169,10 @@ def test_the_event_stream_matches_the_results_file(
                 return {e.data["name"]: e.data["value"] for e in events if e.type == "eval.metric"}
 
             assert last_values(live) == last_values(replayed)
+            # the server chose where the results went; they come back through the API
+            artifacts = await client.artifacts(job["job_id"])
+            assert [a["name"] for a in artifacts] == ["results.jsonl"]
+            await client.download_artifact(job["job_id"], "results.jsonl", out)
             return replayed
 
     events = asyncio.run(scenario())
@@ -183,7 +184,8 @@ def test_the_event_stream_matches_the_results_file(
     assert types.index("prompt.learning.final.results") < len(types) - 1
     final = next(e for e in events if e.type == "prompt.learning.final.results")
     assert final.data["score"] == 1.0
-    assert any(e.type == "artifact.results" and e.data["url"] == str(out) for e in events)
+    results_url = f"/api/jobs/{events[0].job_id}/artifacts/results.jsonl"
+    assert any(e.type == "artifact.results" and e.data["url"] == results_url for e in events)
 
 
 def test_a_canceled_job_ends_canceled_and_stops_rolling_out(

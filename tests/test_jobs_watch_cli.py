@@ -169,7 +169,7 @@ def test_jobs_routes_mount_into_a_task_app_and_emit_in_process(tmp_path: Path) -
 
     async def rollout(request: Any, context: Any) -> dict[str, Any]:
         job_id = request.env.config["job_id"]
-        emitter = JobEmitter(await service.bus(job_id))  # an executor reporting progress
+        emitter = JobEmitter(service, job_id)  # an executor reporting progress
         emitter.emit_metric("reward", 1.0, step=request.env.seed)
         emitter.emit_status("succeeded")
         emitted.append(request.env.seed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -22,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from synth_ai.task import TaskAppClient, create_task_app, serve_in_background
-from synth_ai.tracing_v3 import SessionTrace, TraceStore
+from synth_ai.tracing_v3 import SessionTrace, TraceReader, TraceStore
 
 from .conftest import KEY, InProcess
 
@@ -58,6 +59,8 @@ async def wait_drained(client: httpx.AsyncClient) -> dict[str, Any]:
 def test_200_concurrent_rollouts_leave_200_complete_sessions(
     tmp_path: Path, offline_policy_url: str
 ) -> None:
+    """A 200 means the session is committed: a reader looking right after the answers, while
+    the server still runs, finds every one of them."""
     db = tmp_path / "traces.db"
 
     async def run(url: str) -> dict[str, Any]:
@@ -66,23 +69,29 @@ def test_200_concurrent_rollouts_leave_200_complete_sessions(
                 *(client.rollout(body(seed, offline_policy_url)) for seed in range(200))
             )
         assert all(r.metrics.outcome_score == 1.0 for r in responses)
+        assert all(r.pipeline_metadata["trace_stored"] is True for r in responses)
+        reader = TraceReader(db)
+        listed = await asyncio.to_thread(reader.list_sessions, limit=500)
+        assert sorted(s["session_id"] for s in listed) == sorted(f"cid-{i}" for i in range(200))
         async with httpx.AsyncClient(base_url=url, headers=HEADERS) as raw:
-            return await wait_drained(raw)
+            return (await raw.get("/health")).json()["tracing"]
 
     with serve_in_background(math_app(tracing=True, trace_db=db)) as url:
         tracing = asyncio.run(run(url))
     assert tracing == {
         "enabled": True,
+        "healthy": True,
         "db": str(db),
+        "written": 200,
         "write_errors": 0,
         "queued": 0,
+        "last_error": None,
+        "last_error_at": None,
         "sft_output_dir": None,
         "sft_write_errors": 0,
     }
     store = TraceStore(db)
     try:
-        sessions = store.list_sessions(limit=500)
-        assert sorted(s["session_id"] for s in sessions) == sorted(f"cid-{i}" for i in range(200))
         one = store.load_session("cid-7")
         assert one is not None and one.outcome_reward.total_reward == 1.0
         assert [e.event_type for e in one.event_history] == ["cais", "environment"]
@@ -93,28 +102,54 @@ def test_200_concurrent_rollouts_leave_200_complete_sessions(
 
 
 def test_an_unwritable_store_keeps_rollouts_answering(
-    tmp_path: Path, offline_policy_url: str
+    tmp_path: Path, offline_policy_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Rollouts still answer 200, each marked `trace_stored: false` with the reason; /health
+    says tracing is unhealthy with the count and last error; the log says so once, not per
+    rollout; and once the directory is writable again, traces are stored again."""
     directory = tmp_path / "traces"
 
     async def run(url: str) -> None:
         async with httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=30) as client:
-            assert (
-                await client.post("/rollout", json=body(1, offline_policy_url))
-            ).status_code == 200
-            assert (await wait_drained(client))["write_errors"] == 0
+            first = await client.post("/rollout", json=body(1, offline_policy_url))
+            assert first.status_code == 200
+            assert first.json()["pipeline_metadata"]["trace_stored"] is True
             shutil.rmtree(directory)
             directory.write_text("the disk went away")
-            for seed in range(2, 6):
+            for seed in range(2, 12):
                 response = await client.post("/rollout", json=body(seed, offline_policy_url))
                 assert response.status_code == 200
-            health = await client.get("/health")
-            assert health.status_code == 200
-            tracing = await wait_drained(client)
-            assert tracing["write_errors"] == 4
+                meta = response.json()["pipeline_metadata"]
+                assert meta["trace_stored"] is False and meta["trace_error"]
+            tracing = (await client.get("/health")).json()["tracing"]
+            assert tracing["healthy"] is False and tracing["write_errors"] == 10
+            assert tracing["last_error"]
+            directory.unlink()
+            again = await client.post("/rollout", json=body(20, offline_policy_url))
+            assert again.json()["pipeline_metadata"]["trace_stored"] is True
+            assert (await client.get("/health")).json()["tracing"]["healthy"] is True
 
-    with serve_in_background(math_app(tracing=True, trace_db=directory / "t.db")) as url:
+    app = math_app(tracing=True, trace_db=directory / "t.db")
+    with (
+        caplog.at_level(logging.WARNING, logger="synth_ai.batch_writer"),
+        serve_in_background(app) as url,
+    ):
         asyncio.run(run(url))
+    warnings = [r for r in caplog.records if "not written" in r.getMessage()]
+    assert len(warnings) == 1  # once per interval, not once per rollout
+
+
+def test_an_unopenable_store_never_fails_a_rollout(tmp_path: Path, offline_policy_url: str) -> None:
+    """Opening the store happens on the writer, never on the request: a trace path under a
+    file answers 200 from the very first rollout."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    with serve_in_background(math_app(tracing=True, trace_db=blocker / "v3" / "t.db")) as url:
+        response = httpx.post(f"{url}/rollout", json=body(1, offline_policy_url), headers=HEADERS)
+        assert response.status_code == 200, response.text
+        assert response.json()["pipeline_metadata"]["trace_stored"] is False
+        health = httpx.get(f"{url}/health", headers=HEADERS).json()
+        assert health["tracing"]["healthy"] is False
 
 
 @pytest.mark.parametrize("tracing", [True, False])

@@ -89,7 +89,7 @@ async def record(
 )
 @given(content=json_values, reward=st.floats(-1e6, 1e6, allow_nan=False))
 def test_a_written_trace_reads_back_equal(tmp_path: Path, content: object, reward: float) -> None:
-    store = TraceStore(tmp_path / "t.db", flush_interval_s=0.01)
+    store = TraceStore(tmp_path / "t.db")
     try:
         trace = asyncio.run(record(SessionTracer(store), "s1", content, reward))
         assert store.flush(10)
@@ -119,7 +119,7 @@ def test_usage_naming_of_both_vendors() -> None:
 
 
 def test_list_filters_and_rewrites_of_the_same_session(tmp_path: Path) -> None:
-    store = TraceStore(tmp_path / "t.db", flush_interval_s=0.01)
+    store = TraceStore(tmp_path / "t.db")
     tracer = SessionTracer(store)
     try:
         for i in range(5):
@@ -153,7 +153,7 @@ def test_an_unwritable_store_counts_and_logs_its_failures(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     directory = tmp_path / "traces"
-    store = TraceStore(directory / "t.db", flush_interval_s=0.01)
+    store = TraceStore(directory / "t.db")
     tracer = SessionTracer(store)
     try:
         asyncio.run(record(tracer, "ok", 1, 1.0))

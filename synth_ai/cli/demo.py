@@ -87,9 +87,8 @@ def demo(count: int, concurrency: int, error_rate: float, model: str | None, out
             model=model,
             inference_url=inference_url,
             concurrency=concurrency,
-            out_path=str(results.resolve()),
         )
-        job_id, summary = asyncio.run(run_remote(eval_config, jobs_url, api_key, console))
+        job_id, summary = asyncio.run(run_remote(eval_config, jobs_url, api_key, results, console))
     # the servers have stopped: the trace writer has flushed everything
     if summary is None:
         raise click.ClickException(f"job {job_id} ended without a summary")

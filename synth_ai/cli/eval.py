@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 
 from synth_ai.eval import EvalCheckFailed, EvalConfig, EvalRun, EvalSummary, parse_seeds
+from synth_ai.eval.job_kind import RESULTS_NAME
 from synth_ai.jobs import JobEmitter, JobsService, JobState
 from synth_ai.offline_policy import OFFLINE_MODEL, create_offline_policy_app
 from synth_ai.task import TaskAppClient, create_task_app, get_task_app, serve_in_background
@@ -48,20 +49,25 @@ def _json_option(value: str | None, name: str) -> dict[str, Any]:
     return parsed
 
 
-async def run_local(config: EvalConfig, jobs_db: Path, console: Console) -> tuple[str, EvalSummary]:
-    """Run in this process; events go to the job log at `jobs_db`."""
+async def run_local(
+    config: EvalConfig, jobs_db: Path, out_path: Path, console: Console
+) -> tuple[str, EvalSummary]:
+    """Run in this process; events go to the job log at `jobs_db`, results to `out_path`."""
     service = JobsService(jobs_db)
     try:
         job = await service.create("eval", config.model_dump(exclude={"api_key"}), {})
-        bus = await service.bus(job["job_id"])
-        assert bus is not None
         cancel = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, cancel.set)
         console.print(f"job {job['job_id']} (events in {jobs_db})")
         with progress_bar(console) as progress:
             task = progress.add_task("eval", total=len(config.seeds), mean="-")
-            run = EvalRun(config, emitter=JobEmitter(bus), cancel=cancel)
+            run = EvalRun(
+                config,
+                emitter=JobEmitter(service, job["job_id"]),
+                cancel=cancel,
+                results_path=out_path,
+            )
 
             def advance(_: Any) -> None:
                 scored = [
@@ -79,9 +85,9 @@ async def run_local(config: EvalConfig, jobs_db: Path, console: Console) -> tupl
 
 
 async def run_remote(
-    config: EvalConfig, jobs_server: str, api_key: str | None, console: Console
+    config: EvalConfig, jobs_server: str, api_key: str | None, out_path: Path, console: Console
 ) -> tuple[str, EvalSummary | None]:
-    """Run on a jobs server and follow it over SSE."""
+    """Run on a jobs server, follow it over SSE, then fetch its results to `out_path`."""
     async with TaskAppClient(jobs_server, api_key) as client:
         job = await client.create_job("eval", config.model_dump())
         job_id = job["job_id"]
@@ -102,6 +108,9 @@ async def run_remote(
                         summary = EvalSummary.model_validate(event.data["summary"])
                     elif event.state is JobState.FAILED:
                         raise click.ClickException(event.data.get("message") or "job failed")
+        names = {artifact["name"] for artifact in await client.artifacts(job_id)}
+        if RESULTS_NAME in names:
+            await client.download_artifact(job_id, RESULTS_NAME, out_path)
         return job_id, summary
 
 
@@ -203,13 +212,14 @@ def eval_command(
             timeout_s=timeout_s,
             max_retries=max_retries,
             include_infra_errors_in_mean=include_infra_errors,
-            out_path=str(out_path.resolve()),
         )
         try:
             if jobs_server:
-                job_id, summary = asyncio.run(run_remote(config, jobs_server, api_key, console))
+                job_id, summary = asyncio.run(
+                    run_remote(config, jobs_server, api_key, out_path, console)
+                )
             else:
-                job_id, summary = asyncio.run(run_local(config, jobs_db, console))
+                job_id, summary = asyncio.run(run_local(config, jobs_db, out_path, console))
         except EvalCheckFailed as exc:
             raise click.ClickException(str(exc)) from None
     if summary is None:

@@ -13,10 +13,16 @@ from .runner import EvalCheckFailed, EvalRun
 
 logger = logging.getLogger("synth_ai.eval")
 
+RESULTS_NAME = "results.jsonl"
+
 
 class EvalJobKind:
     """Validates eval configs, keeps the API key out of the stored job, and runs the job as a
-    task on the server's loop; `POST /api/jobs/{id}/cancel` stops it."""
+    task on the server's loop; `POST /api/jobs/{id}/cancel` stops it.
+
+    The server decides where results go (the job's `results.jsonl` artifact), and the task app
+    gets only the key the job's creator put in its config, never the server's own.
+    """
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
@@ -26,10 +32,15 @@ class EvalJobKind:
         return runtime.model_dump(exclude={"api_key"}), runtime
 
     async def start(self, service: JobsService, job: dict[str, Any], runtime: EvalConfig) -> None:
-        bus = await service.bus(job["job_id"])
+        job_id = job["job_id"]
+        bus = await service.bus(job_id)
         assert bus is not None
         cancel = asyncio.Event()
         statuses = bus.subscribe(["status"])
+        results = service.artifacts.path(job_id, RESULTS_NAME)
+        await asyncio.to_thread(results.parent.mkdir, parents=True, exist_ok=True)
+        # "" and not None: the client must not fall back to this server's ENVIRONMENT_API_KEY
+        config = runtime.model_copy(update={"api_key": runtime.api_key or ""})
 
         async def watch_for_cancel() -> None:
             try:
@@ -44,14 +55,20 @@ class EvalJobKind:
         async def run() -> None:
             watcher = asyncio.create_task(watch_for_cancel())
             try:
-                await EvalRun(runtime, emitter=JobEmitter(bus), cancel=cancel).run()
+                await EvalRun(
+                    config,
+                    emitter=JobEmitter(service, job_id),
+                    cancel=cancel,
+                    results_path=results,
+                    results_url=service.artifacts.url(job_id, RESULTS_NAME),
+                ).run()
             except EvalCheckFailed as exc:
-                logger.warning("eval job %s: %s", bus.job_id, exc)
+                logger.warning("eval job %s: %s", job_id, exc)
             except Exception:
-                logger.exception("eval job %s failed", bus.job_id)
+                logger.exception("eval job %s failed", job_id)
             finally:
                 watcher.cancel()
 
-        task = asyncio.create_task(run(), name=f"eval-{bus.job_id}")
+        task = asyncio.create_task(run(), name=f"eval-{job_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -16,20 +16,19 @@ class EvalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task_app_url: str
-    api_key: str | None = Field(default=None, repr=False)
-    seeds: list[int] = Field(min_length=1)
-    split: str | None = None
-    model: str | None = None
-    inference_url: str | None = None
+    task_app_url: str = Field(max_length=2048, pattern=r"^https?://")
+    api_key: str | None = Field(default=None, repr=False, max_length=4096)
+    """The task app's key. Never filled in from the server's own environment."""
+    seeds: list[int] = Field(min_length=1, max_length=100_000)
+    split: str | None = Field(default=None, max_length=256)
+    model: str | None = Field(default=None, max_length=256)
+    inference_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
     policy_config: dict[str, Any] = Field(default_factory=dict)
     prompt_template: dict[str, Any] | list[dict[str, Any]] | None = None
     concurrency: int = Field(default=8, ge=1, le=1024)
-    timeout_s: float = Field(default=120.0, gt=0)
+    timeout_s: float = Field(default=120.0, gt=0, le=86_400, allow_inf_nan=False)
     max_retries: int = Field(default=3, ge=0, le=20)
     include_infra_errors_in_mean: bool = False
-    out_path: str | None = None
-    """Per-seed results as JSONL (appended as seeds finish)."""
 
 
 class SeedResult(BaseModel):

@@ -7,6 +7,7 @@ persist, reported apart from task failures; a low reward is data, never retried.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 
 from synth_ai.jobs import JobEmitter, JobState
+from synth_ai.jobs.log import JobFinished
 from synth_ai.task import TaskAppClient, TaskAppClientError
 
 from .models import EvalConfig, EvalSummary, SeedResult
@@ -113,24 +115,33 @@ class EvalRun:
         *,
         emitter: JobEmitter | None = None,
         cancel: asyncio.Event | None = None,
+        results_path: Path | None = None,
+        results_url: str | None = None,
         on_result: ResultHook | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = config
         self.emitter = emitter
+        self.results_path = results_path
+        self.results_url = results_url or (str(results_path.resolve()) if results_path else None)
         self.cancel = cancel or asyncio.Event()
         self.on_result = on_result
         self.transport = transport
         self.results: list[SeedResult] = []
 
+    async def _status(self, state: JobState, message: str, **fields: Any) -> None:
+        """A status is stored before the run goes on; a job already ended (canceled through
+        the jobs API) keeps its final state."""
+        if self.emitter is None:
+            return
+        data = {"state": state.value, "message": message, **fields}
+        with contextlib.suppress(JobFinished):
+            await self.emitter.emit_committed("job.status", message=message, data=data)
+
     def _emit(self, event_type: str, **fields: Any) -> None:
         if self.emitter is None:
             return
-        if event_type == "status":
-            if self.emitter.bus.state.terminal:
-                return  # already ended, e.g. canceled through the jobs API
-            self.emitter.emit_status(**fields)
-        elif event_type == "log":
+        if event_type == "log":
             self.emitter.emit_log(**fields)
         else:
             self.emitter.emit(event_type, data=fields)
@@ -147,20 +158,15 @@ class EvalRun:
                 transport=self.transport,
             ) as client:
                 await preflight(client)
-                self._emit(
-                    "status",
-                    state=JobState.RUNNING,
-                    message="checks passed",
-                    total=len(config.seeds),
-                )
+                await self._status(JobState.RUNNING, "checks passed", total=len(config.seeds))
                 if prompt:
                     self._emit("prompt.learning.started", template=config.prompt_template)
                 await self._roll_out_all(client)
         except EvalCheckFailed as exc:
-            self._emit("status", state=JobState.FAILED, message=str(exc))
+            await self._status(JobState.FAILED, str(exc))
             raise
         except Exception as exc:
-            self._emit("status", state=JobState.FAILED, message=f"{type(exc).__name__}: {exc}")
+            await self._status(JobState.FAILED, f"{type(exc).__name__}: {exc}")
             raise
         summary = EvalSummary.of(
             self.results,
@@ -168,12 +174,12 @@ class EvalRun:
             include_infra=config.include_infra_errors_in_mean,
             canceled=self.cancel.is_set(),
         )
-        self._finish(summary)
+        await self._finish(summary)
         return summary
 
     async def _roll_out_all(self, client: TaskAppClient) -> None:
         seeds = iter(self.config.seeds)
-        out = Path(self.config.out_path) if self.config.out_path else None
+        out = self.results_path
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text("")
@@ -240,11 +246,9 @@ class EvalRun:
         if self.on_result is not None:
             self.on_result(result)
 
-    def _finish(self, summary: EvalSummary) -> None:
-        if self.config.out_path:
-            self._emit(
-                "artifact.results", kind="results", url=str(Path(self.config.out_path).resolve())
-            )
+    async def _finish(self, summary: EvalSummary) -> None:
+        if self.results_url:
+            self._emit("artifact.results", kind="results", url=self.results_url)
         if self.config.prompt_template is not None:
             self._emit(
                 "prompt.learning.final.results",
@@ -254,17 +258,12 @@ class EvalRun:
             )
         data = summary.model_dump()
         if summary.canceled:
-            self._emit("status", state=JobState.CANCELED, message="canceled", summary=data)
+            await self._status(JobState.CANCELED, "canceled", summary=data)
         elif summary.completed and all(r.status != "ok" for r in self.results):
-            self._emit(
-                "status", state=JobState.FAILED, message="every rollout failed", summary=data
-            )
+            await self._status(JobState.FAILED, "every rollout failed", summary=data)
         else:
-            self._emit(
-                "status",
-                state=JobState.SUCCEEDED,
-                message=f"mean reward {summary.mean_reward}",
-                summary=data,
+            await self._status(
+                JobState.SUCCEEDED, f"mean reward {summary.mean_reward}", summary=data
             )
 
 

@@ -1,6 +1,7 @@
-"""The in-process bus of one job: numbers events, keeps a replay ring, fans out to subscribers.
+"""The in-process bus of one job: keeps a replay ring of committed events, fans out to subscribers.
 
-Everything here runs on the event loop; the producer never waits. Metrics are coalesced per
+Everything here runs on the event loop and never waits. The ring is bounded in events and in
+bytes. Metrics are coalesced per
 name to at most `max_metric_hz` (the latest value of each name is always delivered, before any
 terminal status); status, log and artifact events are never coalesced. A subscriber whose
 bounded buffer fills is marked lagged and dropped: its stream says so and the client resumes.
@@ -11,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
-from .models import EventIn, JobEvent, JobState, finite_json
+from .models import JobEvent, JobState
+from .sse import event_frame
 
 
 class TooManySubscribers(Exception):
@@ -72,14 +74,17 @@ class Subscription:
 
 
 class JobBus:
+    """The live side of one job. It hears of events only once they are committed, so what it
+    replays and sends is always in the log too."""
+
     def __init__(
         self,
         job_id: str,
         *,
         last_seq: int,
         state: JobState,
-        persist: Callable[[JobEvent], None],
         ring_size: int = 1000,
+        ring_bytes: int = 4 * 1024 * 1024,
         ring_window_s: float | None = None,
         max_metric_hz: float = 4.0,
         max_subscribers: int = 256,
@@ -89,8 +94,10 @@ class JobBus:
         self.last_seq = last_seq
         self.state = state
         self.updated_at = time.time()
-        self._persist = persist
-        self._ring: deque[JobEvent] = deque(maxlen=ring_size)
+        self._ring: deque[JobEvent] = deque()
+        self._ring_size = ring_size
+        self._ring_bytes = ring_bytes
+        self._ring_used = 0
         self._ring_window_s = ring_window_s
         self._metric_interval_s = 1.0 / max_metric_hz if max_metric_hz > 0 else 0.0
         self._metric_sent: dict[str, float] = {}
@@ -102,38 +109,52 @@ class JobBus:
 
     # --- producing -------------------------------------------------------------------------
 
-    def emit(self, event: EventIn) -> JobEvent:
-        """Number, record and deliver one event. Loop thread only; never blocks."""
-        self.last_seq += 1
-        numbered = JobEvent(
-            seq=self.last_seq,
-            job_id=self.job_id,
-            type=event.type,
-            level=event.level,
-            message=event.message,
-            data=finite_json(event.data),
-            ts=event.ts if event.ts is not None else time.time(),
-        )
-        self.updated_at = numbered.ts
-        self._ring.append(numbered)
-        self._trim_ring()
-        self._persist(numbered)
-        if (state := numbered.state) is not None:
+    def sync(self, last_seq: int, state: JobState) -> None:
+        """Take what the log says, unless this bus has already heard of newer events.
+
+        The ring must hold a contiguous run of seqs ending at `last_seq`: when the log is ahead,
+        the ring starts afresh (older cursors are then served from the log).
+        """
+        if last_seq > self.last_seq:
+            self.last_seq = last_seq
             self.state = state
-        if numbered.sse_name == "metric":
-            self._deliver_metric(numbered)
+            self._ring.clear()
+            self._ring_used = 0
+
+    def publish(self, event: JobEvent) -> None:
+        """Record and deliver one committed event. Loop thread only; never blocks."""
+        if event.seq <= self.last_seq:
+            return  # already heard of (the log said so when this bus was loaded)
+        if event.seq != self.last_seq + 1:
+            self._ring.clear()  # keep the ring contiguous; the log has what lies between
+            self._ring_used = 0
+        self.last_seq = event.seq
+        self.updated_at = time.time()
+        self._ring.append(event)
+        self._ring_used += len(event_frame(event))
+        self._trim_ring()
+        if (state := event.state) is not None:
+            self.state = state
+        if event.sse_name == "metric":
+            self._deliver_metric(event)
         else:
             if self.state.terminal:
                 self._flush_metrics()
-            self._broadcast(numbered)
-        return numbered
+            self._broadcast(event)
 
     def _trim_ring(self) -> None:
-        if self._ring_window_s is None:
-            return
-        horizon = time.time() - self._ring_window_s
-        while len(self._ring) > 1 and self._ring[0].ts < horizon:
-            self._ring.popleft()
+        """Keep at most `ring_size` events and `ring_bytes` of frames (and the window)."""
+        horizon = time.time() - self._ring_window_s if self._ring_window_s is not None else None
+        while len(self._ring) > 1 and (
+            len(self._ring) > self._ring_size
+            or self._ring_used > self._ring_bytes
+            or (horizon is not None and self._ring[0].ts < horizon)
+        ):
+            self._ring_used -= len(event_frame(self._ring.popleft()))
+
+    @property
+    def ring_bytes(self) -> int:
+        return self._ring_used
 
     def _deliver_metric(self, event: JobEvent) -> None:
         name = str(event.data.get("name") or event.type)

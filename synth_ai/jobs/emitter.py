@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .bus import JobBus
-from .models import EventIn, JobState
+from .models import EventIn, JobEvent, JobState
+
+if TYPE_CHECKING:
+    from .service import JobsService
 
 
 class JobEmitter:
-    """Emits onto a job's bus. Safe from any thread: calls off the bus's loop hop onto it."""
+    """Emits a job's events through its service's log.
 
-    def __init__(self, bus: JobBus, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self.bus = bus
-        self.loop = loop or asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
+    `emit` and the `emit_*` helpers queue the event and return at once, from any thread; they
+    report no seq, because nothing is acknowledged before its commit. `emit_committed` waits
+    for the commit (on the service's loop) and answers the stored event with its seq.
+    """
 
-    @property
-    def job_id(self) -> str:
-        return self.bus.job_id
+    def __init__(self, service: JobsService, job_id: str) -> None:
+        self.service = service
+        self.job_id = job_id
 
     def emit(
         self,
@@ -31,10 +31,19 @@ class JobEmitter:
         data: dict[str, Any] | None = None,
     ) -> None:
         event = EventIn(type=type, level=level, message=message, data=data or {})
-        if threading.get_ident() == self._loop_thread:
-            self.bus.emit(event)
-        else:
-            self.loop.call_soon_threadsafe(self.bus.emit, event)
+        self.service.emit_nowait(self.job_id, [event])
+
+    async def emit_committed(
+        self,
+        type: str,
+        *,
+        message: str | None = None,
+        level: str = "info",
+        data: dict[str, Any] | None = None,
+    ) -> JobEvent:
+        event = EventIn(type=type, level=level, message=message, data=data or {})
+        (stored,) = await self.service.emit(self.job_id, [event])
+        return stored
 
     def emit_status(self, state: JobState | str, message: str | None = None, **fields: Any) -> None:
         data = {"state": JobState(state).value, "message": message, **fields}

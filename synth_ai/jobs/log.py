@@ -1,14 +1,19 @@
 """The job event log in SQLite: `jobs` and `job_events`, written by one background thread.
 
-Events get their `seq` from the job's bus (the single writer) before they reach this log; the
-primary key `(job_id, seq)` keeps them unique. Reads use fresh connections.
+Seqs are assigned by the log in the transaction that stores the events (`jobs.last_seq` is read
+and advanced inside it), so a seq is acknowledged only once it is committed, a refused append
+uses up none, and no seq is ever given twice, whatever crashes. Appends are group-committed:
+one transaction for whatever is queued, each append in its own savepoint so one refused append
+never undoes the others. Reads use fresh connections.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +22,7 @@ import sqlite_utils
 from synth_ai.batch_writer import BatchWriter
 from synth_ai.sqlite_db import connect, ensure_schema
 
-from .models import JobEvent, JobState, sse_name
+from .models import EventIn, JobEvent, JobState, finite_json, sse_name
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -46,6 +51,38 @@ CREATE INDEX IF NOT EXISTS idx_job_events_name ON job_events(job_id, sse_name, s
 """
 
 
+class JobNotFound(Exception):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job {job_id[:80]!r}")
+        self.job_id = job_id
+
+
+class JobFinished(Exception):
+    """A status event would move a job out of its terminal state."""
+
+    def __init__(self, job_id: str, state: JobState, requested: JobState) -> None:
+        super().__init__(f"job {job_id} is {state.value}; it cannot become {requested.value}")
+        self.job_id = job_id
+        self.state = state
+        self.requested = requested
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Events for one job, stored together or not at all."""
+
+    job_id: str
+    events: Sequence[EventIn]
+
+
+Committed = Callable[[list[JobEvent]], None]
+
+
+def _loads(text: str | None) -> Any:
+    # a NaN stored by an older version must not break every read of the job
+    return json.loads(text or "{}", parse_constant=lambda _: None)
+
+
 def _job(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "job_id": row["job_id"],
@@ -54,8 +91,8 @@ def _job(row: dict[str, Any]) -> dict[str, Any]:
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
         "last_seq": row["last_seq"],
-        "config": json.loads(row["config"] or "{}"),
-        "metadata": json.loads(row["metadata"] or "{}"),
+        "config": _loads(row["config"]),
+        "metadata": _loads(row["metadata"]),
     }
 
 
@@ -66,19 +103,26 @@ def _event(row: dict[str, Any]) -> JobEvent:
         type=row["type"],
         level=row["level"] or "info",
         message=row["message"],
-        data=json.loads(row["data"] or "{}"),
+        data=_loads(row["data"]),
         ts=row["ts"],
     )
 
 
 class JobEventLog:
-    def __init__(self, path: str | Path) -> None:
+    """`append` answers the numbered events once they are committed; `on_commit` (called from
+    the writer thread, in commit order) is how a live bus hears of them."""
+
+    def __init__(self, path: str | Path, on_commit: Committed | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         ensure_schema(self.path, SCHEMA)
+        self.on_commit = on_commit
         self._db: sqlite_utils.Database | None = None
-        self._writer: BatchWriter[JobEvent] = BatchWriter(
-            self._write, name=f"job-log:{self.path.name}", on_stop=self._close_writer
+        self._writer: BatchWriter[Append, list[JobEvent]] = BatchWriter(
+            self._write,
+            name=f"job-log:{self.path.name}",
+            weight=lambda append: len(append.events),
+            on_stop=self._close_writer,
         )
 
     # --- jobs ------------------------------------------------------------------------------
@@ -94,8 +138,8 @@ class JobEventLog:
             "created_at": now,
             "updated_at": now,
             "last_seq": 0,
-            "config": json.dumps(config),
-            "metadata": json.dumps(metadata),
+            "config": json.dumps(config, allow_nan=False),
+            "metadata": json.dumps(metadata, allow_nan=False),
         }
         db = connect(self.path)
         try:
@@ -114,15 +158,16 @@ class JobEventLog:
 
     # --- events ----------------------------------------------------------------------------
 
-    def append(self, event: JobEvent) -> None:
-        """Queue an event (already numbered) for the writer thread; never blocks."""
-        self._writer.submit(event)
+    async def append(self, job_id: str, events: Sequence[EventIn]) -> list[JobEvent]:
+        """Store events and answer them numbered, after the commit.
 
-    def last_seq(self, job_id: str) -> int:
-        rows = self._query(
-            "SELECT COALESCE(MAX(seq), 0) AS seq FROM job_events WHERE job_id = ?", [job_id]
-        )
-        return int(rows[0]["seq"])
+        Raises `JobNotFound`, `JobFinished` (nothing stored), or `WriterUnavailable`.
+        """
+        return await self._writer.write(Append(job_id, events))
+
+    def append_nowait(self, job_id: str, events: Sequence[EventIn]) -> bool:
+        """Queue events without waiting for their commit (no seq is reported)."""
+        return self._writer.submit(Append(job_id, events))
 
     def events(
         self,
@@ -132,12 +177,13 @@ class JobEventLog:
         limit: int = 500,
         names: Sequence[str] | None = None,
     ) -> list[JobEvent]:
-        """Events with `seq > after`, oldest first, optionally only some SSE names."""
+        """Events with `seq > after`, oldest first, optionally only some SSE names or types."""
         sql = "SELECT * FROM job_events WHERE job_id = ? AND seq > ?"
         params: list[Any] = [job_id, after]
         if names:
-            sql += f" AND sse_name IN ({','.join('?' * len(names))})"
-            params += list(names)
+            marks = ",".join("?" * len(names))
+            sql += f" AND (sse_name IN ({marks}) OR type IN ({marks}))"
+            params += [*names, *names]
         rows = self._query(sql + " ORDER BY seq LIMIT ?", [*params, limit])
         return [_event(row) for row in rows]
 
@@ -167,41 +213,79 @@ class JobEventLog:
             self._db.close()
             self._db = None
 
-    def _write(self, events: list[JobEvent]) -> int:
+    # --- the writer thread -----------------------------------------------------------------
+
+    def _write(self, appends: list[Append]) -> list[list[JobEvent] | BaseException]:
         if self._db is None:
             self._db = connect(self.path)
             self._db.execute("PRAGMA synchronous = NORMAL")
-        db = self._db
-        latest: dict[str, JobEvent] = {}
-        for event in events:
-            latest[event.job_id] = event
-        with db.atomic():
-            db.conn.executemany(
-                "INSERT OR IGNORE INTO job_events "
-                "(job_id, seq, type, sse_name, level, message, data, ts) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        e.job_id,
-                        e.seq,
-                        e.type,
-                        sse_name(e.type),
-                        e.level,
-                        e.message,
-                        json.dumps(e.data, allow_nan=False),
-                        e.ts,
-                    )
-                    for e in events
-                ],
+        conn = self._db.conn
+        outcomes: list[list[JobEvent] | BaseException] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for append in appends:
+                conn.execute("SAVEPOINT append")
+                try:
+                    outcomes.append(self._store(conn, append))
+                except (JobNotFound, JobFinished, sqlite3.Error, ValueError, OverflowError) as exc:
+                    conn.execute("ROLLBACK TO append")
+                    outcomes.append(exc)
+                conn.execute("RELEASE append")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        committed = [e for outcome in outcomes if isinstance(outcome, list) for e in outcome]
+        if committed and self.on_commit is not None:
+            self.on_commit(committed)
+        return outcomes
+
+    @staticmethod
+    def _store(conn: sqlite3.Connection, append: Append) -> list[JobEvent]:
+        row = conn.execute(
+            "SELECT last_seq, state FROM jobs WHERE job_id = ?", [append.job_id]
+        ).fetchone()
+        if row is None:
+            raise JobNotFound(append.job_id)
+        last_seq, state = int(row[0]), JobState(row[1])
+        now = time.time()
+        numbered = []
+        for event in append.events:
+            last_seq += 1
+            stored = JobEvent(
+                seq=last_seq,
+                job_id=append.job_id,
+                type=event.type,
+                level=event.level,
+                message=event.message,
+                data=finite_json(event.data),
+                ts=event.ts if event.ts is not None else now,
             )
-            for job_id, event in latest.items():
-                db.execute(
-                    "UPDATE jobs SET last_seq = MAX(last_seq, ?), updated_at = ? WHERE job_id = ?",
-                    [event.seq, event.ts, job_id],
+            if (requested := stored.state) is not None:
+                if state.terminal and requested is not state:
+                    raise JobFinished(append.job_id, state, requested)
+                state = requested
+            numbered.append(stored)
+        conn.executemany(
+            "INSERT INTO job_events (job_id, seq, type, sse_name, level, message, data, ts) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    e.job_id,
+                    e.seq,
+                    e.type,
+                    sse_name(e.type),
+                    e.level,
+                    e.message,
+                    json.dumps(e.data, allow_nan=False),
+                    e.ts,
                 )
-            for event in events:
-                if (state := event.state) is not None:
-                    db.execute(
-                        "UPDATE jobs SET state = ? WHERE job_id = ?", [state.value, event.job_id]
-                    )
-        return 0
+                for e in numbered
+            ],
+        )
+        conn.execute(
+            "UPDATE jobs SET last_seq = ?, state = ?, updated_at = ? WHERE job_id = ?",
+            [last_seq, state.value, now, append.job_id],
+        )
+        return numbered

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 SSE_NAMES = ("status", "metric", "log", "artifact", "heartbeat")
+MAX_MESSAGE_CHARS = 65_536
 
 
 class JobState(StrEnum):
@@ -35,10 +36,11 @@ class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
-    level: str = "info"
-    message: str | None = Field(default=None, max_length=100_000)
+    level: str = Field(default="info", max_length=32, pattern=r"^[A-Za-z]+$")
+    message: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
     data: dict[str, Any] = Field(default_factory=dict)
-    ts: float | None = None
+    ts: float | None = Field(default=None, ge=0, le=1e13, allow_inf_nan=False)
+    """Unix seconds (milliseconds are tolerated); the server's clock when absent."""
 
 
 class JobEvent(BaseModel):

@@ -8,20 +8,26 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import math
+import re
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from synth_ai.batch_writer import WriterUnavailable
 from synth_ai.task.auth import WWW_AUTHENTICATE, check_api_key, presented_keys
 from synth_ai.task.errors import TaskAppError, invalid_request, validation_error
+from synth_ai.task.json_body import json_body
 
+from .artifacts import valid_name
 from .bus import JobBus, Subscription, TooManySubscribers
-from .models import SSE_NAMES, EventIn, JobState
+from .log import JobFinished, JobNotFound
+from .models import SSE_NAMES, EventIn, JobEvent, JobState
 from .service import JobsService
 from .sse import (
     KEEP_ALIVE,
@@ -37,7 +43,14 @@ STREAM_PATHS = (
     "/api/rl/jobs/{job_id}/stream",
     "/rl/jobs/{job_id}/stream",
 )
+ARTIFACT_PATHS = (
+    "/api/jobs/{job_id}/artifacts/{name}",
+    "/rl/jobs/{job_id}/artifacts/{name}",
+)
 MAX_EVENTS_PER_POST = 1000
+MAX_SEQ = 2**63 - 1
+MAX_JOB_ID_CHARS = 64
+TYPE_FILTER = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")
 REPLAY_PAGE = 500
 CHUNK_BYTES = 64 * 1024
 
@@ -55,43 +68,68 @@ class JobKind(Protocol):
 class CreateJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = "custom"
+    kind: str = Field(default="custom", max_length=64)
     config: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-async def _json_body(request: Request) -> Any:
-    body = await request.body()
-    if not body:
-        return {}
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise TaskAppError(400, "invalid_json", "The request body is not valid JSON.") from None
-
-
-def _int_param(request: Request, name: str, default: int, minimum: int = 0) -> int:
+def _int_param(
+    request: Request, name: str, default: int, minimum: int = 0, maximum: int = MAX_SEQ
+) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
+    return _bounded_int(raw, ["query", name], minimum, maximum)
+
+
+def _bounded_int(raw: str, loc: list[str], minimum: int, maximum: int) -> int:
+    text = raw.strip()
+    value = int(text) if text.isdigit() and len(text) <= 19 else None
+    if value is None or not minimum <= value <= maximum:
         raise invalid_request(
-            f"{name} must be an integer >= {minimum}.",
-            loc=["query", name],
-            msg="not a valid integer",
+            f"{loc[-1]} must be an integer in [{minimum}, {maximum}].",
+            loc=loc,
+            msg="not an integer in range",
             type="int_parsing",
         )
     return value
 
 
+def _float_param(request: Request, name: str, default: float, low: float, high: float) -> float:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw[:40])
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:  # NaN fails this too
+        raise invalid_request(
+            f"{name} must be a number of seconds in [{low:g}, {high:g}].",
+            loc=["query", name],
+            msg="not a number in range",
+            type="float_parsing",
+        )
+    return value
+
+
 def _names(request: Request) -> list[str] | None:
+    """The `types` filter: SSE names (`metric`) or full dotted types (`eval.result`)."""
     raw = request.query_params.get("types")
     names = [part.strip() for part in (raw or "").split(",") if part.strip()]
+    unknown = [n for n in names if n not in SSE_NAMES and not TYPE_FILTER.match(n)]
+    if unknown or len(names) > 32:
+        raise invalid_request(
+            "types is a comma-separated list of event names or dotted types (at most 32).",
+            loc=["query", "types"],
+            msg=f"use {', '.join(SSE_NAMES)} or a dotted type",
+            type="enum",
+        )
     return names or None
+
+
+def _job_not_found(job_id: str) -> TaskAppError:
+    return TaskAppError(404, "job_not_found", f"No job {job_id[:80]!r}.")
 
 
 class JobsRoutes:
@@ -110,6 +148,8 @@ class JobsRoutes:
             Route("/api/jobs/{job_id}/events", self.events, methods=["GET"]),
             Route("/api/jobs/{job_id}/events", self.post_events, methods=["POST"]),
             Route("/api/jobs/{job_id}/stream-token", self.stream_token, methods=["POST"]),
+            Route("/api/jobs/{job_id}/artifacts", self.list_artifacts, methods=["GET"]),
+            *(Route(path, self.get_artifact, methods=["GET"]) for path in ARTIFACT_PATHS),
         ]
 
     @property
@@ -118,14 +158,42 @@ class JobsRoutes:
 
     async def _bus(self, request: Request) -> JobBus:
         job_id = request.path_params["job_id"]
-        bus = await self.service.bus(job_id)
+        bus = await self.service.bus(job_id) if len(job_id) <= MAX_JOB_ID_CHARS else None
         if bus is None:
-            raise TaskAppError(404, "job_not_found", f"No job {job_id!r}.", job_id=job_id)
+            raise _job_not_found(job_id)
         return bus
+
+    async def _store(self, job_id: str, events: list[EventIn]) -> list[JobEvent]:
+        """Store events, mapping the log's refusals onto the error envelope."""
+        try:
+            return await self.service.emit(job_id, events)
+        except JobNotFound:
+            raise _job_not_found(job_id) from None
+        except JobFinished as exc:
+            raise TaskAppError(
+                409,
+                "job_finished",
+                f"The job is {exc.state.value}; a finished job's state is final.",
+                state=exc.state.value,
+            ) from None
+        except WriterUnavailable:
+            raise TaskAppError(
+                503,
+                "log_unavailable",
+                "The event log is not keeping up; nothing was stored. Retry later.",
+                headers={"Retry-After": "1"},
+            ) from None
+        except sqlite3.Error as exc:
+            raise TaskAppError(
+                503,
+                "log_unavailable",
+                f"The event log failed ({type(exc).__name__}); nothing was stored.",
+                headers={"Retry-After": "1"},
+            ) from None
 
     async def create(self, request: Request) -> Response:
         try:
-            spec = CreateJob.model_validate(await _json_body(request))
+            spec = CreateJob.model_validate(await json_body(request))
         except ValidationError as exc:
             raise validation_error(exc, "The job request is invalid.") from None
         if spec.kind not in self.kinds:
@@ -157,19 +225,21 @@ class JobsRoutes:
 
     async def cancel(self, request: Request) -> Response:
         bus = await self._bus(request)
-        if not bus.state.terminal:
-            bus.emit(
-                EventIn(
-                    type="job.status",
-                    message="canceled by request",
-                    data={"state": JobState.CANCELED.value},
-                )
-            )
+        canceled = EventIn(
+            type="job.status",
+            message="canceled by request",
+            data={"state": JobState.CANCELED.value},
+        )
+        try:
+            await self._store(bus.job_id, [canceled])
+        except TaskAppError as exc:
+            if exc.status != 409:
+                raise  # 409: it had finished already; the snapshot says how
         return JSONResponse(await self.service.snapshot(bus.job_id))
 
     async def events(self, request: Request) -> Response:
         bus = await self._bus(request)
-        after = _int_param(request, "since_seq", 0)
+        after = _int_param(request, "since_seq", _int_param(request, "after", 0))
         limit = min(_int_param(request, "limit", 200, minimum=1), 1000)
         page = await self.service.events(bus.job_id, after, limit, _names(request))
         next_seq = page[-1].seq if page else after
@@ -178,8 +248,10 @@ class JobsRoutes:
         )
 
     async def post_events(self, request: Request) -> Response:
-        bus = await self._bus(request)
-        body = await _json_body(request)
+        job_id = request.path_params["job_id"]
+        if len(job_id) > MAX_JOB_ID_CHARS:
+            raise _job_not_found(job_id)
+        body = await json_body(request)
         raw = body.get("events") if isinstance(body, dict) and "events" in body else [body]
         if not isinstance(raw, list) or not raw or len(raw) > MAX_EVENTS_PER_POST:
             raise invalid_request(
@@ -191,8 +263,8 @@ class JobsRoutes:
             events = [EventIn.model_validate(item) for item in raw]
         except ValidationError as exc:
             raise validation_error(exc, "An event is invalid.") from None
-        emitted = [bus.emit(event) for event in events]
-        return JSONResponse({"seqs": [event.seq for event in emitted]}, status_code=201)
+        stored = await self._store(job_id, events)
+        return JSONResponse({"seqs": [event.seq for event in stored]}, status_code=201)
 
     async def stream_token(self, request: Request) -> Response:
         bus = await self._bus(request)
@@ -200,6 +272,26 @@ class JobsRoutes:
             self.settings.token_secret, bus.job_id, self.settings.token_ttl_s
         )
         return JSONResponse({"token": token, "expires_at": expires_at})
+
+    async def list_artifacts(self, request: Request) -> Response:
+        bus = await self._bus(request)
+        artifacts = await asyncio.to_thread(self.service.artifacts.list, bus.job_id)
+        return JSONResponse({"artifacts": artifacts})
+
+    async def get_artifact(self, request: Request) -> Response:
+        bus = await self._bus(request)
+        name = request.path_params["name"]
+        if not valid_name(name):
+            raise invalid_request(
+                "Artifact names are plain file names.",
+                loc=["path", "name"],
+                msg="letters, digits, '.', '_' and '-' only; no '..'; at most 128",
+                type="string_pattern_mismatch",
+            )
+        path = self.service.artifacts.path(bus.job_id, name)
+        if not await asyncio.to_thread(path.is_file):
+            raise TaskAppError(404, "artifact_not_found", f"The job has no artifact {name!r}.")
+        return FileResponse(path, filename=name)
 
     # --- the stream ------------------------------------------------------------------------
 
@@ -227,25 +319,13 @@ class JobsRoutes:
         self._authorise_stream(request)
         bus = await self._bus(request)
         names = _names(request)
-        unknown = [n for n in names or [] if n not in SSE_NAMES and "." not in n]
-        if unknown:
-            raise invalid_request(
-                f"Unknown event types: {', '.join(unknown)}.",
-                loc=["query", "types"],
-                msg=f"use {', '.join(SSE_NAMES)}",
-                type="enum",
-            )
         last_event_id = request.headers.get("last-event-id", "").strip()
         since = (
-            int(last_event_id) if last_event_id.isdigit() else _int_param(request, "since_id", 0)
+            _bounded_int(last_event_id, ["header", "last-event-id"], 0, MAX_SEQ)
+            if last_event_id
+            else _int_param(request, "since_id", 0)
         )
-        heartbeat = float(request.query_params.get("heartbeat") or self.settings.heartbeat_s)
-        if not 0.05 <= heartbeat <= 3600:
-            raise invalid_request(
-                "heartbeat must be within [0.05, 3600] s.",
-                loc=["query", "heartbeat"],
-                msg="out of range",
-            )
+        heartbeat = _float_param(request, "heartbeat", self.settings.heartbeat_s, 0.05, 3600)
         if self.service.subscriber_count >= self.settings.max_clients:
             raise TaskAppError(
                 429,
@@ -280,31 +360,35 @@ class JobsRoutes:
             yield retry_frame(self.settings.retry_ms)
             watermark = since
             replay = bus.ring_after(since)
-            if replay is None:
-                first = await asyncio.to_thread(self.service.log.first_seq, bus.job_id)
-                if first is not None and since < first - 1:
+            cursor = since
+            while replay is None:  # the ring does not reach back: page through the log
+                try:
+                    async with asyncio.timeout(self.settings.replay_timeout_s):
+                        page = await self.service.events(bus.job_id, cursor, REPLAY_PAGE, names)
+                except (TimeoutError, sqlite3.Error) as exc:
+                    # never jump ahead: say so and end, so the client resumes from its own
+                    # cursor once the log answers again
                     yield control_frame(
                         "reset",
                         {
                             "state": bus.state.value,
-                            "dropped_events": True,
-                            "first_seq": first,
+                            "dropped_events": False,
                             "last_seq": bus.last_seq,
+                            "message": f"the event log is not answering ({type(exc).__name__});"
+                            " resume from your last id",
                         },
                     )
-                while True:
-                    page = await self.service.events(bus.job_id, watermark, REPLAY_PAGE, names)
-                    for event in page:
-                        if subscription.wants(event):
-                            yield event_frame(event)
-                        watermark = event.seq
-                    if len(page) < REPLAY_PAGE:
-                        break
-            else:
-                for event in replay:
+                    return
+                for event in page:
                     if subscription.wants(event):
                         yield event_frame(event)
-                    watermark = event.seq
+                    watermark = cursor = event.seq
+                if len(page) < REPLAY_PAGE:
+                    replay = []
+            for event in replay:
+                if subscription.wants(event):
+                    yield event_frame(event)
+                watermark = event.seq
             if bus.state.terminal:
                 closes_at = loop.time() + self.settings.end_grace_s
             while True:

@@ -1,12 +1,15 @@
-"""`JobsService`: the jobs of one process, their buses and their durable log."""
+"""`JobsService`: the jobs of one process, their durable log and their live buses."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .artifacts import ArtifactStore
 from .bus import JobBus
 from .log import JobEventLog
 from .models import EventIn, JobEvent, JobState
@@ -16,25 +19,46 @@ DEFAULT_JOBS_DB = Path("traces/jobs.db")
 
 
 class JobsService:
-    """Creates jobs, routes events to their bus, and answers snapshots and event pages.
+    """Creates jobs, stores their events, and answers snapshots and event pages.
 
-    Blocking SQLite work runs in worker threads; the bus is on the event loop.
+    The log is the truth: an event reaches a bus (and so any stream) only after its commit.
+    Blocking SQLite work runs in worker threads or the log's writer; buses live on the loop.
     """
 
     def __init__(
         self, db_path: str | Path = DEFAULT_JOBS_DB, settings: StreamSettings | None = None
     ):
         self.settings = settings or StreamSettings.from_environment()
-        self.log = JobEventLog(db_path)
+        self.log = JobEventLog(db_path, on_commit=self._committed)
+        self.artifacts = ArtifactStore(self.log.path.with_suffix(".artifacts"))
         self._buses: dict[str, JobBus] = {}
+        self._loading: dict[str, asyncio.Future[JobBus | None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def subscriber_count(self) -> int:
         return sum(len(bus.subscribers) for bus in self._buses.values())
 
+    def _bind_loop(self) -> None:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+
+    def _committed(self, events: list[JobEvent]) -> None:
+        """From the log's writer thread, in commit order: hand events to the loop's buses."""
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed; the log has them
+                self._loop.call_soon_threadsafe(self._publish, events)
+
+    def _publish(self, events: list[JobEvent]) -> None:
+        for event in events:
+            bus = self._buses.get(event.job_id)
+            if bus is not None:
+                bus.publish(event)
+
     async def create(
         self, kind: str, config: dict[str, Any], metadata: dict[str, Any]
     ) -> dict[str, Any]:
+        self._bind_loop()
         job_id = f"job_{uuid.uuid4().hex[:16]}"
         job = await asyncio.to_thread(self.log.create_job, job_id, kind, config, metadata)
         self._buses[job_id] = self._new_bus(job_id, 0, JobState.QUEUED)
@@ -46,17 +70,38 @@ class JobsService:
         return self._buses.get(job_id)
 
     async def bus(self, job_id: str) -> JobBus | None:
-        """The job's bus, rebuilt from the log after a restart; None for an unknown job."""
+        """The job's bus, loaded from the log when not in memory; None for an unknown job.
+
+        The bus is registered before the log is read, so an event committed meanwhile is
+        either in what the log answers or published to the bus: none falls between.
+        """
+        self._bind_loop()
         if job_id in self._buses:
             return self._buses[job_id]
-        job = await asyncio.to_thread(self.log.get_job, job_id)
+        if job_id in self._loading:
+            return await asyncio.shield(self._loading[job_id])
+        loading: asyncio.Future[JobBus | None] = asyncio.get_running_loop().create_future()
+        self._loading[job_id] = loading
+        bus = self._buses[job_id] = self._new_bus(job_id, 0, JobState.QUEUED)
+        try:
+            job = await asyncio.shield(asyncio.to_thread(self.log.get_job, job_id))
+        except BaseException as exc:
+            self._buses.pop(job_id, None)
+            if isinstance(exc, Exception):
+                loading.set_exception(exc)
+                loading.exception()  # marked retrieved: the caller raises it below
+            else:
+                loading.cancel()
+            raise
+        finally:
+            del self._loading[job_id]
         if job is None:
+            self._buses.pop(job_id, None)
+            loading.set_result(None)
             return None
-        last_seq = await asyncio.to_thread(self.log.last_seq, job_id)
-        bus = self._buses.setdefault(
-            job_id, self._new_bus(job_id, last_seq, JobState(job["state"]))
-        )
+        bus.sync(job["last_seq"], JobState(job["state"]))
         self._evict()
+        loading.set_result(bus)
         return bus
 
     def _new_bus(self, job_id: str, last_seq: int, state: JobState) -> JobBus:
@@ -65,8 +110,8 @@ class JobsService:
             job_id,
             last_seq=last_seq,
             state=state,
-            persist=self.log.append,
             ring_size=s.ring_events,
+            ring_bytes=s.ring_bytes,
             ring_window_s=s.ring_window_s,
             max_metric_hz=s.max_metric_hz,
             max_subscribers=s.max_clients_per_job,
@@ -79,53 +124,51 @@ class JobsService:
         if excess <= 0:
             return
         idle = sorted(
-            (bus for bus in self._buses.values() if not bus.subscribers),
+            (
+                bus
+                for job_id, bus in self._buses.items()
+                if not bus.subscribers and job_id not in self._loading
+            ),
             key=lambda bus: bus.updated_at,
         )
         for bus in idle[:excess]:
             bus.close()
             del self._buses[bus.job_id]
 
-    async def emit(self, job_id: str, events: list[EventIn]) -> list[JobEvent] | None:
-        bus = await self.bus(job_id)
-        if bus is None:
-            return None
-        return [bus.emit(event) for event in events]
+    async def emit(self, job_id: str, events: Sequence[EventIn]) -> list[JobEvent]:
+        """Store events; answers them numbered once committed.
+
+        Raises `JobNotFound`, `JobFinished` or `WriterUnavailable` (see `JobEventLog.append`).
+        """
+        self._bind_loop()
+        return await self.log.append(job_id, events)
+
+    def emit_nowait(self, job_id: str, events: Sequence[EventIn]) -> bool:
+        """Queue events from any thread without waiting for the commit (no seq answered)."""
+        return self.log.append_nowait(job_id, events)
 
     async def snapshot(self, job_id: str) -> dict[str, Any] | None:
         job = await asyncio.to_thread(self.log.get_job, job_id)
         if job is None:
             return None
         bus = self._buses.get(job_id)
-        if bus is not None:
-            job["state"] = bus.state.value
-            job["last_seq"] = bus.last_seq
-            job["updated_at"] = max(job["updated_at"], bus.updated_at)
         job["streams"] = len(bus.subscribers) if bus is not None else 0
         return job
 
     async def list(self, limit: int = 50) -> list[dict[str, Any]]:
-        jobs = await asyncio.to_thread(self.log.list_jobs, limit)
-        for job in jobs:
-            bus = self._buses.get(job["job_id"])
-            if bus is not None:
-                job["state"], job["last_seq"] = bus.state.value, bus.last_seq
-        return jobs
+        return await asyncio.to_thread(self.log.list_jobs, limit)
 
     async def events(
         self, job_id: str, after: int, limit: int, names: list[str] | None
     ) -> list[JobEvent]:
-        """A page of events after a cursor: the log, then the ring for what is not flushed yet."""
-        page = await asyncio.to_thread(
+        """A page of events after a cursor: from the ring when it reaches back, else the log."""
+        bus = self._buses.get(job_id) if job_id not in self._loading else None
+        tail = bus.ring_after(after) if bus is not None else None
+        if tail is not None:
+            return [e for e in tail if not names or e.sse_name in names or e.type in names][:limit]
+        return await asyncio.to_thread(
             self.log.events, job_id, after=after, limit=limit, names=names
         )
-        bus = self._buses.get(job_id)
-        if bus is not None and len(page) < limit:
-            cursor = page[-1].seq if page else after
-            tail = bus.ring_after(cursor) or []
-            wanted = [e for e in tail if not names or e.sse_name in names or e.type in names]
-            page += wanted[: limit - len(page)]
-        return page
 
     async def close(self) -> None:
         for bus in self._buses.values():

@@ -19,6 +19,8 @@ def _number(name: str, default: float) -> float:
 class StreamSettings:
     heartbeat_s: float = 20.0
     ring_events: int = 1000
+    ring_bytes: int = 4 * 1024 * 1024
+    """Per job: the replay ring holds at most this many bytes of frames."""
     ring_window_s: float | None = None
     max_metric_hz: float = 4.0
     max_clients_per_job: int = 256
@@ -27,9 +29,12 @@ class StreamSettings:
     end_grace_s: float = 1.0
     send_timeout_s: float = 30.0
     retry_ms: int = 2000
+    replay_timeout_s: float = 10.0
+    """How long a stream waits for one page of the log before telling its client to resume."""
     token_ttl_s: float = 600.0
     token_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
-    max_buses: int = 1000
+    max_buses: int = 256
+    """Jobs kept hot (bus and ring in memory); the idlest beyond it are served from the log."""
 
     @classmethod
     def from_environment(cls) -> StreamSettings:
@@ -38,6 +43,7 @@ class StreamSettings:
         return cls(
             heartbeat_s=_number("SSE_HEARTBEAT_SECS", 20.0),
             ring_events=int(_number("SSE_RING_BUFFER_EVENTS", 1000)),
+            ring_bytes=int(_number("SSE_RING_BUFFER_BYTES", 4 * 1024 * 1024)),
             ring_window_s=float(window) if window else None,
             max_metric_hz=_number("SSE_MAX_METRIC_HZ", 4.0),
             max_clients_per_job=int(_number("SSE_MAX_CLIENTS_PER_JOB", 256)),

@@ -8,6 +8,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, overload
 
@@ -172,6 +173,26 @@ class TaskAppClient:
             "POST", f"/api/jobs/{job_id}/events", json={"events": list(events)}
         )
         return answer["seqs"]
+
+    async def artifacts(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's stored files: `[{name, size, sha256, url}]`."""
+        return (await self.request("GET", f"/api/jobs/{job_id}/artifacts"))["artifacts"]
+
+    async def download_artifact(self, job_id: str, name: str, destination: Path) -> int:
+        """Stream one of the job's files to `destination`; answers the bytes written."""
+        written = 0
+        async with self._http.stream("GET", f"/api/jobs/{job_id}/artifacts/{name}") as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise error_from_response(response)
+            out = await asyncio.to_thread(open, destination, "wb")
+            try:
+                async for chunk in response.aiter_bytes():
+                    await asyncio.to_thread(out.write, chunk)
+                    written += len(chunk)
+            finally:
+                await asyncio.to_thread(out.close)
+        return written
 
     def stream_job(
         self,

@@ -255,15 +255,21 @@ class RolloutRunner:
                 return await self._execute(request, context)
             tracer, context.trace = traced
             error: str | None = None
+            response: RolloutResponse | None = None
             try:
                 response = await self._execute(request, context)
                 self._complete_trace(response, request, context.trace)
-                return response
             except BaseException as exc:
                 error = exc.code if isinstance(exc, TaskAppError) else type(exc).__name__
                 raise
             finally:
-                await tracer.finish(context.trace, error)
+                # answered only after the session is committed: a 200 means the trace is kept
+                failure = await tracer.finish(context.trace, error)
+                if response is not None and tracer.store is not None:
+                    response.pipeline_metadata["trace_stored"] = failure is None
+                    if failure is not None:
+                        response.pipeline_metadata["trace_error"] = failure
+            return response
 
     @staticmethod
     def _complete_trace(

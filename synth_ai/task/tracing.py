@@ -79,13 +79,19 @@ class RolloutTracing:
         return tracer, tracer.start(correlation_id, metadata)
 
     def health(self) -> dict[str, Any]:
+        """Whether traces are being stored: `healthy` is false while the store keeps failing,
+        with the counts and the last error."""
         store = self._tracer.store if self._tracer else None
         sft = self._tracer.sft if self._tracer else None
+        stored: dict[str, Any] = (
+            store.health()
+            if store is not None
+            else {"healthy": True, "written": 0, "write_errors": 0, "queued": 0, "last_error": None}
+        )
         return {
             "enabled": self.enabled,
+            **stored,
             "db": str(self.db_path) if self.enabled else None,
-            "write_errors": store.write_errors if store else 0,
-            "queued": store.queued if store else 0,
             "sft_output_dir": str(self.sft_dir) if self.enabled and self.sft_dir else None,
             "sft_write_errors": sft.write_errors if sft else 0,
         }

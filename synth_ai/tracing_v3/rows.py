@@ -34,6 +34,14 @@ class IdAllocator:
         return self._last[table]
 
 
+def _column(value: Any) -> Any:
+    """A value SQLite can hold in its column: an integer past 64 bits goes in as NULL there
+    (the row's JSON payload keeps it whole), so one absurd count never refuses a session."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return None
+    return value
+
+
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
@@ -100,7 +108,7 @@ def session_rows(trace: SessionTrace, ids: IdAllocator) -> dict[str, list[dict[s
             "payload": event.model_dump_json(),
         }
         if isinstance(event, LMCAISEvent):
-            row |= {column: getattr(event, column) for column in _LM_COLUMNS}
+            row |= {column: _column(getattr(event, column)) for column in _LM_COLUMNS}
         elif isinstance(event, EnvironmentEvent):
             row |= {
                 "reward": event.reward,
@@ -135,7 +143,7 @@ def session_rows(trace: SessionTrace, ids: IdAllocator) -> dict[str, list[dict[s
                 "id": ids.next("outcome_rewards"),
                 "session_id": trace.session_id,
                 "total_reward": float(outcome.total_reward),
-                "achievements_count": outcome.achievements_count,
+                "achievements_count": _column(outcome.achievements_count),
                 "total_steps": outcome.total_steps,
                 "reward_metadata": _json(outcome.reward_metadata),
                 "created_at": created,
@@ -150,7 +158,7 @@ def session_rows(trace: SessionTrace, ids: IdAllocator) -> dict[str, list[dict[s
             if 0 <= reward.event_index < len(event_ids)
             else None,
             "session_id": trace.session_id,
-            "turn_number": reward.turn_number,
+            "turn_number": _column(reward.turn_number),
             "reward_value": float(reward.reward_value),
             "reward_type": reward.reward_type,
             "key": reward.key,

@@ -81,19 +81,34 @@ def write_sft_jsonl(
 
 
 class SFTWriter:
-    """Appends one line per LLM call to `<dir>/sft_examples.jsonl` from a background thread."""
+    """Appends one line per LLM call to `<dir>/sft_examples.jsonl` from a background thread.
+
+    Each batch goes to the file in one write, and a write that fails part-way (a full disk)
+    is cut back off: the file only ever holds whole lines.
+    """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.path = Path(directory) / SFT_FILE_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer: BatchWriter[dict[str, Any]] = BatchWriter(
+        self._writer: BatchWriter[dict[str, Any], None] = BatchWriter(
             self._append, name="sft-writer", max_queue=10_000
         )
 
-    def _append(self, examples: list[dict[str, Any]]) -> int:
-        with open(self.path, "a", encoding="utf-8") as out:
-            out.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in examples)
-        return 0
+    def _append(self, examples: list[dict[str, Any]]) -> list[BaseException | None]:
+        blob = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples).encode()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            start = os.fstat(fd).st_size
+            try:
+                view = memoryview(blob)
+                while view:
+                    view = view[os.write(fd, view) :]
+            except OSError:
+                os.ftruncate(fd, start)
+                raise
+        finally:
+            os.close(fd)
+        return [None] * len(examples)
 
     def write(self, record: LLMCallRecord) -> None:
         example = sft_example(record)

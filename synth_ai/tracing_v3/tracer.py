@@ -2,7 +2,7 @@
 
 A session is its own object (no process-wide "current session"), so concurrent rollouts never
 see each other's events. Recording is in memory; the finished session goes to the store's
-writer thread, so the event loop never waits on SQLite.
+writer thread, so the event loop never waits on SQLite; `finish` returns once it is committed.
 """
 
 from __future__ import annotations
@@ -265,10 +265,17 @@ class SessionTracer:
     ) -> TraceSession:
         return TraceSession(session_id or uuid.uuid4().hex, metadata, otel=self.otel, sft=self.sft)
 
-    async def finish(self, session: TraceSession, error: str | None = None) -> None:
+    async def finish(self, session: TraceSession, error: str | None = None) -> str | None:
+        """End the session and store it; answers None once it is committed (or when there is
+        no store), else why it could not be stored. Never raises for a failing store."""
         session.end(error)
-        if self.store is not None:
+        if self.store is None:
+            return None
+        try:
             await self.store.write(session.trace)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"[:300]
+        return None
 
     @asynccontextmanager
     async def session(

@@ -1,0 +1,63 @@
+"""Reading a JSON request body strictly: JSON only, and only finite numbers.
+
+Python's `json` accepts `NaN`, `Infinity` and literals such as `1e400` that overflow to
+infinity; none of those is JSON, and stored they break every strict reader after them. They are
+refused here, at the edge, with a 4xx in the error envelope.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from starlette.requests import Request
+
+from .errors import TaskAppError, invalid_request
+
+
+def require_json(content_type: str) -> None:
+    """415 unless the media type is `application/json` or `*+json`."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise TaskAppError(
+            415, "unsupported_media_type", "Send the request body as application/json."
+        )
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} does not fit a finite float")
+    return value
+
+
+def loads_strict(body: bytes | str) -> Any:
+    """Parse JSON; 400 `invalid_json` when malformed, 422 for a non-finite number."""
+    try:
+        return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except ValueError as exc:
+        reason = str(exc)
+        if "JSON number" in reason or "finite float" in reason:
+            raise invalid_request(
+                "Numbers must be finite: NaN, Infinity and overflowing literals are refused.",
+                loc=["body"],
+                msg=reason.split(":", 1)[0][:120],
+                type="finite_number",
+            ) from None
+        raise TaskAppError(400, "invalid_json", "The request body is not valid JSON.") from None
+    except RecursionError:
+        raise TaskAppError(400, "invalid_json", "The request body nests too deeply.") from None
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON body (`{}` when empty), refused unless it is strict JSON."""
+    body = await request.body()
+    if not body:
+        return {}
+    require_json(request.headers.get("content-type", ""))
+    return loads_strict(body)
