@@ -169,3 +169,83 @@ def test_an_unwritable_store_counts_and_logs_its_failures(
         assert store.written == 1  # the first session; the second was counted as lost
     finally:
         store.close()
+
+
+def trace_with(session_id: str, *, tokens: int = 7, text: str = "fine") -> SessionTrace:
+    tracer = SessionTracer()
+    session = tracer.start(session_id)
+    with session.timestep("t"):
+        session.record_message(text, "observation")
+        session.record_chat_completion(
+            {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            {
+                "choices": [{"message": {"role": "assistant", "content": "yo"}}],
+                "usage": {"prompt_tokens": tokens, "completion_tokens": 1},
+            },
+            started_at=datetime.now(UTC),
+            completed_at=datetime.now(UTC),
+        )
+    session.record_outcome_reward(1.0)
+    return session.trace
+
+
+def test_one_bad_session_never_drops_its_batch(tmp_path: Path) -> None:
+    """Sessions that share a group commit with a session that cannot be stored are stored;
+    the bad one alone is refused, counted, and answered as its own error."""
+    store = TraceStore(tmp_path / "t.db")
+
+    async def scenario() -> list[BaseException | None]:
+        traces = [trace_with(f"good-{i}") for i in range(60)]
+        traces.insert(30, trace_with("bad", text="\ud800 a lone surrogate"))
+        traces.insert(10, trace_with("absurd", tokens=10**30))  # past SQLite's 64-bit INTEGER
+        return await asyncio.gather(*(store.write(t) for t in traces), return_exceptions=True)
+
+    try:
+        outcomes = asyncio.run(scenario())
+        assert sum(isinstance(o, BaseException) for o in outcomes) == 1
+        stored = {s["session_id"] for s in store.list_sessions(limit=100)}
+        assert stored == {f"good-{i}" for i in range(60)} | {"absurd"}
+        absurd = store.load_session("absurd")
+        assert absurd is not None
+        assert absurd.lm_events()[0].input_tokens == 10**30  # the payload keeps it whole
+        assert store.write_errors == 1 and store.health()["last_error"]
+    finally:
+        store.close()
+
+
+SFT_UNDER_A_FILE_SIZE_LIMIT = """
+import resource, signal, sys, json
+from datetime import UTC, datetime
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a full disk: writes fail with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+from synth_ai.tracing_v3 import LLMCallRecord, LLMMessage, SFTWriter
+writer = SFTWriter(sys.argv[1])
+for i in range(40):
+    now = datetime.now(UTC)
+    writer.write(LLMCallRecord(
+        call_id=str(i), model_name="m", started_at=now, completed_at=now,
+        request_messages=[LLMMessage(role="user", content="q" * (i * 7 % 90))],
+        output_messages=[LLMMessage(role="assistant", content="a" * 30)],
+    ))
+    writer.flush(10)
+writer.close()
+print(writer.write_errors)
+"""
+
+
+def test_sft_lines_are_whole_or_absent_when_the_disk_fills(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", SFT_UNDER_A_FILE_SIZE_LIMIT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert int(done.stdout.strip()) > 0  # the limit was really hit
+    text = (tmp_path / "sft_examples.jsonl").read_text()
+    assert text.endswith("\n")
+    lines = text.splitlines()
+    assert lines and all(json.loads(line)["messages"] for line in lines)
