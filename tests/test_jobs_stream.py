@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import socket
 import time
 from collections import Counter
@@ -121,12 +120,14 @@ def test_framing_parses_back_with_an_independent_parser(
             "prompt.learning.progress": "metric",
         }[kind]
     )
-    decoded = json.loads(first.data)  # strict JSON: a bare NaN would not parse back equal
-    assert decoded["message"] == message
-    assert decoded["data"] == json.loads(json.dumps(finite_json(data)))
-    for marker in decoded["data"].get("_nonfinite", {}).values():
-        assert marker in ("NaN", "Infinity", "-Infinity")
-    assert not any(isinstance(v, float) and not math.isfinite(v) for v in decoded["data"].values())
+    decoded = json.loads(first.data)  # strict JSON
+    # the payload itself at the top level, every producer field kept, plus seq, type, job_id
+    assert (decoded["seq"], decoded["type"], decoded["job_id"]) == (1, kind, job_id)
+    assert isinstance(decoded["ts"], float)
+    kept = {k: v for k, v in data.items() if k not in ("seq", "type", "job_id", "ts")}
+    assert {k: decoded[k] for k in kept} == json.loads(json.dumps(kept))
+    if first.event == "log" and "message" not in data:
+        assert decoded["message"] == message
 
 
 class CuttingTransport(httpx.AsyncBaseTransport):
@@ -395,3 +396,85 @@ def test_polling_fallback_when_there_is_no_stream_route(tmp_path: Path) -> None:
                 return [e.seq async for e in client.stream_job(job_id, poll_interval_s=0.01)]
 
         assert asyncio.run(read()) == [1, 2, 3]
+
+
+def test_frames_carry_the_payload_at_the_top_level(jobs: tuple[str, Starlette]) -> None:
+    """`JSON.parse(e.data).value` is a metric's value; every kind carries its design fields."""
+    url, _ = jobs
+    job_id = new_job(url)
+    post(
+        url,
+        job_id,
+        {
+            "type": "rl.train.metric",
+            "data": {
+                "name": "avg_reward",
+                "value": 0.62,
+                "step": 820,
+                "epoch": 4,
+                "split": "train",
+                "extra": [1],
+            },
+        },
+        {"type": "system.log", "level": "warning", "message": "slow step"},
+        {"type": "artifact.results", "data": {"kind": "results", "url": "/a/b", "step": 3}},
+        done(),
+    )
+    frames = [f for f in asyncio.run(read_sse(url, job_id)) if f.id and f.event != "end"]
+    payloads = {f.event: json.loads(f.data) for f in frames}
+    metric = payloads["metric"]
+    assert (metric["name"], metric["value"], metric["step"], metric["epoch"]) == (
+        "avg_reward",
+        0.62,
+        820,
+        4,
+    )
+    assert metric["split"] == "train" and metric["extra"] == [1] and "data" not in metric
+    assert payloads["log"]["level"] == "warning" and payloads["log"]["message"] == "slow step"
+    assert payloads["artifact"]["url"] == "/a/b"  # artifact.results is an artifact
+    assert payloads["status"]["state"] == "succeeded"
+    for frame in frames:
+        assert json.loads(frame.data)["seq"] == int(frame.id)
+        assert json.loads(frame.data)["job_id"] == job_id
+
+
+def test_a_finished_job_read_to_its_end_answers_204(jobs: tuple[str, Starlette]) -> None:
+    url, _ = jobs
+    job_id = new_job(url)
+    (last,) = post(url, job_id, done())
+    stream = f"{url}/api/jobs/{job_id}/stream"
+    at_end = httpx.get(stream, headers={**HEADERS, "Last-Event-ID": str(last)})
+    assert at_end.status_code == 204 and at_end.content == b""
+    assert httpx.get(stream, params={"since_id": last}, headers=HEADERS).status_code == 204
+    behind = asyncio.run(read_sse(url, job_id, since_id=last - 1))  # still behind: replayed
+    assert next(f.event for f in behind if f.data) == "status"
+
+    async def follow() -> list[int]:
+        async with TaskAppClient(url, KEY) as client:
+            return [e.seq async for e in client.stream_job(job_id, since_id=last)]
+
+    assert asyncio.run(follow()) == []  # the client stops on 204 instead of reconnecting
+
+
+def test_heartbeat_frames_when_asked_for(jobs: tuple[str, Starlette]) -> None:
+    url, _ = jobs
+    job_id = new_job(url)
+
+    async def first_heartbeat() -> dict[str, Any]:
+        async with (
+            httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=30) as client,
+            aconnect_sse(
+                client,
+                "GET",
+                f"/api/jobs/{job_id}/stream",
+                params={"types": "status,heartbeat", "heartbeat": 0.05},
+            ) as source,
+        ):
+            async for sse in source.aiter_sse():
+                if sse.event == "heartbeat":
+                    assert sse.id == ""  # no id: a heartbeat moves no client's cursor
+                    return json.loads(sse.data)
+        raise AssertionError("no heartbeat")
+
+    beat = asyncio.run(first_heartbeat())
+    assert beat["alive"] is True and beat["ts"] > 0

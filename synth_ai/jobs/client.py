@@ -101,6 +101,8 @@ async def stream_job(
                 timeout=httpx.Timeout(30.0, read=None),
             ) as source:
                 response = source.response
+                if response.status_code == 204:
+                    return  # the job has ended and we have every event
                 if response.status_code in (404, 405):
                     await response.aread()
                     error = _error(response)
@@ -124,7 +126,7 @@ async def stream_job(
                         break
                     if not sse.id or sse.event == "reset":
                         continue
-                    event = JobEvent.model_validate(json.loads(sse.data))
+                    event = JobEvent.from_wire(json.loads(sse.data))
                     failures = 0
                     if seen.add(event.seq):
                         yield event

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 SSE_NAMES = ("status", "metric", "log", "artifact", "heartbeat")
 MAX_MESSAGE_CHARS = 65_536
+WIRE_KEYS = ("seq", "type", "job_id", "ts")
 
 
 class JobState(StrEnum):
@@ -68,6 +69,36 @@ class JobEvent(BaseModel):
         except ValueError:
             return None
 
+    def wire_payload(self) -> dict[str, Any]:
+        """What a stream's `data:` carries: the payload at the top level (DESIGN.md 5), so
+        `JSON.parse(e.data).value` is a metric's value, plus `seq`, `type` and `job_id`.
+
+        Every field the producer sent stays; `level` and `message` are added to logs and
+        statuses that lack them; `ts`, `seq`, `type` and `job_id` are the stored event's own.
+        """
+        payload = dict(self.data)
+        if self.sse_name in ("log", "status"):
+            payload.setdefault("level", self.level)
+            if self.message is not None:
+                payload.setdefault("message", self.message)
+        payload.update(ts=self.ts, seq=self.seq, type=self.type, job_id=self.job_id)
+        return payload
+
+    @classmethod
+    def from_wire(cls, payload: dict[str, Any]) -> JobEvent:
+        """The event a stream frame describes (its payload becomes `data`)."""
+        data = {k: v for k, v in payload.items() if k not in WIRE_KEYS}
+        message = payload.get("message")
+        return cls(
+            seq=payload["seq"],
+            job_id=payload["job_id"],
+            type=payload["type"],
+            level=str(payload.get("level") or "info"),
+            message=message if isinstance(message, str) else None,
+            data=data,
+            ts=payload.get("ts") or time.time(),
+        )
+
 
 def sse_name(event_type: str) -> str:
     """The SSE event name of a dotted type: the last matching word wins, `log` by default.
@@ -76,6 +107,8 @@ def sse_name(event_type: str) -> str:
     `artifact.checkpoint` -> artifact, `system.log.warning` -> log.
     """
     parts = event_type.lower().split(".")
+    if parts[0] == "artifact":
+        return "artifact"
     for part in reversed(parts):
         if part in SSE_NAMES:
             return part
@@ -83,8 +116,6 @@ def sse_name(event_type: str) -> str:
             return "metric"
         if part in ("state", "started", "completed"):
             return "status"
-    if parts[0] == "artifact":
-        return "artifact"
     return "log"
 
 

@@ -11,6 +11,7 @@ import asyncio
 import math
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -326,6 +327,9 @@ class JobsRoutes:
             else _int_param(request, "since_id", 0)
         )
         heartbeat = _float_param(request, "heartbeat", self.settings.heartbeat_s, 0.05, 3600)
+        if bus.state.terminal and since >= bus.last_seq:
+            # nothing more will ever come: 204 is how SSE tells a browser to stop reconnecting
+            return Response(status_code=204)
         if self.service.subscriber_count >= self.settings.max_clients:
             raise TaskAppError(
                 429,
@@ -402,6 +406,8 @@ class JobsRoutes:
                         )
                         return
                     yield KEEP_ALIVE
+                    if names and "heartbeat" in names:  # a frame a browser's handler can see
+                        yield control_frame("heartbeat", {"alive": True, "ts": time.time()})
                     continue
                 # what is buffered goes out in few sends, each at most CHUNK_BYTES, so a client
                 # that stops reading pins at most about one chunk in the transport

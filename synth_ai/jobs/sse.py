@@ -1,6 +1,7 @@
 """Server-Sent Events on the wire: framing, and a response that never outlives its client.
 
-Frames are `id: <seq>`, `event: <name>`, `data: <one-line JSON>`. The response stops when the
+Frames are `id: <seq>`, `event: <name>`, `data: <one-line JSON>` where the JSON is the event's
+payload at the top level (`JobEvent.wire_payload`). The response stops when the
 client disconnects, and also when a send stays blocked past a timeout (a client that stopped
 reading), so a stalled reader holds no more than the transport's own bounded buffer.
 """
@@ -34,7 +35,7 @@ def _json(payload: Any) -> str:
 def event_frame(event: JobEvent) -> bytes:
     """The event's frame, encoded once and kept on the event for every other stream."""
     if event._frame is None:
-        data = _json(event.model_dump(mode="json"))
+        data = _json(event.wire_payload())
         event._frame = f"id: {event.seq}\nevent: {event.sse_name}\ndata: {data}\n\n".encode()
     return event._frame
 
