@@ -478,3 +478,20 @@ def test_heartbeat_frames_when_asked_for(jobs: tuple[str, Starlette]) -> None:
 
     beat = asyncio.run(first_heartbeat())
     assert beat["alive"] is True and beat["ts"] > 0
+
+
+def test_stream_tokens_outlive_the_server_that_issued_them(tmp_path: Path) -> None:
+    """Tokens are signed with a secret kept with the database: a browser's reconnect after a
+    restart, or to another server on the same database, is still let in."""
+    db = tmp_path / "jobs.db"
+    with serve_in_background(create_jobs_app(db, settings=FAST)) as url:
+        job_id = new_job(url)
+        post(url, job_id, {"type": "x.log", "message": "before the restart"})
+        token = httpx.post(f"{url}/api/jobs/{job_id}/stream-token", headers=HEADERS).json()
+        assert token["expires_at"] > time.time() + 3600  # covers a long job, reconnects too
+    with serve_in_background(create_jobs_app(db, settings=FAST)) as url:
+        post(url, job_id, done())
+        answer = httpx.get(f"{url}/api/jobs/{job_id}/stream", params={"token": token["token"]})
+        assert answer.status_code == 200
+        assert b"before the restart" in answer.content
+        assert token["token"] not in answer.text

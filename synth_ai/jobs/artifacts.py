@@ -17,7 +17,7 @@ JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 def valid_name(name: str) -> bool:
     """A plain file name: no separators, no `..`, no control characters, at most 128 chars."""
-    return bool(NAME.match(name)) and ".." not in name
+    return bool(NAME.fullmatch(name)) and ".." not in name
 
 
 class ArtifactStore:
@@ -25,7 +25,7 @@ class ArtifactStore:
         self.root = Path(root)
 
     def path(self, job_id: str, name: str) -> Path:
-        if not JOB_ID.match(job_id) or not valid_name(name):
+        if not JOB_ID.fullmatch(job_id) or not valid_name(name):
             raise ValueError(f"not a plain artifact name: {name[:80]!r}")
         return self.root / job_id / name
 
@@ -34,7 +34,7 @@ class ArtifactStore:
 
     def list(self, job_id: str) -> list[dict[str, Any]]:
         """Name, size, sha256 and url of each artifact of a job (blocking: run off the loop)."""
-        if not JOB_ID.match(job_id):
+        if not JOB_ID.fullmatch(job_id):
             return []
         folder = self.root / job_id
         if not folder.is_dir():

@@ -10,6 +10,7 @@ never undoes the others. Reads use fresh connections.
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +46,10 @@ CREATE TABLE IF NOT EXISTS job_events (
     data TEXT,
     ts REAL NOT NULL,
     PRIMARY KEY (job_id, seq)
+);
+CREATE TABLE IF NOT EXISTS server_secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_jobs_created ON jobs(created_at);
 CREATE INDEX IF NOT EXISTS idx_job_events_name ON job_events(job_id, sse_name, seq);
@@ -155,6 +160,21 @@ class JobEventLog:
     def list_jobs(self, limit: int = 50) -> list[dict[str, Any]]:
         rows = self._query("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", [limit])
         return [_job(row) for row in rows]
+
+    def secret(self, name: str) -> bytes:
+        """A random secret made once and kept in the database, so every server on it (and
+        every restart) shares it."""
+        db = connect(self.path)
+        try:
+            db.execute(
+                "INSERT OR IGNORE INTO server_secrets (name, value) VALUES (?, ?)",
+                [name, secrets.token_bytes(32)],
+            )
+            return bytes(
+                db.execute("SELECT value FROM server_secrets WHERE name = ?", [name]).fetchone()[0]
+            )
+        finally:
+            db.close()
 
     # --- events ----------------------------------------------------------------------------
 

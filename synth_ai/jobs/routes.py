@@ -270,7 +270,7 @@ class JobsRoutes:
     async def stream_token(self, request: Request) -> Response:
         bus = await self._bus(request)
         token, expires_at = issue_stream_token(
-            self.settings.token_secret, bus.job_id, self.settings.token_ttl_s
+            self.service.token_secret, bus.job_id, self.settings.token_ttl_s
         )
         return JSONResponse({"token": token, "expires_at": expires_at})
 
@@ -300,7 +300,7 @@ class JobsRoutes:
         token = request.query_params.get("token")
         if token and not presented_keys(request.headers):
             check = check_stream_token(
-                self.settings.token_secret, token, request.path_params["job_id"]
+                self.service.token_secret, token, request.path_params["job_id"]
             )
             if check is TokenCheck.WRONG_JOB:
                 raise TaskAppError(403, "forbidden", "This stream token is for another job.")

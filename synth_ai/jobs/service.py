@@ -31,6 +31,8 @@ class JobsService:
         self.settings = settings or StreamSettings.from_environment()
         self.log = JobEventLog(db_path, on_commit=self._committed)
         self.artifacts = ArtifactStore(self.log.path.with_suffix(".artifacts"))
+        self.token_secret = self.settings.token_secret or self.log.secret("sse_token")
+        """Signs stream tokens: `SSE_TOKEN_SECRET`, else the one kept with the database."""
         self._buses: dict[str, JobBus] = {}
         self._loading: dict[str, asyncio.Future[JobBus | None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass, field
 
 
@@ -31,8 +30,10 @@ class StreamSettings:
     retry_ms: int = 2000
     replay_timeout_s: float = 10.0
     """How long a stream waits for one page of the log before telling its client to resume."""
-    token_ttl_s: float = 600.0
-    token_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    token_ttl_s: float = 12 * 3600.0
+    """Long enough for a browser to follow a long job, reconnects included."""
+    token_secret: bytes | None = field(default=None, repr=False)
+    """None: the secret kept with the job database (made once), shared by every server on it."""
     max_buses: int = 256
     """Jobs kept hot (bus and ring in memory); the idlest beyond it are served from the log."""
 
@@ -40,6 +41,7 @@ class StreamSettings:
     def from_environment(cls) -> StreamSettings:
         window = os.environ.get("SSE_RING_BUFFER_WINDOW_SECS", "").strip()
         secret = os.environ.get("SSE_TOKEN_SECRET", "").encode()
+        ttl = _number("SSE_TOKEN_TTL_SECS", 12 * 3600.0)
         return cls(
             heartbeat_s=_number("SSE_HEARTBEAT_SECS", 20.0),
             ring_events=int(_number("SSE_RING_BUFFER_EVENTS", 1000)),
@@ -49,5 +51,6 @@ class StreamSettings:
             max_clients_per_job=int(_number("SSE_MAX_CLIENTS_PER_JOB", 256)),
             max_clients=int(_number("SSE_MAX_CLIENTS", 4096)),
             end_grace_s=_number("SSE_END_GRACE_SECS", 1.0),
-            **({"token_secret": secret} if secret else {}),
+            token_ttl_s=ttl,
+            token_secret=secret or None,
         )
