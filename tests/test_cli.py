@@ -144,3 +144,80 @@ def test_demo_runs_end_to_end_and_its_job_streams_afterwards(tmp_path: Path) -> 
         streamed = CliRunner().invoke(main, ["jobs", "stream", job_id, "--url", url])
     assert streamed.exit_code == 0, streamed.output
     assert "state=running" in streamed.output and "state=succeeded" in streamed.output
+
+
+def start_server(args: list[str]) -> tuple[subprocess.Popen[str], str, list[str]]:
+    """Run `python -m synth_ai ARGS --port P` until uvicorn says it listens."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "synth_ai", *args, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    output: list[str] = []
+    for line in process.stdout:
+        output.append(line)
+        if "Uvicorn running on" in line:
+            return process, f"http://127.0.0.1:{port}", output
+    process.wait(timeout=10)
+    raise AssertionError("the server exited early:\n" + "".join(output))
+
+
+def stop_server(process: subprocess.Popen[str], output: list[str]) -> str:
+    process.terminate()
+    process.wait(timeout=10)
+    assert process.stdout is not None
+    return "".join(output) + process.stdout.read()
+
+
+def hold_idle_connections(url: str, count: int) -> list[socket.socket]:
+    host, port = url.removeprefix("http://").split(":")
+    return [socket.create_connection((host, int(port)), timeout=10) for _ in range(count)]
+
+
+def release(idle: list[socket.socket]) -> None:
+    """Close each connection and wait until the server has closed its end too."""
+    for sock in idle:
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(1) == b""  # the server saw the close and dropped the connection
+        sock.close()
+
+
+def test_serve_logs_one_safe_access_line_and_caps_connections() -> None:
+    process, url, output = start_server(["serve", "math", "--max-connections", "4"])
+    try:
+        assert httpx.get(f"{url}/x%0Afake%20line?token=SECRET&key=K2").status_code == 401
+        idle = hold_idle_connections(url, 4)
+        try:
+            assert httpx.get(f"{url}/", timeout=10).status_code == 503
+        finally:
+            release(idle)
+        assert httpx.get(f"{url}/", timeout=10).status_code == 200
+    finally:
+        text = stop_server(process, output)
+    assert "SECRET" not in text and "K2" not in text
+    access = [line for line in text.splitlines() if re.search(r"GET /x\S* \d{3} ", line)]
+    assert len(access) == 1, text  # ours; uvicorn's own access line is off
+    assert "GET /x%0Afake%20line?token=***&key=*** 401" in access[0]
+    assert "fake line" not in text  # nor did the auth warning decode the %0A into a new line
+    assert not [line for line in text.splitlines() if line.startswith("fake")]
+
+
+def test_jobs_serve_takes_the_same_cap_and_logs_through_the_app(tmp_path: Path) -> None:
+    db = str(tmp_path / "jobs.db")
+    process, url, output = start_server(["jobs", "serve", "--db", db, "--max-connections", "3"])
+    try:
+        stream = f"{url}/api/jobs/j1/stream?token=SECRET"
+        assert httpx.get(stream).status_code == 401
+        idle = hold_idle_connections(url, 3)
+        try:
+            assert httpx.get(f"{url}/", timeout=10).status_code == 503
+        finally:
+            release(idle)
+        assert httpx.get(f"{url}/", timeout=10).status_code == 200
+    finally:
+        text = stop_server(process, output)
+    assert "SECRET" not in text
+    assert [line for line in text.splitlines() if "/api/jobs/j1/stream" in line] != []

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from synth_ai.task import InfrastructureError, create_task_app, serve_in_background
 from synth_ai.task.contracts import ErrorEnvelope
@@ -153,3 +155,157 @@ def test_an_infrastructure_error_is_marked_not_scored() -> None:
         "kind": "inference_unreachable",
         "message": "policy server is down",
     }
+
+
+# --- numbers, ids and seeds are refused at the edge, never a 500 ------------------------------
+
+NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e309", "9e99999"]
+WRONG_TYPES = ['"abc"', '"0.5"', '"5"', "true", "false", "[]", "{}", "[0.5]", '{"v": 1}']
+POLICY_NUMBERS = {
+    # field: (in range, out of range)
+    "temperature": (["0", "0.0", "1", "2.5", "10"], ["-0.01", "10.5", "1e30"]),
+    "top_p": (["0", "0.9", "1"], ["-1", "1.01", "100"]),
+    "max_tokens": (["1", "512", "10000000"], ["0", "-5", "10000001", "1.5", "512.0"]),
+    "max_completion_tokens": (["1", "4096"], ["0", "10000001", "99999999999999999999999"]),
+    "timeout_s": (["0.001", "30", "86400"], ["0", "-1", "86400.5", "1e10"]),
+}
+
+
+@pytest.fixture(scope="module")
+def roomy() -> Iterator[str]:
+    with serve_in_background(create_task_app(make_config())) as url:
+        yield url
+
+
+def post_raw(url: str, body: str) -> httpx.Response:
+    headers = {**HEADERS, "content-type": "application/json"}
+    return httpx.post(f"{url}/rollout", content=body.encode(), headers=headers, timeout=30)
+
+
+def policy_body(field: str, literal: str) -> str:
+    return f'{{"run_id": "r", "policy": {{"config": {{"{field}": {literal}}}}}}}'
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    field=st.sampled_from(sorted(POLICY_NUMBERS)),
+    literal=st.one_of(
+        st.sampled_from(NON_FINITE + WRONG_TYPES),
+        st.integers(min_value=21, max_value=3000).map(lambda n: "9" * n),
+        st.integers(min_value=309, max_value=100_000).map(lambda e: f"1e{e}"),
+    ),
+    sign=st.sampled_from(["", "-"]),
+)
+def test_non_finite_huge_and_mistyped_policy_numbers_are_422(
+    roomy: str, field: str, literal: str, sign: str
+) -> None:
+    if sign and literal[0].isdigit():
+        literal = sign + literal
+    response = post_raw(roomy, policy_body(field, literal))
+    error = assert_envelope(response, 422, "invalid_request")
+    assert error["errors"][0]["loc"] == ["policy", "config", field], literal
+
+
+@pytest.mark.parametrize("field", sorted(POLICY_NUMBERS))
+def test_policy_number_ranges(roomy: str, field: str) -> None:
+    good, bad = POLICY_NUMBERS[field]
+    for literal in [*good, "null"]:
+        assert post_raw(roomy, policy_body(field, literal)).status_code == 200, literal
+    for literal in bad:
+        response = post_raw(roomy, policy_body(field, literal))
+        error = assert_envelope(response, 422, "invalid_request")
+        assert error["errors"][0]["loc"] == ["policy", "config", field], literal
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    temperature=st.floats(0, 10),
+    top_p=st.floats(0, 1),
+    max_tokens=st.integers(1, 10_000_000),
+    timeout_s=st.floats(0, 86_400, exclude_min=True),
+)
+def test_every_value_in_range_is_accepted_and_one_past_it_is_not(
+    roomy: str, temperature: float, top_p: float, max_tokens: int, timeout_s: float
+) -> None:
+    config = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
+    config["timeout_s"] = timeout_s
+    body = {"run_id": "r", "policy": {"config": config}}
+    assert httpx.post(f"{roomy}/rollout", json=body, headers=HEADERS).status_code == 200
+    past = {"temperature": 10.001, "top_p": 1.001, "max_tokens": 10_000_001, "timeout_s": 86_401}
+    for field, value in past.items():
+        body = {"run_id": "r", "policy": {"config": {**config, field: value}}}
+        response = httpx.post(f"{roomy}/rollout", json=body, headers=HEADERS)
+        error = assert_envelope(response, 422, "invalid_request")
+        assert [e["loc"] for e in error["errors"]] == [["policy", "config", field]]
+
+
+ID_FIELDS = [
+    ("run_id",),
+    ("trace_correlation_id",),
+    ("env", "env_id"),
+    ("env", "env_name"),
+    ("policy", "policy_id"),
+    ("policy", "policy_name"),
+    ("policy", "config", "model"),
+]
+
+
+def nested(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"run_id": "r"}
+    target = body
+    for key in path[:-1]:
+        target = target.setdefault(key, {})
+    target[path[-1]] = value
+    return body
+
+
+@pytest.mark.parametrize("path", ID_FIELDS, ids=[".".join(p) for p in ID_FIELDS])
+def test_ids_and_names_are_capped_at_256_characters(roomy: str, path: tuple[str, ...]) -> None:
+    ok = httpx.post(f"{roomy}/rollout", json=nested(path, "x" * 256), headers=HEADERS)
+    assert ok.status_code == 200, ok.text
+    for value in ("x" * 257, "\u00e9" * 300, "x" * 100_000):
+        response = httpx.post(f"{roomy}/rollout", json=nested(path, value), headers=HEADERS)
+        error = assert_envelope(response, 422, "invalid_request")
+        assert error["errors"][0]["loc"] == list(path)
+        assert "x" * 257 not in response.text
+
+
+@pytest.mark.parametrize("literal", NON_FINITE)
+def test_safety_max_time_must_be_finite(roomy: str, literal: str) -> None:
+    body = f'{{"run_id": "r", "safety": {{"max_time_s": {literal}}}}}'
+    error = assert_envelope(post_raw(roomy, body), 422, "invalid_request")
+    assert error["errors"][0]["loc"] == ["safety", "max_time_s"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.one_of(
+        st.integers(min_value=2**63).map(str),
+        st.integers(max_value=-(2**63) - 1).map(str),
+        st.integers(min_value=20, max_value=10_000).map(lambda n: "7" * n),
+    )
+)
+def test_seeds_beyond_int64_are_refused_in_task_info_and_rollouts(roomy: str, seed: str) -> None:
+    response = httpx.get(f"{roomy}/task_info?seed={seed}", headers=HEADERS)
+    error = assert_envelope(response, 422, "invalid_request")
+    assert error["errors"][0]["loc"] == ["query", "seed"]
+    assert len(response.text) < 1000
+    body = f'{{"run_id": "r", "env": {{"seed": {seed}}}}}'
+    if len(seed.lstrip("-")) > 4300:  # pydantic's JSON parser stops there: not JSON to it
+        assert_envelope(post_raw(roomy, body), 400, "invalid_json")
+        return
+    error = assert_envelope(post_raw(roomy, body), 422, "invalid_request")
+    assert error["errors"][0]["loc"] == ["env", "seed"]
+
+
+def test_int64_is_the_seed_range(roomy: str) -> None:
+    for seed in (2**63 - 1, -(2**63), 0):
+        response = httpx.get(f"{roomy}/task_info?seed={seed}", headers=HEADERS)
+        assert response.status_code == 200
+        assert response.json()["task_metadata"]["seed"] == seed
+    for seed in (2**63, -(2**63) - 1):
+        response = httpx.get(f"{roomy}/task_info?seed={seed}", headers=HEADERS)
+        assert_envelope(response, 422, "invalid_request")
+    digits = "1" * 10_000
+    response = httpx.get(f"{roomy}/task_info?seeds=1,{digits}", headers=HEADERS)
+    assert_envelope(response, 422, "invalid_request")

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
+import subprocess
+import sys
+import textwrap
 import threading
 from typing import Any
 
@@ -10,6 +15,11 @@ import httpx
 import pytest
 
 from synth_ai.task import create_task_app, serve_in_background
+from synth_ai.task.connections import (
+    DEFAULT_MAX_CONNECTIONS,
+    MAX_CONNECTIONS_ENV,
+    resolve_max_connections,
+)
 
 from .conftest import KEY, make_config, rollout_body
 
@@ -118,3 +128,64 @@ def test_a_client_that_disconnects_cancels_its_rollout() -> None:
                 await wait_until(client, running=0, waiting=0)
 
         asyncio.run(drained())
+
+
+def test_connections_past_the_cap_get_503_not_a_hang_and_the_server_recovers() -> None:
+    with serve_in_background(create_task_app(make_config()), max_connections=8) as url:
+        host, port = url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(9)]
+        try:
+            refused = httpx.get(f"{url}/", timeout=10)
+            assert refused.status_code == 503
+            assert refused.headers["connection"] == "close"
+        finally:
+            for sock in idle:  # close, and wait until the server has dropped its end too
+                sock.shutdown(socket.SHUT_WR)
+                assert sock.recv(1) == b""
+                sock.close()
+        with httpx.Client(base_url=url, headers=HEADERS, timeout=10) as client:
+            assert client.get("/").status_code == 200
+            assert client.post("/rollout", json=rollout_body(3)).json()["metrics"]["outcome_score"]
+
+
+def test_the_cap_comes_from_the_environment_and_is_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(MAX_CONNECTIONS_ENV, raising=False)
+    assert resolve_max_connections() == DEFAULT_MAX_CONNECTIONS == 2048
+    monkeypatch.setenv(MAX_CONNECTIONS_ENV, "64")
+    assert resolve_max_connections() == 64
+    assert resolve_max_connections(16) == 16
+    for bad in ("many", "0", "-3"):
+        monkeypatch.setenv(MAX_CONNECTIONS_ENV, bad)
+        with pytest.raises(ValueError, match=MAX_CONNECTIONS_ENV):
+            resolve_max_connections()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no rlimits")
+def test_serving_raises_the_soft_open_file_limit_to_hold_the_cap() -> None:
+    """In a child process whose soft limit starts low, so this one's is left alone."""
+    code = textwrap.dedent(
+        """
+        import json, resource
+        from starlette.applications import Starlette
+        from synth_ai.task import serve_in_background
+        from synth_ai.task.connections import FD_HEADROOM
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        with serve_in_background(Starlette(), max_connections=1000):
+            now = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        print(json.dumps({"soft": now, "hard": hard, "needed": 1000 + FD_HEADROOM}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    limits = json.loads(result.stdout.strip().splitlines()[-1])
+    import resource
+
+    if limits["hard"] == resource.RLIM_INFINITY:
+        assert limits["soft"] >= limits["needed"]
+    else:
+        assert limits["soft"] == limits["hard"], limits  # raised as far as allowed
+    assert limits["soft"] > 256

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from math_task_app import generate_problem, grade_answer, grade_completion, parse_answer
 from starlette.applications import Starlette
@@ -242,3 +242,69 @@ def test_policy_server_rejects_bad_bodies() -> None:
     ).json()
     assert plain["choices"][0]["message"]["content"] == "\\boxed{42}"
     assert client.get("/v1/models").status_code == httpx.codes.OK
+
+
+BAD_LITERALS = ["NaN", "Infinity", "-Infinity", "1e400", '"abc"', "true", "[]", "{}", "-1", "0"]
+
+
+def post_with(app_url: str, policy_url: str, section: str, key: str, literal: str) -> Any:
+    """POST raw JSON bytes whose `section.config.key` is `literal` (JSON allows NaN there)."""
+    configs = {"policy": f'"model": "offline-policy", "inference_url": "{policy_url}"', "env": ""}
+    configs[section] += (", " if configs[section] else "") + f'"{key}": {literal}'
+    env, policy = "{" + configs["env"] + "}", "{" + configs["policy"] + "}"
+    body = f'{{"run_id": "bad", "env": {{"config": {env}}}, "policy": {{"config": {policy}}}}}'
+    return httpx.post(
+        f"{app_url}/rollout",
+        content=body.encode(),
+        headers={**HEADERS, "content-type": "application/json"},
+        timeout=30,
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    where=st.sampled_from(
+        [
+            ("policy", "timeout_s"),
+            ("policy", "temperature"),
+            ("policy", "max_tokens"),
+            ("policy", "api_key"),
+            ("policy", "prompt_template"),
+            ("env", "seed"),
+            ("env", "split"),
+        ]
+    ),
+    literal=st.one_of(
+        st.sampled_from(BAD_LITERALS),
+        st.integers(20, 4000).map(lambda n: '"' + "9" * n + '"'),
+        st.integers(20, 4000).map(lambda n: "9" * n),
+    ),
+)
+def test_bad_values_in_the_configs_the_math_app_reads_are_4xx_not_500(
+    math_app_url: str, offline_policy_url: str, where: tuple[str, str], literal: str
+) -> None:
+    response = post_with(math_app_url, offline_policy_url, *where, literal)
+    # a few of these are fine values for some keys (-1 is a seed, 0 a temperature)
+    assert response.status_code < 500, response.text
+    if response.status_code != 200:
+        assert response.json()["detail"]["error"]["code"] in ("invalid_request", "invalid_json")
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "literal"),
+    [
+        ("policy", "timeout_s", '"abc"'),
+        ("policy", "timeout_s", "Infinity"),
+        ("policy", "temperature", '"hot"'),
+        ("env", "seed", "Infinity"),
+        ("env", "seed", "1e400"),
+        ("env", "seed", '"9223372036854775808"'),
+    ],
+)
+def test_known_bad_inputs_are_422(
+    math_app_url: str, offline_policy_url: str, section: str, key: str, literal: str
+) -> None:
+    response = post_with(math_app_url, offline_policy_url, section, key, literal)
+    assert response.status_code == 422, response.text
+    loc = response.json()["detail"]["error"]["errors"][0]["loc"]
+    assert loc[-1] == key or (section == "env" and loc[-1] == "env")

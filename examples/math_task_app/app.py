@@ -25,7 +25,6 @@ from synth_ai.task import (
     TaskDescriptor,
     TaskInfo,
     chat_completion,
-    inference_api_key,
     invalid_request,
 )
 
@@ -36,6 +35,8 @@ APP_ID = "math"
 DATASET_ID = "math-synthetic"
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_INFERENCE_TIMEOUT_S = 60.0
+MAX_CALLER_KEY_CHARS = 4096
+SEED_RANGE = (-(2**63), 2**63 - 1)
 
 DEFAULT_PROMPT = {
     "system": (
@@ -143,11 +144,39 @@ def _problem_for(request: RolloutRequest) -> MathProblem:
     seed = request.env.seed if request.env.seed is not None else config.get("seed", 0)
     split = config.get("split", "train")
     try:
-        return generate_problem(int(seed), str(split))
-    except (TypeError, ValueError) as exc:
+        number = int(seed)
+        if not SEED_RANGE[0] <= number <= SEED_RANGE[1]:
+            raise ValueError("the seed is outside the 64-bit integer range")
+        return generate_problem(number, split if isinstance(split, str) else repr(split)[:40])
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(inf)
+        reason = str(exc)[:200]
         raise invalid_request(
-            f"Cannot pick a problem: {exc}.", loc=["body", "env"], msg=str(exc)
+            f"Cannot pick a problem: {reason}.", loc=["body", "env"], msg=reason
         ) from None
+
+
+def caller_api_key(policy: Mapping[str, Any]) -> str | None:
+    """The caller's own key for its own endpoint (`policy.config.api_key`), if it sent one.
+
+    It is a value the caller owns, never the name of a server variable: server keys go only
+    where the app's credential map binds them.
+    """
+    key = policy.get("api_key")
+    if key is None or key == "":
+        return None
+    if (
+        not isinstance(key, str)
+        or len(key) > MAX_CALLER_KEY_CHARS
+        or not key.isascii()
+        or not key.isprintable()
+        or any(c.isspace() for c in key)
+    ):
+        raise invalid_request(
+            "policy.config.api_key must be a key: printable ASCII without spaces.",
+            loc=["body", "policy", "config", "api_key"],
+            msg="not a usable key",
+        )
+    return key
 
 
 async def rollout(request: RolloutRequest, context: RolloutContext) -> RolloutResponse:
@@ -169,7 +198,9 @@ async def rollout(request: RolloutRequest, context: RolloutContext) -> RolloutRe
     for key in ("temperature", "max_tokens", "max_completion_tokens", "top_p"):
         if policy.get(key) is not None:
             payload[key] = policy[key]
+    # the request model has checked these numbers (finite, in range, right type)
     timeout = min(float(policy.get("timeout_s") or DEFAULT_INFERENCE_TIMEOUT_S), context.deadline_s)
+    api_key = caller_api_key(policy)
     observation = {"problem": problem.text, "seed": problem.seed, "split": problem.split}
     trace = context.trace
     with trace.timestep("answer", metadata={"kind": problem.kind}) if trace else nullcontext():
@@ -180,7 +211,7 @@ async def rollout(request: RolloutRequest, context: RolloutContext) -> RolloutRe
             context.http,
             context.inference_url,
             payload,
-            api_key=inference_api_key(policy),
+            api_key=api_key,
             timeout=timeout,
         )
         grade = grade_completion(completion, problem.answer)

@@ -18,6 +18,7 @@ from rich.text import Text
 from synth_ai.jobs import JobEvent, JobState, JobsWatcher
 from synth_ai.jobs.client import JobStreamError
 from synth_ai.task import TaskAppClient, TaskAppClientError
+from synth_ai.task.connections import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_ENV
 
 DEFAULT_URL = "http://127.0.0.1:8002"
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 2
@@ -97,15 +98,27 @@ def jobs() -> None:
     multiple=True,
     help="A browser origin allowed to read streams (repeatable; none by default).",
 )
-def serve(host: str, port: int, db_path: Path, cors_origins: tuple[str, ...]) -> None:
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Open connections before requests get 503 (default: ${MAX_CONNECTIONS_ENV} or "
+    f"{DEFAULT_MAX_CONNECTIONS}); each live stream holds one.",
+)
+def serve(
+    host: str,
+    port: int,
+    db_path: Path,
+    cors_origins: tuple[str, ...],
+    max_connections: int | None,
+) -> None:
     """Serve the jobs API and event streams; it also runs `eval` jobs itself."""
-    import uvicorn
-
     from synth_ai.eval import EvalJobKind
     from synth_ai.jobs import create_jobs_app
+    from synth_ai.task.serving import run_app
 
     app = create_jobs_app(db_path, kinds={"eval": EvalJobKind()}, cors_origins=cors_origins)
-    uvicorn.run(app, host=host, port=port)
+    run_app(app, host=host, port=port, max_connections=max_connections)
 
 
 @jobs.command("list")

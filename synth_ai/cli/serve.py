@@ -9,6 +9,7 @@ import click
 
 from synth_ai.task import run_task_app
 from synth_ai.task.auth import configured_keys
+from synth_ai.task.connections import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_ENV
 from synth_ai.task.registry import get_task_app
 
 from .env_file import load_env_files
@@ -33,6 +34,13 @@ from .env_file import load_env_files
     default=None,
     help="Record traces: SQLite at DIR/synth_ai.db, SFT JSONL in DIR.",
 )
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Open connections before requests get 503 (default: ${MAX_CONNECTIONS_ENV} or "
+    f"{DEFAULT_MAX_CONNECTIONS}).",
+)
 def serve(
     app: str,
     host: str,
@@ -40,6 +48,7 @@ def serve(
     reload: bool,
     env_files: tuple[Path, ...],
     trace_dir: Path | None,
+    max_connections: int | None,
 ) -> None:
     """Serve the task app registered as APP (id or alias)."""
     names = load_env_files(env_files)
@@ -59,4 +68,4 @@ def serve(
         click.echo(
             "Warning: ENVIRONMENT_API_KEY is not set; protected routes will answer 503.", err=True
         )
-    run_task_app(entry.app_id, host=host, port=port, reload=reload)
+    run_task_app(entry.app_id, host=host, port=port, reload=reload, max_connections=max_connections)

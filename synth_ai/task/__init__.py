@@ -30,9 +30,10 @@ from .correlation import (
     normalize_inference_url,
     stamp_inference_url,
 )
+from .credentials import DEFAULT_CREDENTIALS, CredentialMap
 from .datasets import TaskDatasetRegistry
 from .errors import InfrastructureError, TaskAppError, invalid_request
-from .inference import InferenceError, chat_completion, inference_api_key
+from .inference import InferenceError, chat_completion
 from .registry import (
     TaskAppEntry,
     get_task_app,
@@ -46,8 +47,10 @@ from .validators import validate_rollout_response_for_rl
 
 __all__ = [
     "CONTRACT_VERSION",
+    "DEFAULT_CREDENTIALS",
     "CheckResult",
     "ConformanceReport",
+    "CredentialMap",
     "DatasetInfo",
     "InferenceError",
     "InferenceInfo",
@@ -83,7 +86,6 @@ __all__ = [
     "create_task_app",
     "extract_trace_correlation_id",
     "get_task_app",
-    "inference_api_key",
     "invalid_request",
     "list_task_apps",
     "normalize_inference_url",

@@ -1,13 +1,67 @@
-"""One log line per request: method, path, status, duration and correlation id."""
+"""One log line per request: method, path, status, duration and correlation id.
+
+Everything in the line that a client chose is made safe to log first: the path is the raw
+(still percent-encoded) one, so `%0A` cannot start a forged line; secrets in the query
+(`?token=...`) are masked; control characters are escaped; long values are cut.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from urllib.parse import unquote_plus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("synth_ai.task.access")
+
+MAX_TARGET_CHARS = 512
+MAX_CID_CHARS = 128
+SECRET_PARAMS = frozenset(
+    {"token", "key", "api_key", "access_token", "apikey", "api-key", "x-api-key", "password"}
+)
+"""Query parameters whose values are never logged (compared case-insensitively)."""
+MASK = "***"
+# Printable ASCII stays, but for space and backslash; all else becomes \xNN (\uNNNN past
+# 0xff): one request is one line, its fields split on spaces, and no escape can be forged.
+_ESCAPES = {
+    code: f"\\x{code:02x}" for code in range(256) if not 0x21 <= code <= 0x7E or code == 0x5C
+}
+
+
+def _escape_char(c: str) -> str:
+    code = ord(c)
+    if code < 256:
+        return _ESCAPES.get(code, c)
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def loggable(text: str, limit: int = MAX_TARGET_CHARS) -> str:
+    """`text` escaped and cut to `limit` characters, marked `...(cut:N)` (N its length)."""
+    head = text[:limit]
+    if not (head.isascii() and head.isprintable() and " " not in head and "\\" not in head):
+        head = "".join(map(_escape_char, head))
+    if len(text) <= limit and len(head) <= limit:
+        return head
+    return f"{head[:limit]}...(cut:{len(text)})"
+
+
+def mask_query(query: str) -> str:
+    """The query with the value of every secret-named parameter replaced by `***`."""
+    parts = query.split("&")
+    for i, part in enumerate(parts):
+        name, sep, _ = part.partition("=")
+        if sep and unquote_plus(name).strip().lower() in SECRET_PARAMS:
+            parts[i] = f"{name}={MASK}"
+    return "&".join(parts)
+
+
+def request_target(scope: Scope) -> str:
+    """The path as sent plus the masked query, escaped and cut: safe to put in a log line."""
+    raw_path = scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else scope.get("path", "")
+    query = scope.get("query_string", b"").decode("latin-1")
+    return loggable(f"{path}?{mask_query(query)}" if query else path, MAX_TARGET_CHARS)
 
 
 class AccessLogMiddleware:
@@ -32,12 +86,12 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            cid = scope.get("state", {}).get("correlation_id", "-")
+            cid = scope.get("state", {}).get("correlation_id")
             logger.info(
                 "%s %s %d %.1fms cid=%s",
-                scope["method"],
-                scope["path"],
+                loggable(scope["method"], 32),
+                request_target(scope),
                 status,
                 (time.perf_counter() - started) * 1000,
-                cid,
+                loggable(str(cid), MAX_CID_CHARS) if cid is not None else "-",
             )

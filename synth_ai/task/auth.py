@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .access_log import loggable
 from .errors import error_response
 
 logger = logging.getLogger("synth_ai.task.auth")
@@ -68,7 +69,7 @@ def check_api_key(headers: Headers, method: str, path: str) -> JSONResponse | No
     """None when the request carries a valid key; else the 503/401 answer to send."""
     valid = configured_keys()
     if not valid:
-        logger.error("refused %s %s: no %s is configured", method, path, PRIMARY_KEY_VAR)
+        logger.error("refused %s %s: no %s is configured", method, loggable(path), PRIMARY_KEY_VAR)
         return error_response(
             503,
             "missing_environment_api_key",
@@ -78,7 +79,7 @@ def check_api_key(headers: Headers, method: str, path: str) -> JSONResponse | No
     if key_matches(presented, valid):
         return None
     reason = "key not recognised" if presented else "no key presented"
-    logger.warning("refused %s %s: %s", method, path, reason)
+    logger.warning("refused %s %s: %s", method, loggable(path), reason)
     return error_response(
         401,
         "unauthorised",

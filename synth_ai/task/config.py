@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from .contracts import RolloutRequest, RolloutResponse, RubricInfo, TaskInfo
+from .credentials import DEFAULT_CREDENTIALS, CredentialMap
 from .datasets import TaskDatasetRegistry
 
 if TYPE_CHECKING:
@@ -66,6 +67,9 @@ class TaskAppConfig:
     """Where SFT JSONL is appended per LLM call; None follows `TASKAPP_SFT_OUTPUT_DIR`."""
     tracer_provider: TracerProvider | None = None
     """OpenTelemetry provider for rollout spans; None builds an OTLP one when configured."""
+    credentials: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CREDENTIALS))
+    """Inference destination (host, or http(s) URL prefix) -> NAME of the environment variable
+    whose key `context.http` attaches there; requests never choose. `{}` attaches none."""
 
     def __post_init__(self) -> None:
         if self.max_concurrent_rollouts < 1:
@@ -76,3 +80,4 @@ class TaskAppConfig:
             raise ValueError("max_rollout_seconds and max_request_bytes must be positive")
         if "*" in self.cors_origins:
             raise ValueError("cors_origins is an explicit allow-list; '*' is not accepted")
+        CredentialMap(self.credentials)  # raises ValueError naming a malformed entry

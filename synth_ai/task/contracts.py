@@ -8,11 +8,39 @@ older consumers can talk through this framework without losing data.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetPydanticSchema,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
+from typing_extensions import TypedDict
 
 CONTRACT_VERSION = "3.0"
+
+MAX_ID_CHARS = 256
+"""Ids and names (`run_id`, `env.env_name`, `policy.config.model`...): long enough for any
+real id, short enough that one request cannot bloat logs, traces and metric labels."""
+MAX_TOKENS = 10_000_000
+MAX_TEMPERATURE = 10.0
+"""Vendors accept 0..2 (OpenAI) or 0..1 (Anthropic); 10 refuses nonsense, not vendors."""
+MAX_TIMEOUT_S = 86_400.0
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+Name = Annotated[str, Field(max_length=MAX_ID_CHARS)]
+Seed = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+ModelName = Annotated[StrictStr, Field(max_length=MAX_ID_CHARS)]
+Temperature = Annotated[StrictFloat, Field(ge=0.0, le=MAX_TEMPERATURE, allow_inf_nan=False)]
+TopP = Annotated[StrictFloat, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+TokenCount = Annotated[StrictInt, Field(ge=1, le=MAX_TOKENS)]
+TimeoutSeconds = Annotated[StrictFloat, Field(gt=0.0, le=MAX_TIMEOUT_S, allow_inf_nan=False)]
 
 
 class WireModel(BaseModel):
@@ -108,16 +136,42 @@ class RolloutMode(StrEnum):
 
 
 class RolloutEnvSpec(WireModel):
-    env_id: str | None = None
-    env_name: str | None = None
+    env_id: Name | None = None
+    env_name: Name | None = None
     config: dict[str, Any] = Field(default_factory=dict)
-    seed: int | None = None
+    seed: Seed | None = None
+
+
+class RolloutPolicyConfig(TypedDict, total=False):
+    """The conventional `policy.config` keys the framework and apps read, checked at the edge.
+
+    JSON allows `NaN`, `Infinity` and `1e400` (read as inf); none of them, nor a string or a
+    bool where a number belongs, may reach an executor or an inference call. Every other key
+    is kept as sent.
+    """
+
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+
+    model: ModelName | None
+    temperature: Temperature | None
+    top_p: TopP | None
+    max_tokens: TokenCount | None
+    max_completion_tokens: TokenCount | None
+    timeout_s: TimeoutSeconds | None
+
+
+# A plain dict to executors (`config.get(...)` as before), validated as `RolloutPolicyConfig`:
+# only those few keys are looked at, in pydantic-core, so the hot path stays cheap.
+PolicyConfigDict = Annotated[
+    dict[str, Any],
+    GetPydanticSchema(lambda _type, handler: handler.generate_schema(RolloutPolicyConfig)),
+]
 
 
 class RolloutPolicySpec(WireModel):
-    policy_id: str | None = None
-    policy_name: str | None = None
-    config: dict[str, Any] = Field(default_factory=dict)
+    policy_id: Name | None = None
+    policy_name: Name | None = None
+    config: PolicyConfigDict = Field(default_factory=dict)
 
 
 class RolloutRecordConfig(WireModel):
@@ -130,7 +184,7 @@ class RolloutRecordConfig(WireModel):
 
 class RolloutSafetyConfig(WireModel):
     max_ops: int | None = Field(default=None, ge=0)
-    max_time_s: float | None = Field(default=None, gt=0)
+    max_time_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
 
 class RolloutRequest(WireModel):
@@ -147,8 +201,8 @@ class RolloutRequest(WireModel):
         },
     )
 
-    run_id: str | None = Field(default=None, min_length=1)
-    trace_correlation_id: str | None = Field(default=None, min_length=1)
+    run_id: Id | None = None
+    trace_correlation_id: Id | None = None
     env: RolloutEnvSpec = Field(default_factory=RolloutEnvSpec.model_construct)
     policy: RolloutPolicySpec = Field(default_factory=RolloutPolicySpec.model_construct)
     ops: list[str | dict[str, Any]] = Field(default_factory=list)

@@ -15,6 +15,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .access_log import loggable
+
 logger = logging.getLogger("synth_ai.task")
 
 _HTTP_CODES = {
@@ -122,7 +124,8 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    path = loggable(request.url.path)
+    logger.error("unhandled error on %s %s", request.method, path, exc_info=exc)
     return error_response(500, "internal_error", "The task app failed to answer this request.")
 
 

@@ -2,37 +2,42 @@
 
 Any failure of the endpoint (unreachable, timed out, non-2xx, unreadable answer) is an
 `InferenceError`, an infrastructure error: the framework reports it apart from task rewards.
+Server-held keys ride along only where the author's credential map says (`credentials.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
+from .credentials import DEFAULT_CREDENTIALS, CredentialMap, DestinationAuth
 from .errors import InfrastructureError
-
-DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 
 
 class InferenceError(InfrastructureError):
     """The inference endpoint failed; `kind` says how (unreachable, timeout, http_status...)."""
 
 
-def inference_api_key(policy_config: Mapping[str, Any]) -> str | None:
-    """The vendor key named by `policy.config.api_key_env` (default `OPENAI_API_KEY`)."""
-    name = policy_config.get("api_key_env") or DEFAULT_API_KEY_ENV
-    return os.environ.get(str(name)) or None
-
-
 class SharedHttpClient:
-    """One pooled `httpx.AsyncClient` per event loop, opened on first use, closed on shutdown."""
+    """One pooled `httpx.AsyncClient` per event loop, opened on first use, closed on shutdown.
 
-    def __init__(self, timeout: float = 60.0) -> None:
+    Its requests carry a server key only to destinations bound in `credentials`
+    (`TaskAppConfig.credentials`). `transport` replaces the network (tests, custom stacks).
+    """
+
+    def __init__(
+        self,
+        timeout: float = 60.0,
+        *,
+        credentials: Mapping[str, str] = DEFAULT_CREDENTIALS,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._timeout = timeout
+        self._auth = DestinationAuth(CredentialMap(credentials))
+        self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -40,7 +45,9 @@ class SharedHttpClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop or self._client.is_closed:
             limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-            self._client = httpx.AsyncClient(timeout=self._timeout, limits=limits)
+            self._client = httpx.AsyncClient(
+                timeout=self._timeout, limits=limits, auth=self._auth, transport=self._transport
+            )
             self._loop = loop
         return self._client
 
@@ -58,7 +65,11 @@ async def chat_completion(
     api_key: str | None = None,
     timeout: float = 60.0,
 ) -> dict[str, Any]:
-    """POST a chat-completions payload and answer the decoded JSON response."""
+    """POST a chat-completions payload and answer the decoded JSON response.
+
+    `api_key` is for a key the author chose (or a caller sent for its own endpoint); without
+    it, the client's credential map decides whether a server key goes along.
+    """
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         response = await client.post(url, json=dict(payload), headers=headers, timeout=timeout)

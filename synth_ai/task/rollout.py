@@ -168,7 +168,7 @@ class RolloutRunner:
     def __init__(self, config: TaskAppConfig) -> None:
         self.config = config
         self.limiter = RolloutLimiter(config.max_concurrent_rollouts, config.max_queued_rollouts)
-        self.http = SharedHttpClient()
+        self.http = SharedHttpClient(credentials=config.credentials)
         self.tracing = RolloutTracing(config)
         self._executor_is_async = _is_async(config.rollout)
         self._pool: ThreadPoolExecutor | None = None

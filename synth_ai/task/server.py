@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,11 +20,13 @@ from starlette.routing import BaseRoute, Route
 from .access_log import AccessLogMiddleware
 from .auth import AuthMiddleware, configured_keys, expected_prefix
 from .config import TaskAppConfig
-from .contracts import CONTRACT_VERSION, TaskInfo
+from .contracts import CONTRACT_VERSION, INT64_MAX, INT64_MIN, TaskInfo
 from .errors import EXCEPTION_HANDLERS, invalid_request
 from .limits import BodyLimitMiddleware
 from .openapi import build_openapi
 from .rollout import RolloutRunner
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
@@ -33,22 +37,35 @@ async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
     return await result if inspect.isawaitable(result) else result
 
 
+def parse_seed(text: str, name: str) -> int:
+    """One seed: a 64-bit integer, like `env.seed`. A 10,000-digit one is refused unparsed."""
+    seed: int | None = None
+    if len(text) <= 20:  # int64 needs at most 19 digits and a sign
+        with contextlib.suppress(ValueError):
+            seed = int(text)
+    if seed is None and not _INTEGER.fullmatch(text):
+        raise invalid_request(
+            f"Seeds are integers; {name}={text[:40]!r} is not one.",
+            loc=["query", name],
+            msg="not an integer",
+            type="int_parsing",
+        )
+    if seed is None or not INT64_MIN <= seed <= INT64_MAX:
+        raise invalid_request(
+            f"Seeds are 64-bit integers; {name}={text[:40]!r} is out of range.",
+            loc=["query", name],
+            msg="outside the 64-bit integer range",
+            type="int_range",
+        )
+    return seed
+
+
 def parse_seeds(request: Request, limit: int) -> list[int]:
     """Seeds from repeatable `seed` and `seeds` query parameters (each may be comma-separated)."""
     seeds: list[int] = []
     for name in ("seed", "seeds"):
         for raw in request.query_params.getlist(name):
-            for part in raw.split(","):
-                text = part.strip()
-                try:
-                    seeds.append(int(text))
-                except ValueError:
-                    raise invalid_request(
-                        f"Seeds are integers; {name}={text[:40]!r} is not one.",
-                        loc=["query", name],
-                        msg="not an integer",
-                        type="int_parsing",
-                    ) from None
+            seeds.extend(parse_seed(part.strip(), name) for part in raw.split(","))
     if len(seeds) > limit:
         raise invalid_request(
             f"At most {limit} seeds per request; got {len(seeds)}.",

@@ -1,20 +1,68 @@
-"""Serving a task app with uvicorn: in the foreground, or in a background thread."""
+"""Serving a task app with uvicorn: in the foreground, or in a background thread.
+
+Every server the project starts gets the same settings: uvicorn's own access log off (it would
+print the whole URL, `?token=...` included; the app logs one safe line per request), and a cap
+on open connections with a file-descriptor limit that holds it (`connections.py`).
+"""
 
 from __future__ import annotations
 
+import copy
+import logging
 import os
 import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.config import LOGGING_CONFIG
 
+from .connections import raise_open_file_limit, resolve_max_connections
 from .registry import get_task_app
 from .server import create_task_app
 
 APP_ENV_VAR = "SYNTH_TASK_APP"
+
+
+def uvicorn_settings(max_connections: int | None = None) -> dict[str, Any]:
+    """uvicorn options every project server uses; raises the descriptor limit to fit the cap."""
+    cap = resolve_max_connections(max_connections)
+    raise_open_file_limit(cap)
+    return {"access_log": False, "limit_concurrency": cap}
+
+
+def foreground_log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus this package's loggers (the access lines) on its console."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    level = min(logging.INFO, logging.getLogger().getEffectiveLevel())  # -v keeps DEBUG
+    config["loggers"]["synth_ai"] = {
+        "handlers": ["default"],
+        "level": logging.getLevelName(level),
+        "propagate": False,
+    }
+    return config
+
+
+def run_app(
+    app: ASGIApp | str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8001,
+    max_connections: int | None = None,
+    **options: Any,
+) -> None:
+    """`uvicorn.run` in the foreground with the project's settings (see the module doc)."""
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=foreground_log_config(),
+        **uvicorn_settings(max_connections),
+        **options,
+    )
 
 
 def app_from_environment() -> ASGIApp:
@@ -24,21 +72,31 @@ def app_from_environment() -> ASGIApp:
 
 
 def run_task_app(
-    name: str, *, host: str = "127.0.0.1", port: int = 8001, reload: bool = False
+    name: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8001,
+    reload: bool = False,
+    max_connections: int | None = None,
 ) -> None:
-    """Serve a registered app in the foreground until interrupted."""
+    """Serve a registered app in the foreground until interrupted.
+
+    `max_connections` caps open connections (default `$SYNTH_MAX_CONNECTIONS`, else 2048).
+    """
     entry = get_task_app(name)
     if reload:
         os.environ[APP_ENV_VAR] = entry.app_id
-        uvicorn.run(
+        run_app(
             "synth_ai.task.serving:app_from_environment",
-            factory=True,
             host=host,
             port=port,
+            max_connections=max_connections,
+            factory=True,
             reload=True,
         )
     else:
-        uvicorn.run(create_task_app(entry.config_factory()), host=host, port=port)
+        app = create_task_app(entry.config_factory())
+        run_app(app, host=host, port=port, max_connections=max_connections)
 
 
 def listening_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -57,17 +115,25 @@ def listening_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
 
 @contextmanager
 def serve_in_background(
-    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    app: ASGIApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log_level: str = "warning",
+    max_connections: int | None = None,
 ) -> Iterator[str]:
     """Serve `app` from a thread and yield its base URL; stop it on exit.
 
     The socket is bound and listening before the thread starts, so the URL works at once:
     connections made before uvicorn is ready wait in the backlog instead of failing.
     """
+    settings = uvicorn_settings(max_connections)
     sock = listening_socket(host, port)
     bound_port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5)
+        uvicorn.Config(
+            app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5, **settings
+        )
     )
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{bound_port}", daemon=True
