@@ -23,7 +23,8 @@ class StreamSettings:
     ring_window_s: float | None = None
     max_metric_hz: float = 4.0
     max_clients_per_job: int = 256
-    max_clients: int = 4096
+    max_clients: int = 1024
+    """Open streams per process; below the connection cap (2048) so API calls still get in."""
     subscriber_buffer: int = 1024
     end_grace_s: float = 1.0
     send_timeout_s: float = 30.0
@@ -49,7 +50,7 @@ class StreamSettings:
             ring_window_s=float(window) if window else None,
             max_metric_hz=_number("SSE_MAX_METRIC_HZ", 4.0),
             max_clients_per_job=int(_number("SSE_MAX_CLIENTS_PER_JOB", 256)),
-            max_clients=int(_number("SSE_MAX_CLIENTS", 4096)),
+            max_clients=int(_number("SSE_MAX_CLIENTS", 1024)),
             end_grace_s=_number("SSE_END_GRACE_SECS", 1.0),
             token_ttl_s=ttl,
             token_secret=secret or None,

@@ -19,6 +19,7 @@ import httpx
 from pydantic import ValidationError
 from starlette.requests import Request
 
+from .access_log import loggable
 from .config import TaskAppConfig
 from .contracts import (
     RolloutMetrics,
@@ -162,6 +163,11 @@ async def _wait_for_disconnect(request: Request) -> None:
         pass
 
 
+def _logged(context: RolloutContext) -> str:
+    """The correlation id as a log line may hold it: escaped and cut (the caller chose it)."""
+    return loggable(context.correlation_id, 128)
+
+
 class RolloutRunner:
     """Owns one app's rollout limiter, worker pool and shared HTTP client."""
 
@@ -238,7 +244,7 @@ class RolloutRunner:
                 raise
             this_task.uncancel()
             context.cancelled.set()
-            logger.info("client disconnected; rollout %s cancelled", context.correlation_id)
+            logger.info("client disconnected; rollout %s cancelled", _logged(context))
             raise TaskAppError(499, "client_disconnected", "The client went away.") from None
         finally:
             timer.cancel()
@@ -294,9 +300,7 @@ class RolloutRunner:
             if not deadline.expired():
                 raise self._executor_failed(context, exc) from None
             context.cancelled.set()
-            logger.warning(
-                "rollout %s timed out after %g s", context.correlation_id, context.deadline_s
-            )
+            logger.warning("rollout %s timed out after %g s", _logged(context), context.deadline_s)
             raise TaskAppError(
                 504,
                 "rollout_timeout",
@@ -306,7 +310,7 @@ class RolloutRunner:
         except InfrastructureError as exc:
             logger.warning(
                 "rollout %s hit an infrastructure error: %s (%s)",
-                context.correlation_id,
+                _logged(context),
                 exc.kind,
                 exc.message,
             )
@@ -320,7 +324,7 @@ class RolloutRunner:
         except ValidationError as exc:
             logger.error(
                 "rollout %s: executor answered an invalid response: %s",
-                context.correlation_id,
+                _logged(context),
                 exc,
             )
             raise TaskAppError(
@@ -344,7 +348,7 @@ class RolloutRunner:
     @staticmethod
     def _executor_failed(context: RolloutContext, exc: BaseException) -> TaskAppError:
         """Log the executor's traceback server-side; answer without it."""
-        logger.error("rollout %s: executor raised", context.correlation_id, exc_info=exc)
+        logger.error("rollout %s: executor raised", _logged(context), exc_info=exc)
         return TaskAppError(
             500,
             "rollout_failed",
