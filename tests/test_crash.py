@@ -183,3 +183,24 @@ def test_kill_9_traced_task_app_keeps_every_acknowledged_session(
         assert again.json()["pipeline_metadata"]["trace_stored"] is True
     finally:
         stop_server(process, output)
+
+
+def test_sigterm_ends_open_streams_at_once(tmp_path: Path) -> None:
+    """A server asked to stop does not wait for its streams' clients to leave: the streams end,
+    the process exits within seconds, and the client can resume elsewhere."""
+    process, url, _ = start_server(["jobs", "serve", "--db", str(tmp_path / "jobs.db")])
+    try:
+        job_id = httpx.post(f"{url}/api/jobs", json={}, headers=HEADERS).json()["job_id"]
+        httpx.post(f"{url}/api/jobs/{job_id}/events", json={"type": "x.log"}, headers=HEADERS)
+        with httpx.stream(
+            "GET", f"{url}/api/jobs/{job_id}/stream", headers=HEADERS, timeout=30
+        ) as stream:
+            lines = stream.iter_lines()
+            assert next(line for line in lines if line.startswith("id:")) == "id: 1"
+            process.send_signal(signal.SIGTERM)
+            rest = list(lines)  # ends when the server closes the stream, not after 30 s
+            assert not any(line.startswith("id:") for line in rest)
+        assert process.wait(timeout=10) in (0, -signal.SIGTERM)  # uvicorn re-raises it
+    finally:
+        if process.poll() is None:
+            kill_9(process)

@@ -1,20 +1,24 @@
 """Server-Sent Events on the wire: framing, and a response that never outlives its client.
 
 Frames are `id: <seq>`, `event: <name>`, `data: <one-line JSON>` where the JSON is the event's
-payload at the top level (`JobEvent.wire_payload`). The response stops when the
-client disconnects, and also when a send stays blocked past a timeout (a client that stopped
-reading), so a stalled reader holds no more than the transport's own bounded buffer.
+payload at the top level (`JobEvent.wire_payload`). The response stops when the client
+disconnects, when its server starts shutting down (the client resumes elsewhere), and when a
+send stays blocked past a timeout (a client that stopped reading), so a stalled reader holds no
+more than the transport's own bounded buffer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
+
+from synth_ai.task.shutdown import shutdown_watch
 
 from .models import JobEvent
 
@@ -63,17 +67,22 @@ class EventStreamResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-        pump = asyncio.ensure_future(self._pump(send))
-        watch = asyncio.ensure_future(self._watch(receive))
-        try:
-            await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (pump, watch):
-                task.cancel()
-            await asyncio.gather(pump, watch, return_exceptions=True)
+        with shutdown_watch() as shutting_down:
+            pump = asyncio.ensure_future(self._pump(send))
+            watch = asyncio.ensure_future(self._watch(receive))
+            stop = asyncio.ensure_future(shutting_down.wait())
+            try:
+                await asyncio.wait({pump, watch, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (pump, watch, stop):
+                    task.cancel()
+                await asyncio.gather(pump, watch, stop, return_exceptions=True)
             aclose = getattr(self.chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
+            if shutting_down.is_set() and watch.cancelled():  # client still there: end cleanly
+                with contextlib.suppress(OSError, RuntimeError):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
         if pump.done() and not pump.cancelled() and pump.exception() is not None:
             raise pump.exception()  # type: ignore[misc]
 

@@ -23,8 +23,17 @@ from uvicorn.config import LOGGING_CONFIG
 from .connections import raise_open_file_limit, resolve_max_connections
 from .registry import get_task_app
 from .server import create_task_app
+from .shutdown import announce_shutdown
 
 APP_ENV_VAR = "SYNTH_TASK_APP"
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, announcing its shutdown to open streams before it waits for them."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await announce_shutdown()
+        await super().shutdown(sockets=sockets)
 
 
 def uvicorn_settings(max_connections: int | None = None) -> dict[str, Any]:
@@ -54,15 +63,22 @@ def run_app(
     max_connections: int | None = None,
     **options: Any,
 ) -> None:
-    """`uvicorn.run` in the foreground with the project's settings (see the module doc)."""
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_config=foreground_log_config(),
+    """Serve in the foreground with the project's settings (see the module doc).
+
+    With `reload=True` uvicorn's reloader runs the app (streams then wait for their clients at
+    shutdown, as uvicorn's own server does).
+    """
+    settings = {
+        "host": host,
+        "port": port,
+        "log_config": foreground_log_config(),
         **uvicorn_settings(max_connections),
         **options,
-    )
+    }
+    if options.get("reload"):
+        uvicorn.run(app, **settings)
+    else:
+        Server(uvicorn.Config(app, **settings)).run()
 
 
 def app_from_environment() -> ASGIApp:
@@ -130,7 +146,7 @@ def serve_in_background(
     settings = uvicorn_settings(max_connections)
     sock = listening_socket(host, port)
     bound_port = sock.getsockname()[1]
-    server = uvicorn.Server(
+    server = Server(
         uvicorn.Config(
             app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5, **settings
         )
