@@ -495,3 +495,13 @@ def test_stream_tokens_outlive_the_server_that_issued_them(tmp_path: Path) -> No
         assert answer.status_code == 200
         assert b"before the restart" in answer.content
         assert token["token"] not in answer.text
+
+
+def test_polling_takes_after_and_the_rl_alias(jobs: tuple[str, Starlette]) -> None:
+    url, _ = jobs
+    job_id = new_job(url)
+    post(url, job_id, *({"type": "x.log", "message": str(i)} for i in range(5)))
+    for path in (f"/api/jobs/{job_id}/events", f"/api/rl/jobs/{job_id}/events"):
+        page = httpx.get(f"{url}{path}", params={"after": 3}, headers=HEADERS).json()
+        assert [e["seq"] for e in page["events"]] == [4, 5] and page["next_seq"] == 5
+        assert page["events"][0]["data"] == {}  # polling keeps the full stored event

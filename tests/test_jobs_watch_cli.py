@@ -141,6 +141,10 @@ def test_jobs_commands_and_exit_codes(
         main, ["jobs", "stream", ok, *common, "--since-id", "2", "--types", "status"]
     )
     assert resumed.exit_code == 0 and resumed.output.count("state=") == 1
+    # the exit code is the job's final state whatever --types hides
+    for shown_types, job, code in (("artifact", ok, 0), ("metric", failed, 1)):
+        filtered = runner.invoke(main, ["jobs", "stream", job, *common, "--types", shown_types])
+        assert filtered.exit_code == code, filtered.output
 
     assert runner.invoke(main, ["jobs", "stream", failed, *common]).exit_code == 1
     assert (

@@ -148,6 +148,8 @@ class JobsRoutes:
             Route("/api/jobs/{job_id}/cancel", self.cancel, methods=["POST"]),
             Route("/api/jobs/{job_id}/events", self.events, methods=["GET"]),
             Route("/api/jobs/{job_id}/events", self.post_events, methods=["POST"]),
+            Route("/api/rl/jobs/{job_id}/events", self.events, methods=["GET"]),
+            Route("/api/rl/jobs/{job_id}/events", self.post_events, methods=["POST"]),
             Route("/api/jobs/{job_id}/stream-token", self.stream_token, methods=["POST"]),
             Route("/api/jobs/{job_id}/artifacts", self.list_artifacts, methods=["GET"]),
             *(Route(path, self.get_artifact, methods=["GET"]) for path in ARTIFACT_PATHS),

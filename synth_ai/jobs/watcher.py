@@ -143,5 +143,8 @@ class JobsWatcher:
                     if sink is not None:
                         sink.write(event.model_dump_json() + "\n")
                     if self.stop_when is not None and self.stop_when(event, self):
-                        break
+                        return self.state
+        if self.state is None or not self.state.terminal:
+            # the stream ended but its filter hid the final status: ask the job itself
+            self.state = JobState(str((await self.client.status(self.job_id))["state"]))
         return self.state
