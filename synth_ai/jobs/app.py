@@ -17,6 +17,7 @@ from synth_ai.task.server import standard_middleware
 from .routes import JobKind, JobsRoutes
 from .service import DEFAULT_JOBS_DB, JobsService
 from .settings import StreamSettings
+from .tenants import TenantAuthMiddleware, tenant_keys
 
 
 def create_jobs_app(
@@ -31,6 +32,7 @@ def create_jobs_app(
 
     `kinds` adds job kinds the server runs itself (`synth_ai.eval.EVAL_JOB_KIND` for `eval`).
     """
+    tenant_keys()  # a malformed SYNTH_JOBS_TENANT_KEYS stops the server now, naming it
     service = JobsService(db_path, settings)
     routes = JobsRoutes(service, kinds)
 
@@ -53,6 +55,7 @@ def create_jobs_app(
             max_request_bytes=4 * 1024 * 1024,
             cors_origins=cors_origins,
             require_api_key=require_api_key,
+            auth=TenantAuthMiddleware,
             public_routes=public,
         ),
         exception_handlers=dict(EXCEPTION_HANDLERS),

@@ -91,6 +91,8 @@ class JobBus:
         subscriber_buffer: int = 1024,
     ) -> None:
         self.job_id = job_id
+        self.tenant: str | None = None
+        """Who owns the job: a tenant's name, or None for the operator."""
         self.last_seq = last_seq
         self.state = state
         self.updated_at = time.time()

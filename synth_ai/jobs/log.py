@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL,
     last_seq INTEGER NOT NULL DEFAULT 0,
     config TEXT,
-    metadata TEXT
+    metadata TEXT,
+    tenant TEXT
 );
 CREATE TABLE IF NOT EXISTS job_events (
     job_id TEXT NOT NULL,
@@ -98,6 +99,7 @@ def _job(row: dict[str, Any]) -> dict[str, Any]:
         "last_seq": row["last_seq"],
         "config": _loads(row["config"]),
         "metadata": _loads(row["metadata"]),
+        "tenant": row.get("tenant"),
     }
 
 
@@ -121,6 +123,7 @@ class JobEventLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         ensure_schema(self.path, SCHEMA)
+        self._upgrade()
         self.on_commit = on_commit
         self._db: sqlite_utils.Database | None = None
         self._writer: BatchWriter[Append, list[JobEvent]] = BatchWriter(
@@ -130,10 +133,24 @@ class JobEventLog:
             on_stop=self._close_writer,
         )
 
+    def _upgrade(self) -> None:
+        """Columns added since the first version, added to an older file in place."""
+        db = connect(self.path)
+        try:
+            if "tenant" not in db["jobs"].columns_dict:
+                db.execute("ALTER TABLE jobs ADD COLUMN tenant TEXT")
+        finally:
+            db.close()
+
     # --- jobs ------------------------------------------------------------------------------
 
     def create_job(
-        self, job_id: str, kind: str, config: dict[str, Any], metadata: dict[str, Any]
+        self,
+        job_id: str,
+        kind: str,
+        config: dict[str, Any],
+        metadata: dict[str, Any],
+        tenant: str | None = None,
     ) -> dict[str, Any]:
         now = time.time()
         row = {
@@ -145,6 +162,7 @@ class JobEventLog:
             "last_seq": 0,
             "config": json.dumps(config, allow_nan=False),
             "metadata": json.dumps(metadata, allow_nan=False),
+            "tenant": tenant,
         }
         db = connect(self.path)
         try:
@@ -157,8 +175,15 @@ class JobEventLog:
         rows = self._query("SELECT * FROM jobs WHERE job_id = ?", [job_id])
         return _job(rows[0]) if rows else None
 
-    def list_jobs(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self._query("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", [limit])
+    def list_jobs(self, limit: int = 50, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Newest first: every job, or only one tenant's."""
+        if tenant is None:
+            rows = self._query("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", [limit])
+        else:
+            rows = self._query(
+                "SELECT * FROM jobs WHERE tenant = ? ORDER BY created_at DESC LIMIT ?",
+                [tenant, limit],
+            )
         return [_job(row) for row in rows]
 
     def secret(self, name: str) -> bytes:

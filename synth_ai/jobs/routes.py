@@ -1,8 +1,9 @@
 """The jobs HTTP API (DESIGN.md 5): create, list, snapshot, cancel, events, stream, tokens.
 
 `JobsRoutes` is mountable into any app: `protected` routes go behind the API-key middleware,
-`public` ones (the streams) check a key or a stream token themselves, so that a browser's
-`EventSource` can authenticate with a token in the query.
+`public` ones (streams and artifact downloads) check a key or a stream token themselves, so
+that a browser's `EventSource` can authenticate with a token in the query. Every route of a job
+answers 404 to a tenant that does not own it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from .sse import (
     event_frame,
     retry_frame,
 )
-from .tokens import TokenCheck, check_stream_token, issue_stream_token
+from .tenants import Principal, identify, principal_of, tenant_keys
+from .tokens import TokenCheck, check_stream_token, issue_stream_token, token_tenant
 
 STREAM_PATHS = (
     "/api/jobs/{job_id}/stream",
@@ -157,12 +159,18 @@ class JobsRoutes:
 
     @property
     def public(self) -> list[BaseRoute]:
-        return [Route(path, self.stream, methods=["GET"]) for path in STREAM_PATHS]
+        return [
+            *(Route(path, self.stream, methods=["GET"]) for path in STREAM_PATHS),
+            *(Route(path, self.get_artifact, methods=["GET"]) for path in ARTIFACT_PATHS),
+        ]
 
-    async def _bus(self, request: Request) -> JobBus:
+    async def _bus(self, request: Request, principal: Principal | None = None) -> JobBus:
+        """The job's bus, if it exists and the caller may see it; else 404 (never 403, so a
+        job id tells another tenant nothing)."""
         job_id = request.path_params["job_id"]
         bus = await self.service.bus(job_id) if len(job_id) <= MAX_JOB_ID_CHARS else None
-        if bus is None:
+        who = principal or principal_of(request.scope)
+        if bus is None or not who.may_see(bus.tenant):
             raise _job_not_found(job_id)
         return bus
 
@@ -213,14 +221,16 @@ class JobsRoutes:
                 stored, runtime = kind.prepare(spec.config)
             except ValidationError as exc:
                 raise validation_error(exc, f"The {spec.kind} job config is invalid.") from None
-        job = await self.service.create(spec.kind, stored, spec.metadata)
+        tenant = principal_of(request.scope).tenant
+        job = await self.service.create(spec.kind, stored, spec.metadata, tenant)
         if kind is not None:
             await kind.start(self.service, job, runtime)
         return JSONResponse(job, status_code=201)
 
     async def list(self, request: Request) -> Response:
         limit = _int_param(request, "limit", 50, minimum=1)
-        return JSONResponse({"jobs": await self.service.list(min(limit, 1000))})
+        tenant = principal_of(request.scope).tenant
+        return JSONResponse({"jobs": await self.service.list(min(limit, 1000), tenant)})
 
     async def get(self, request: Request) -> Response:
         await self._bus(request)
@@ -251,9 +261,7 @@ class JobsRoutes:
         )
 
     async def post_events(self, request: Request) -> Response:
-        job_id = request.path_params["job_id"]
-        if len(job_id) > MAX_JOB_ID_CHARS:
-            raise _job_not_found(job_id)
+        job_id = (await self._bus(request)).job_id
         body = await json_body(request)
         raw = body.get("events") if isinstance(body, dict) and "events" in body else [body]
         if not isinstance(raw, list) or not raw or len(raw) > MAX_EVENTS_PER_POST:
@@ -272,7 +280,10 @@ class JobsRoutes:
     async def stream_token(self, request: Request) -> Response:
         bus = await self._bus(request)
         token, expires_at = issue_stream_token(
-            self.service.token_secret, bus.job_id, self.settings.token_ttl_s
+            self.service.token_secret,
+            bus.job_id,
+            self.settings.token_ttl_s,
+            principal_of(request.scope).tenant,
         )
         return JSONResponse({"token": token, "expires_at": expires_at})
 
@@ -282,7 +293,7 @@ class JobsRoutes:
         return JSONResponse({"artifacts": artifacts})
 
     async def get_artifact(self, request: Request) -> Response:
-        bus = await self._bus(request)
+        bus = await self._bus(request, self._reader(request))
         name = request.path_params["name"]
         if not valid_name(name):
             raise invalid_request(
@@ -298,7 +309,9 @@ class JobsRoutes:
 
     # --- the stream ------------------------------------------------------------------------
 
-    def _authorise_stream(self, request: Request) -> None:
+    def _reader(self, request: Request) -> Principal:
+        """Who reads a stream or an artifact: a stream token for this job (what a browser can
+        send), else a key, checked here because these routes are public to the middleware."""
         token = request.query_params.get("token")
         if token and not presented_keys(request.headers):
             check = check_stream_token(
@@ -308,19 +321,27 @@ class JobsRoutes:
                 raise TaskAppError(403, "forbidden", "This stream token is for another job.")
             if check is not TokenCheck.OK:
                 raise TaskAppError(401, "unauthorised", f"The stream token is {check.value}.")
-            return
+            return Principal(token_tenant(token))
+        principal = identify(request.headers)
+        if principal is not None:
+            return principal
         refusal = check_api_key(request.headers, request.method, request.url.path)
-        if refusal is not None:
+        if refusal is not None and refusal.status_code == 503 and not tenant_keys():
             raise TaskAppError(
-                refusal.status_code,
-                "unauthorised" if refusal.status_code == 401 else "missing_environment_api_key",
-                "A valid API key (or a stream token for this job) is required.",
-                headers=WWW_AUTHENTICATE if refusal.status_code == 401 else None,
+                503,
+                "missing_environment_api_key",
+                "The server has no API key configured; set ENVIRONMENT_API_KEY on the server.",
             )
+        raise TaskAppError(
+            401,
+            "unauthorised",
+            "A valid API key (or a stream token for this job) is required.",
+            headers=WWW_AUTHENTICATE,
+        )
 
     async def stream(self, request: Request) -> Response:
-        self._authorise_stream(request)
-        bus = await self._bus(request)
+        principal = self._reader(request)
+        bus = await self._bus(request, principal)
         names = _names(request)
         last_event_id = request.headers.get("last-event-id", "").strip()
         since = (
@@ -337,6 +358,16 @@ class JobsRoutes:
                 429,
                 "too_many_streams",
                 "This server has too many open streams.",
+                headers={"Retry-After": "5"},
+            )
+        tenant = principal.tenant
+        if tenant is not None and self.service.streams_of(tenant) >= (
+            self.settings.max_clients_per_tenant
+        ):
+            raise TaskAppError(
+                429,
+                "too_many_streams",
+                "This tenant has as many open streams as it allows.",
                 headers={"Retry-After": "5"},
             )
         try:

@@ -58,12 +58,18 @@ class JobsService:
                 bus.publish(event)
 
     async def create(
-        self, kind: str, config: dict[str, Any], metadata: dict[str, Any]
+        self,
+        kind: str,
+        config: dict[str, Any],
+        metadata: dict[str, Any],
+        tenant: str | None = None,
     ) -> dict[str, Any]:
+        """A new job, owned by `tenant` (None: the operator's)."""
         self._bind_loop()
         job_id = f"job_{uuid.uuid4().hex[:16]}"
-        job = await asyncio.to_thread(self.log.create_job, job_id, kind, config, metadata)
-        self._buses[job_id] = self._new_bus(job_id, 0, JobState.QUEUED)
+        job = await asyncio.to_thread(self.log.create_job, job_id, kind, config, metadata, tenant)
+        bus = self._buses[job_id] = self._new_bus(job_id, 0, JobState.QUEUED)
+        bus.tenant = tenant
         self._evict()
         return job
 
@@ -102,6 +108,7 @@ class JobsService:
             loading.set_result(None)
             return None
         bus.sync(job["last_seq"], JobState(job["state"]))
+        bus.tenant = job["tenant"]
         self._evict()
         loading.set_result(bus)
         return bus
@@ -157,8 +164,12 @@ class JobsService:
         job["streams"] = len(bus.subscribers) if bus is not None else 0
         return job
 
-    async def list(self, limit: int = 50) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.log.list_jobs, limit)
+    async def list(self, limit: int = 50, tenant: str | None = None) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.log.list_jobs, limit, tenant)
+
+    def streams_of(self, tenant: str | None) -> int:
+        """Open streams on the jobs of one tenant (no I/O)."""
+        return sum(len(b.subscribers) for b in self._buses.values() if b.tenant == tenant)
 
     async def events(
         self, job_id: str, after: int, limit: int, names: list[str] | None

@@ -20,19 +20,28 @@ def _sign(secret: bytes, payload: bytes) -> str:
     return hmac.new(secret, payload, hashlib.sha256).hexdigest()
 
 
-def issue_stream_token(secret: bytes, job_id: str, ttl_s: float) -> tuple[str, float]:
-    """A token good for streaming `job_id` until the answered expiry (unix seconds)."""
+def issue_stream_token(
+    secret: bytes, job_id: str, ttl_s: float, tenant: str | None = None
+) -> tuple[str, float]:
+    """A token good for reading `job_id` (as `tenant`) until the answered expiry (unix s)."""
     expires_at = time.time() + ttl_s
-    payload = f"{job_id}|{expires_at:.3f}".encode()
+    payload = f"{job_id}|{tenant or ''}|{expires_at:.3f}".encode()
     encoded = base64.urlsafe_b64encode(payload).decode().rstrip("=")
     return f"{encoded}.{_sign(secret, payload)}", expires_at
+
+
+def token_tenant(token: str) -> str | None:
+    """The tenant a (checked) token was issued to; None for the operator."""
+    encoded = token.partition(".")[0]
+    payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    return payload.rsplit("|", 2)[1] or None
 
 
 def check_stream_token(secret: bytes, token: str, job_id: str) -> TokenCheck:
     encoded, _, signature = token.partition(".")
     try:
         payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        token_job, _, expiry = payload.decode().rpartition("|")
+        token_job, _, expiry = payload.decode().rsplit("|", 2)
         expires_at = float(expiry)
     except (ValueError, UnicodeDecodeError):
         return TokenCheck.INVALID

@@ -171,6 +171,7 @@ def standard_middleware(
     max_request_bytes: int,
     cors_origins: Sequence[str],
     require_api_key: bool,
+    auth: type[AuthMiddleware] = AuthMiddleware,
     public_routes: Sequence[BaseRoute],
 ) -> list[Middleware]:
     """Access log, body limit, CORS from an allow-list, then API-key auth, outermost first."""
@@ -194,7 +195,7 @@ def standard_middleware(
             )
         )
     if require_api_key:
-        middleware.append(Middleware(AuthMiddleware, public_routes=public_routes))
+        middleware.append(Middleware(auth, public_routes=public_routes))
     return middleware
 
 

@@ -1,0 +1,116 @@
+"""Who is asking: the operator, or one tenant (DESIGN.md 5, tenants).
+
+`ENVIRONMENT_API_KEY` (and its aliases) is the operator's key and sees every job;
+`SYNTH_JOBS_TENANT_KEYS="tenant:key,tenant2:key2"` names tenant keys, each seeing only the jobs
+it created. Keys are read on every request (rotation needs no restart) and compared in constant
+time against every valid key; none is ever logged or answered.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from starlette.datastructures import Headers
+from starlette.types import Receive, Scope, Send
+
+from synth_ai.task.auth import (
+    WWW_AUTHENTICATE,
+    AuthMiddleware,
+    check_api_key,
+    configured_keys,
+    presented_keys,
+)
+from synth_ai.task.errors import error_response
+
+TENANT_KEYS_VAR = "SYNTH_JOBS_TENANT_KEYS"
+TENANT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+UNAUTHORISED = "A valid API key is required: send it as X-API-Key or Authorization: Bearer."
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The operator (`tenant` None) or a tenant."""
+
+    tenant: str | None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.tenant is None
+
+    def may_see(self, owner: str | None) -> bool:
+        return self.tenant is None or self.tenant == owner
+
+
+OPERATOR = Principal(None)
+
+
+def tenant_keys(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Tenant key -> tenant name, from `SYNTH_JOBS_TENANT_KEYS`; bad entries raise ValueError
+    naming the variable (never the key)."""
+    env = os.environ if environ is None else environ
+    keys: dict[str, str] = {}
+    for index, entry in enumerate(part.strip() for part in env.get(TENANT_KEYS_VAR, "").split(",")):
+        if not entry:
+            continue
+        tenant, _, key = entry.partition(":")
+        if not TENANT_NAME.fullmatch(tenant) or not key.strip():
+            raise ValueError(
+                f"{TENANT_KEYS_VAR} entry {index + 1} is not 'tenant:key' "
+                "(tenant: letters, digits, '_', '.', '-'; at most 64)"
+            )
+        keys[key.strip()] = tenant
+    return keys
+
+
+def _match(presented: list[str], valid: Mapping[str, str]) -> str | None:
+    """The tenant of a presented key, compared in constant time against every valid one."""
+    found: str | None = None
+    for candidate in presented:
+        for key, tenant in valid.items():
+            if hmac.compare_digest(candidate.encode(), key.encode()):
+                found = tenant
+    return found
+
+
+def identify(headers: Headers) -> Principal | None:
+    """The principal a request's key names, or None when it names nobody."""
+    presented = presented_keys(headers)
+    if not presented:
+        return None
+    operator = configured_keys()
+    if operator and _match(presented, dict.fromkeys(operator, "")) is not None:
+        return OPERATOR
+    tenant = _match(presented, tenant_keys())
+    return Principal(tenant) if tenant is not None else None
+
+
+def principal_of(scope: Scope) -> Principal:
+    """Who the auth middleware let in (the operator when no tenant middleware ran)."""
+    principal = scope.get("state", {}).get("principal")
+    return principal if isinstance(principal, Principal) else OPERATOR
+
+
+class TenantAuthMiddleware(AuthMiddleware):
+    """The task apps' auth, plus tenant keys: lets a tenant in and says who it is."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS" or self._is_public(scope):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        principal = identify(headers)
+        if principal is None:
+            # 401, or 503 when no key at all is configured (tenant keys count as configured)
+            refusal = check_api_key(headers, scope["method"], scope["path"])
+            if refusal is None or (refusal.status_code == 503 and tenant_keys()):
+                refusal = error_response(
+                    401, "unauthorised", UNAUTHORISED, headers=WWW_AUTHENTICATE
+                )
+            await refusal(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
