@@ -121,3 +121,55 @@ def test_tenants_work_without_an_operator_key(
     with serve_in_background(create_jobs_app(tmp_path / "a.db")) as url:
         assert httpx.post(f"{url}/api/jobs", json={}, headers=as_(ACME)).status_code == 201
         assert httpx.get(f"{url}/api/jobs", headers=as_("nobody")).status_code == 401
+
+
+def test_artifacts_upload_list_download_and_refuse_bad_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    monkeypatch.setenv("SYNTH_JOBS_TENANT_KEYS", TENANTS)
+    settings = StreamSettings(end_grace_s=0.05, max_artifact_bytes=6 * 1024 * 1024)
+    with serve_in_background(create_jobs_app(tmp_path / "jobs.db", settings=settings)) as url:
+        job_id = httpx.post(f"{url}/api/jobs", json={}, headers=as_(ACME)).json()["job_id"]
+        blob = bytes(range(256)) * (5 * 4096)  # 5 MiB: more than other bodies may be
+        for path in (f"/api/jobs/{job_id}/artifacts", f"/rl/jobs/{job_id}/artifacts"):
+            put = httpx.put(
+                f"{url}{path}/ckpt_0004.pt",
+                params={"kind": "checkpoint", "step": 4},
+                content=blob,
+                headers=as_(ACME),
+            )
+            assert put.status_code == 201, put.text
+        stored = put.json()
+        assert stored == {
+            "name": "ckpt_0004.pt",
+            "url": f"/api/jobs/{job_id}/artifacts/ckpt_0004.pt",
+            "size": len(blob),
+            "sha256": hashlib.sha256(blob).hexdigest(),
+        }
+        listed = httpx.get(f"{url}/api/jobs/{job_id}/artifacts", headers=as_(ACME)).json()
+        assert listed["artifacts"] == [stored]
+        token = httpx.post(f"{url}/api/jobs/{job_id}/stream-token", headers=as_(ACME)).json()
+        for auth in ({"headers": as_(ACME)}, {"params": {"token": token["token"]}}):
+            got = httpx.get(f"{url}/rl/jobs/{job_id}/artifacts/ckpt_0004.pt", **auth)
+            assert got.status_code == 200 and got.content == blob
+        events = httpx.get(f"{url}/api/jobs/{job_id}/events", headers=as_(ACME)).json()
+        announced = [e for e in events["events"] if e["type"] == "artifact.checkpoint"]
+        assert announced[-1]["data"]["url"] == stored["url"] and announced[-1]["data"]["step"] == 4
+        for bad in ("..", ".hidden", "a b", "x" * 200, "%2e%2e", "a%0Ab"):
+            answer = httpx.put(
+                f"{url}/api/jobs/{job_id}/artifacts/{bad}", content=b"x", headers=as_(ACME)
+            )
+            assert 400 <= answer.status_code < 500, bad
+        too_big = httpx.put(
+            f"{url}/api/jobs/{job_id}/artifacts/big.bin",
+            content=b"x" * (7 * 1024 * 1024),
+            headers=as_(ACME),
+        )
+        assert too_big.status_code == 413
+        names = httpx.get(f"{url}/api/jobs/{job_id}/artifacts", headers=as_(ACME)).json()
+        assert [a["name"] for a in names["artifacts"]] == ["ckpt_0004.pt"]  # nothing half-kept
+        assert list((tmp_path / "jobs.artifacts" / job_id).iterdir()) == [
+            tmp_path / "jobs.artifacts" / job_id / "ckpt_0004.pt"
+        ]

@@ -56,6 +56,7 @@ def create_jobs_app(
             cors_origins=cors_origins,
             require_api_key=require_api_key,
             auth=TenantAuthMiddleware,
+            body_limit_for=routes.body_limit_for,
             public_routes=public,
         ),
         exception_handlers=dict(EXCEPTION_HANDLERS),

@@ -6,8 +6,12 @@ A request names an artifact only by a plain file name; where it lives is the ser
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import re
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,34 @@ class ArtifactStore:
 
     def url(self, job_id: str, name: str) -> str:
         return f"/api/jobs/{job_id}/artifacts/{name}"
+
+    async def save(self, job_id: str, name: str, chunks: AsyncIterator[bytes]) -> dict[str, Any]:
+        """Stream an upload into place: written beside the target, then renamed over it, so a
+        reader never sees half a file and a failed upload leaves nothing."""
+        path = self.path(job_id, name)
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        partial = path.with_name(f".{name}.{uuid.uuid4().hex}.part")
+        digest = hashlib.sha256()
+        size = 0
+        out = await asyncio.to_thread(open, partial, "wb")
+        try:
+            try:
+                async for chunk in chunks:
+                    digest.update(chunk)
+                    size += len(chunk)
+                    await asyncio.to_thread(out.write, chunk)
+            finally:
+                await asyncio.to_thread(out.close)
+            await asyncio.to_thread(os.replace, partial, path)
+        except BaseException:
+            await asyncio.to_thread(partial.unlink, True)
+            raise
+        return {
+            "name": name,
+            "url": self.url(job_id, name),
+            "size": size,
+            "sha256": digest.hexdigest(),
+        }
 
     def list(self, job_id: str) -> list[dict[str, Any]]:
         """Name, size, sha256 and url of each artifact of a job (blocking: run off the loop)."""

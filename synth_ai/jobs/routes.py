@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Scope
 
 from synth_ai.batch_writer import WriterUnavailable
 from synth_ai.task.auth import WWW_AUTHENTICATE, check_api_key, presented_keys
@@ -50,6 +51,8 @@ ARTIFACT_PATHS = (
     "/api/jobs/{job_id}/artifacts/{name}",
     "/rl/jobs/{job_id}/artifacts/{name}",
 )
+ARTIFACT_UPLOAD = re.compile(r"^/(api/|)(rl/)?jobs/[^/]+/artifacts/[^/]+$")
+ARTIFACT_KIND = re.compile(r"[a-z0-9_]{1,32}")
 MAX_EVENTS_PER_POST = 1000
 MAX_SEQ = 2**63 - 1
 MAX_JOB_ID_CHARS = 64
@@ -131,6 +134,18 @@ def _names(request: Request) -> list[str] | None:
     return names or None
 
 
+def _artifact_name(request: Request) -> str:
+    name: str = request.path_params["name"]
+    if not valid_name(name):
+        raise invalid_request(
+            "Artifact names are plain file names.",
+            loc=["path", "name"],
+            msg="letters, digits, '.', '_' and '-' only; no '..'; at most 128",
+            type="string_pattern_mismatch",
+        )
+    return name
+
+
 def _job_not_found(job_id: str) -> TaskAppError:
     return TaskAppError(404, "job_not_found", f"No job {job_id[:80]!r}.")
 
@@ -154,8 +169,14 @@ class JobsRoutes:
             Route("/api/rl/jobs/{job_id}/events", self.post_events, methods=["POST"]),
             Route("/api/jobs/{job_id}/stream-token", self.stream_token, methods=["POST"]),
             Route("/api/jobs/{job_id}/artifacts", self.list_artifacts, methods=["GET"]),
-            *(Route(path, self.get_artifact, methods=["GET"]) for path in ARTIFACT_PATHS),
+            *(Route(path, self.put_artifact, methods=["PUT"]) for path in ARTIFACT_PATHS),
         ]
+
+    def body_limit_for(self, scope: Scope) -> int | None:
+        """Artifact uploads may be larger than other bodies (SYNTH_JOBS_MAX_ARTIFACT_BYTES)."""
+        if scope["method"] == "PUT" and ARTIFACT_UPLOAD.match(scope["path"]):
+            return self.settings.max_artifact_bytes
+        return None
 
     @property
     def public(self) -> list[BaseRoute]:
@@ -292,16 +313,27 @@ class JobsRoutes:
         artifacts = await asyncio.to_thread(self.service.artifacts.list, bus.job_id)
         return JSONResponse({"artifacts": artifacts})
 
-    async def get_artifact(self, request: Request) -> Response:
-        bus = await self._bus(request, self._reader(request))
-        name = request.path_params["name"]
-        if not valid_name(name):
+    async def put_artifact(self, request: Request) -> Response:
+        """Store the raw body as a job's file, then announce it as an `artifact.<kind>` event."""
+        bus = await self._bus(request)
+        name = _artifact_name(request)
+        kind = request.query_params.get("kind") or "file"
+        if not ARTIFACT_KIND.fullmatch(kind):
             raise invalid_request(
-                "Artifact names are plain file names.",
-                loc=["path", "name"],
-                msg="letters, digits, '.', '_' and '-' only; no '..'; at most 128",
+                "kind is a short lowercase word (checkpoint, results, ...).",
+                loc=["query", "kind"],
+                msg="letters, digits and '_' only; at most 32",
                 type="string_pattern_mismatch",
             )
+        step = _int_param(request, "step", -1)
+        stored = await self.service.artifacts.save(bus.job_id, name, request.stream())
+        announced = {"kind": kind, "step": None if step < 0 else step, **stored}
+        await self._store(bus.job_id, [EventIn(type=f"artifact.{kind}", data=announced)])
+        return JSONResponse(stored, status_code=201)
+
+    async def get_artifact(self, request: Request) -> Response:
+        bus = await self._bus(request, self._reader(request))
+        name = _artifact_name(request)
         path = self.service.artifacts.path(bus.job_id, name)
         if not await asyncio.to_thread(path.is_file):
             raise TaskAppError(404, "artifact_not_found", f"The job has no artifact {name!r}.")

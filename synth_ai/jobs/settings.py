@@ -26,6 +26,7 @@ class StreamSettings:
     max_clients: int = 1024
     """Open streams per process; below the connection cap (2048) so API calls still get in."""
     max_clients_per_tenant: int = 256
+    max_artifact_bytes: int = 256 * 1024 * 1024
     subscriber_buffer: int = 1024
     end_grace_s: float = 1.0
     send_timeout_s: float = 30.0
@@ -53,6 +54,7 @@ class StreamSettings:
             max_clients_per_job=int(_number("SSE_MAX_CLIENTS_PER_JOB", 256)),
             max_clients=int(_number("SSE_MAX_CLIENTS", 1024)),
             max_clients_per_tenant=int(_number("SSE_MAX_CLIENTS_PER_TENANT", 256)),
+            max_artifact_bytes=int(_number("SYNTH_JOBS_MAX_ARTIFACT_BYTES", 256 * 1024 * 1024)),
             end_grace_s=_number("SSE_END_GRACE_SECS", 1.0),
             token_ttl_s=ttl,
             token_secret=secret or None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -91,24 +92,35 @@ class RequestTooLarge(TaskAppError):
 
 
 class BodyLimitMiddleware:
-    """Refuses bodies over `max_bytes`: at once by Content-Length, else while they stream in."""
+    """Refuses bodies over `max_bytes`: at once by Content-Length, else while they stream in.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    `limit_for(scope)` may name another limit for some requests (uploads), else None.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        limit_for: Callable[[Scope], int | None] | None = None,
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max_bytes = max_bytes
+        self.limit_for = limit_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(scope) if self.limit_for is not None else None
+        max_bytes = self.default_max_bytes if limit is None else limit
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit():
                     response = error_response(400, "bad_request", "Content-Length is not a number.")
                     await response(scope, receive, send)
                     return
-                if int(value) > self.max_bytes:
-                    await RequestTooLarge(self.max_bytes).to_response()(scope, receive, send)
+                if int(value) > max_bytes:
+                    await RequestTooLarge(max_bytes).to_response()(scope, receive, send)
                     return
         received = 0
 
@@ -117,8 +129,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise RequestTooLarge(self.max_bytes)
+                if received > max_bytes:
+                    raise RequestTooLarge(max_bytes)
             return message
 
         await self.app(scope, counting_receive, send)

@@ -16,6 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Scope
 
 from .access_log import AccessLogMiddleware
 from .auth import AuthMiddleware, configured_keys, expected_prefix
@@ -173,11 +174,12 @@ def standard_middleware(
     require_api_key: bool,
     auth: type[AuthMiddleware] = AuthMiddleware,
     public_routes: Sequence[BaseRoute],
+    body_limit_for: Callable[[Scope], int | None] | None = None,
 ) -> list[Middleware]:
     """Access log, body limit, CORS from an allow-list, then API-key auth, outermost first."""
     middleware = [
         Middleware(AccessLogMiddleware),
-        Middleware(BodyLimitMiddleware, max_bytes=max_request_bytes),
+        Middleware(BodyLimitMiddleware, max_bytes=max_request_bytes, limit_for=body_limit_for),
     ]
     if cors_origins:
         middleware.append(
