@@ -36,3 +36,43 @@ def test_the_guide_example_serves_rollouts(
     assert data["metrics"]["outcome_score"] in (0.0, 1.0)
     assert data["pipeline_metadata"]["inference_url"].endswith("cid=r1")
     assert InProcess(app).get("/task_info?seed=3", headers={"X-API-Key": KEY}).status_code == 200
+
+
+def readme_block(marker: str) -> str:
+    block = re.search(rf"```\w+\n# {marker}\n(.*?)```", README.read_text(), re.S)
+    assert block, f"the README lost its {marker} example"
+    return block.group(1)
+
+
+def test_the_stream_examples_run_as_written(tmp_path: Path) -> None:
+    """The curl and Python examples of the jobs section, run against a real jobs server."""
+    import os
+    import subprocess
+
+    from synth_ai.jobs import create_jobs_app
+    from synth_ai.task import serve_in_background
+
+    with serve_in_background(create_jobs_app(tmp_path / "jobs.db")) as url:
+        env = {**os.environ, "JOBS_URL": url, "ENVIRONMENT_API_KEY": KEY}
+        curl = subprocess.run(
+            ["bash", "-c", "set -euo pipefail\n" + readme_block("follow-with-curl")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert '"name":"avg_reward","value":0.62' in curl.stdout
+        assert "event: end" in curl.stdout
+        python = subprocess.run(
+            [sys.executable, "-c", readme_block("follow-with-python")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert python.stdout.splitlines() == [
+            "1 metric {'name': 'avg_reward', 'value': 0.62, 'step': 820}",
+            "2 status {'state': 'succeeded', 'level': 'info'}",
+        ]
