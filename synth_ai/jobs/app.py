@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -14,6 +15,7 @@ from starlette.routing import Route
 from synth_ai.task.errors import EXCEPTION_HANDLERS
 from synth_ai.task.server import standard_middleware
 
+from .openapi import build_openapi
 from .routes import JobKind, JobsRoutes
 from .service import DEFAULT_JOBS_DB, JobsService
 from .settings import StreamSettings
@@ -41,6 +43,13 @@ def create_jobs_app(
             {"status": "ok", "service": "jobs", "log_write_errors": service.log.write_errors}
         )
 
+    document: dict[str, Any] = {}
+
+    async def openapi(request: Request) -> Response:
+        if not document:
+            document.update(build_openapi(sorted(routes.kinds)))
+        return JSONResponse(document)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
@@ -48,7 +57,11 @@ def create_jobs_app(
         finally:
             await service.close()
 
-    public = [Route("/", root, methods=["GET", "HEAD"]), *routes.public]
+    public = [
+        Route("/", root, methods=["GET", "HEAD"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        *routes.public,
+    ]
     app = Starlette(
         routes=[*public, *routes.protected],
         middleware=standard_middleware(
