@@ -148,6 +148,8 @@ def test_json_routes_take_only_json(jobs: tuple[str, Starlette]) -> None:
         ("events", {"after": "x"}, {}),
         ("events", {"limit": "-1"}, {}),
         ("events", {"types": "<script>"}, {}),
+        ("events", {"limit": "\u00b2"}, {}),  # '²' is a digit to str.isdigit, not to int()
+        ("stream", {"since_id": "\u0661"}, {}),
     ],
 )
 def test_query_parameters_are_validated(
@@ -321,3 +323,16 @@ def test_bus_ring_stays_contiguous_when_loaded_behind_the_log() -> None:
     bus.publish(JobEvent(seq=6, job_id="j", type="x.log"))
     assert [e.seq for e in bus.ring_after(5) or []] == [6]
     assert bus.ring_after(4) is None
+
+
+def test_a_forged_token_is_refused_not_a_500(jobs: tuple[str, Starlette]) -> None:
+    import base64
+
+    url, _ = jobs
+    job_id = new_job(url)
+    payload = base64.urlsafe_b64encode(f"{job_id}||9999999999.000".encode()).decode()
+    for signature in ("\u00e9", "zz", ""):
+        answer = httpx.get(
+            f"{url}/api/jobs/{job_id}/stream", params={"token": f"{payload}.{signature}"}
+        )
+        assert_envelope(answer, 401, "unauthorised")

@@ -58,6 +58,7 @@ MAX_SEQ = 2**63 - 1
 MAX_JOB_ID_CHARS = 64
 TYPE_FILTER = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")
 REPLAY_PAGE = 500
+REPLAY_FRAMES_PER_CHUNK = 64
 CHUNK_BYTES = 64 * 1024
 
 
@@ -90,7 +91,7 @@ def _int_param(
 
 def _bounded_int(raw: str, loc: list[str], minimum: int, maximum: int) -> int:
     text = raw.strip()
-    value = int(text) if text.isdigit() and len(text) <= 19 else None
+    value = int(text) if text.isascii() and text.isdigit() and len(text) <= 19 else None
     if value is None or not minimum <= value <= maximum:
         raise invalid_request(
             f"{loc[-1]} must be an integer in [{minimum}, {maximum}].",
@@ -448,10 +449,11 @@ class JobsRoutes:
                         },
                     )
                     return
-                for event in page:
-                    if subscription.wants(event):
-                        yield event_frame(event)
-                    watermark = cursor = event.seq
+                wanted = [event_frame(e) for e in page if subscription.wants(e)]
+                for start in range(0, len(wanted), REPLAY_FRAMES_PER_CHUNK):
+                    yield b"".join(wanted[start : start + REPLAY_FRAMES_PER_CHUNK])
+                if page:
+                    watermark = cursor = page[-1].seq
                 if len(page) < REPLAY_PAGE:
                     replay = []
             for event in replay:

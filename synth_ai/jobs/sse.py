@@ -94,6 +94,7 @@ class EventStreamResponse:
             except TimeoutError:
                 logger.info("closing a stream whose client stopped reading")
                 return
+            await asyncio.sleep(0)  # a turn for the disconnect watcher between chunks
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     @staticmethod

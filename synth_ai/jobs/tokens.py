@@ -45,7 +45,7 @@ def check_stream_token(secret: bytes, token: str, job_id: str) -> TokenCheck:
         expires_at = float(expiry)
     except (ValueError, UnicodeDecodeError):
         return TokenCheck.INVALID
-    if not hmac.compare_digest(_sign(secret, payload), signature):
+    if not hmac.compare_digest(_sign(secret, payload).encode(), signature.encode()):
         return TokenCheck.INVALID
     if token_job != job_id:
         return TokenCheck.WRONG_JOB
