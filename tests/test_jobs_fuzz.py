@@ -54,6 +54,7 @@ ROUTES = [
     "POST /api/jobs/{job_id}/stream-token",
     "GET /api/jobs/{job_id}/artifacts",
     "GET /api/jobs/{job_id}/artifacts/{name}",
+    "PUT /api/jobs/{job_id}/artifacts/{name}",
     "GET /api/jobs/{job_id}/stream",
 ]
 

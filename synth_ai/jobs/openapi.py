@@ -421,6 +421,30 @@ def build_openapi(kinds: Sequence[str] = ("custom",)) -> dict[str, Any]:
                         **_errors("401", "403", "404", "422", "503"),
                     },
                 },
+                "put": {
+                    "summary": "Store the raw body as this artifact and announce it as an "
+                    "artifact.<kind> event (also at /rl/jobs/{job_id}/artifacts/{name})",
+                    "parameters": [
+                        {
+                            "name": "kind",
+                            "in": "query",
+                            "schema": {"type": "string", "pattern": "^[a-z0-9_]{1,32}$"},
+                        },
+                        {
+                            "name": "step",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                        },
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/octet-stream": {"schema": {}}},
+                    },
+                    "responses": {
+                        **_ok("Stored: name, url, size and sha256", "Artifact", "201"),
+                        **_errors("404", "409", "413", "422", *_AUTH_ERRORS),
+                    },
+                },
             },
         },
     }
