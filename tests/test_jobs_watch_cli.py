@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from synth_ai.cli import main
-from synth_ai.cli.jobs import compact_line
+from synth_ai.cli.jobs import EXIT_NOT_FOUND, EXIT_UNAUTHORISED, compact_line
 from synth_ai.jobs import JobEvent, JobState, JobsWatcher, StreamSettings, create_jobs_app
 from synth_ai.task import TaskAppClient, serve_in_background
 
@@ -156,9 +156,80 @@ def test_jobs_commands_and_exit_codes(
     )
     assert polled.exit_code == 1 and "failed" in polled.output
     missing = runner.invoke(main, ["jobs", "stream", "job_nope", *common])
-    assert missing.exit_code == 1 and "job_not_found" in missing.output
+    assert missing.exit_code == EXIT_NOT_FOUND and "'job_nope'" in missing.output
     refused = runner.invoke(main, ["jobs", "status", ok, *common, "--api-key", "wrong"])
-    assert refused.exit_code == 1 and "unauthorised" in refused.output
+    assert refused.exit_code == EXIT_UNAUTHORISED and "401 unauthorised" in refused.output
+
+
+def test_watch_labels_kinds_counts_steps_and_ends_with_a_summary(url: str) -> None:
+    runner = CliRunner()
+    fine_tuning = job_with(
+        url,
+        [
+            {"type": "job.status", "data": {"state": "running", "total": 3}},
+            *(
+                {"type": "ft.step.metric", "data": {"name": "loss", "value": v, "step": i + 1}}
+                for i, v in enumerate([2.0, 1.0, 0.5])
+            ),
+            {"type": "ft.eval.metric", "data": {"name": "accuracy", "value": 0.75, "step": 3}},
+            {
+                "type": "artifact.checkpoint",
+                "data": {"kind": "checkpoint", "url": "s3://bucket/ft/step-3", "step": 3},
+            },
+            status("succeeded"),
+        ],
+    )
+    per_event = runner.invoke(main, ["jobs", "watch", fine_tuning, "--url", url, "--per-event"])
+    assert per_event.exit_code == 0, per_event.output
+    out = per_event.output
+    assert "[fine-tuning] t=" in out and "step=2/3 loss=1" in out
+    summary = out[out.index(f"fine-tuning job {fine_tuning} succeeded in ") :]
+    assert "step 3 of 3; 7 events (last id 7)" in summary
+    assert "fine-tuning metrics" in summary
+    rows = {line.split()[0]: line.split()[1:] for line in summary.splitlines()[2:] if line.strip()}
+    assert rows["loss"] == ["0.5", "1.167", "3"] and rows["accuracy"] == ["0.75", "0.75", "1"]
+    assert "artifact checkpoint: s3://bucket/ft/step-3" in summary
+
+    # the live view (not a terminal here: rendered once) ends with the same summary
+    rl = job_with(
+        url,
+        [status("running"), metric("reward", 0.25, 1), metric("reward", 0.75, 2), status("failed")],
+    )
+    live = runner.invoke(main, ["jobs", "watch", rl, "--url", url, "--interval", "0.05"])
+    assert live.exit_code == 1, live.output
+    ending = [line for line in live.output.splitlines() if line.startswith(f"RL job {rl} failed")]
+    assert len(ending) == 1 and "RL metrics" in live.output, live.output  # on a line of its own
+    assert "reward" in live.output and "step 2;" in live.output
+
+    # an eval job announces its total in its running status; eval results are its steps
+    evaluation = job_with(
+        url,
+        [
+            {"type": "job.status", "data": {"state": "running", "total": 4}},
+            {"type": "eval.result", "message": "seed 0: reward 1.0 (ok)", "data": {"step": 1}},
+            {"type": "eval.metric", "data": {"name": "mean_reward", "value": 1.0, "step": 1}},
+            {"type": "eval.result", "message": "seed 1: reward 0.0 (ok)", "data": {"step": 2}},
+            {"type": "eval.metric", "data": {"name": "mean_reward", "value": 0.5, "step": 2}},
+            status("canceled"),
+        ],
+    )
+    polled = runner.invoke(
+        main,
+        [
+            "jobs",
+            "watch",
+            evaluation,
+            "--url",
+            url,
+            "--no-sse",
+            "--interval",
+            "0.05",
+            "--per-event",
+        ],
+    )
+    assert polled.exit_code == 1, polled.output
+    assert "[eval] " in polled.output and "step=2/4 mean_reward=0.5" in polled.output
+    assert f"eval job {evaluation} canceled" in polled.output and "step 2 of 4" in polled.output
 
 
 def test_jobs_routes_mount_into_a_task_app_and_emit_in_process(tmp_path: Path) -> None:

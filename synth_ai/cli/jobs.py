@@ -6,8 +6,10 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import click
 from rich.console import Console, Group
@@ -16,37 +18,175 @@ from rich.table import Table
 from rich.text import Text
 
 from synth_ai.jobs import JobEvent, JobState, JobsWatcher
-from synth_ai.jobs.client import JobStreamError
+from synth_ai.jobs.client import JobStreamError, is_transient, request_within
 from synth_ai.task import TaskAppClient, TaskAppClientError
 from synth_ai.task.connections import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_ENV
 
 DEFAULT_URL = "http://127.0.0.1:8002"
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 2
+EXIT_UNREACHABLE = 3  # down, wrong URL, not a jobs server, or unavailable past --retry-for
+EXIT_UNAUTHORISED = 4  # 401: the API key is wrong or missing
+EXIT_FORBIDDEN = 5  # 403
+EXIT_NOT_FOUND = 6  # 404: no such job (or another tenant's)
+EXIT_NO_SERVER_KEY = 7  # 503 missing_environment_api_key: the server has no key configured
+EXIT_SERVER_ERROR = 8  # any other error the server answered
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  the job succeeded (list, status: the command worked)
+  1  the job failed or was canceled
+  2  --timeout reached
+  3  cannot reach a jobs server at --url (down, wrong URL, or unavailable
+     for --retry-for seconds)
+  4  the server refused the API key (401)
+  5  forbidden (403)
+  6  no such job (404)
+  7  the server has no API key configured (503 missing_environment_api_key)
+  8  any other error the server answered"""
+
+DEFAULT_RETRY_FOR_S = 60.0
+ONE_SHOT_RETRY_FOR_S = 10.0
 
 
 def exit_code(state: JobState | None) -> int:
     return EXIT_SUCCEEDED if state is JobState.SUCCEEDED else EXIT_FAILED
 
 
-def server_options(command: Any) -> Any:
-    command = click.option(
-        "--url",
-        default=lambda: os.environ.get("SYNTH_JOBS_URL", DEFAULT_URL),
-        show_default="$SYNTH_JOBS_URL or " + DEFAULT_URL,
-        help="The jobs server.",
-    )(command)
-    return click.option(
-        "--api-key", default=None, help="Key for the server (default: $ENVIRONMENT_API_KEY)."
-    )(command)
+class JobsCliError(click.ClickException):
+    """One line on stderr (`Error: ...`) and a documented exit code, never a traceback."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(" ".join(message.split()))
+        self.exit_code = code
 
 
-def compact_line(event: JobEvent) -> str:
-    """One short line per event: `t=18:22:40 step=820 avg_reward=0.62`."""
+def server_options(retry_for_s: float) -> Any:
+    def decorate(command: Any) -> Any:
+        command = click.option(
+            "--retry-for",
+            "retry_for_s",
+            default=retry_for_s,
+            show_default=True,
+            type=click.FloatRange(min=0),
+            metavar="SECONDS",
+            help="Keep retrying an unreachable or briefly unavailable server this long, "
+            "then exit 3. Refusals (401, 403, 404, 503 without a key) exit at once.",
+        )(command)
+        command = click.option(
+            "--url",
+            default=lambda: os.environ.get("SYNTH_JOBS_URL", DEFAULT_URL),
+            show_default="$SYNTH_JOBS_URL or " + DEFAULT_URL,
+            help="The jobs server.",
+        )(command)
+        return click.option(
+            "--api-key", default=None, help="Key for the server (default: $ENVIRONMENT_API_KEY)."
+        )(command)
+
+    return decorate
+
+
+class JobsServer:
+    """A jobs server as the CLI uses it: each request retried only while the failure is
+    transient and the retry budget lasts; streams given the same budget."""
+
+    def __init__(self, url: str, api_key: str | None, retry_for_s: float) -> None:
+        self.url = url.rstrip("/")
+        key = api_key if api_key is not None else os.environ.get("ENVIRONMENT_API_KEY")
+        self.sends_key = bool(key)
+        self.retry_for_s = retry_for_s
+        self.client = TaskAppClient(url, api_key, max_retries=0)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.client.aclose()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return await request_within(
+            self.client, method, path, retry_for_s=self.retry_for_s, **kwargs
+        )
+
+    async def status(self, job_id: str) -> dict[str, Any]:
+        return await self.request("GET", f"/api/jobs/{job_id}")
+
+    def stream_job(
+        self,
+        job_id: str,
+        types: Any = None,
+        since_id: int | None = None,
+        **options: Any,
+    ) -> AsyncIterator[JobEvent]:
+        options.setdefault("retry_for_s", self.retry_for_s)
+        return self.client.stream_job(job_id, types, since_id, **options)
+
+    def failure(
+        self, exc: TaskAppClientError | JobStreamError, job_id: str | None = None
+    ) -> JobsCliError:
+        """The one line (and exit code) that says what went wrong."""
+        url, status, code = self.url, exc.status, exc.code
+        message = str(getattr(exc, "message", exc))
+        if status is None:
+            if isinstance(exc, JobStreamError):  # its message names the URL and the give-up
+                return JobsCliError(message, EXIT_UNREACHABLE)
+            return JobsCliError(
+                f"cannot reach the jobs server at {url} ({message}); "
+                f"gave up after --retry-for {self.retry_for_s:g} s",
+                EXIT_UNREACHABLE,
+            )
+        if status == 401:
+            what = "refused the API key" if self.sends_key else "needs an API key"
+            return JobsCliError(
+                f"the jobs server at {url} {what} (401 {code}); "
+                "pass --api-key or set ENVIRONMENT_API_KEY",
+                EXIT_UNAUTHORISED,
+            )
+        if status == 403:
+            return JobsCliError(
+                f"the jobs server at {url} forbids this (403 {code}: {message})", EXIT_FORBIDDEN
+            )
+        if status == 404 and code == "job_not_found":
+            return JobsCliError(
+                f"no job {job_id!r} on the jobs server at {url} (404 job_not_found)"
+                if job_id
+                else f"the jobs server at {url} has no such job (404 job_not_found)",
+                EXIT_NOT_FOUND,
+            )
+        if status in (404, 405):
+            return JobsCliError(
+                f"{url} does not serve the jobs API ({status} {code}: {message}); check --url",
+                EXIT_UNREACHABLE,
+            )
+        if status == 503 and code == "missing_environment_api_key":
+            return JobsCliError(
+                f"the jobs server at {url} has no API key configured (503 {code}); "
+                "set ENVIRONMENT_API_KEY where the server runs",
+                EXIT_NO_SERVER_KEY,
+            )
+        if is_transient(status, code):
+            return JobsCliError(
+                f"the jobs server at {url} is unavailable ({status} {code}: {message}); "
+                f"gave up after --retry-for {self.retry_for_s:g} s",
+                EXIT_UNREACHABLE,
+            )
+        return JobsCliError(
+            f"the jobs server at {url} answered {status} {code}: {message}", EXIT_SERVER_ERROR
+        )
+
+
+def compact_line(event: JobEvent, total: int | None = None) -> str:
+    """One short line per event: `t=18:22:40 step=820 avg_reward=0.62` (`step=3/10` when the
+    job's total is known)."""
     stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
     data = event.data
     parts = [f"t={stamp}"]
     if data.get("step") is not None:
-        parts.append(f"step={data['step']}")
+        parts.append(f"step={data['step']}" + (f"/{total}" if total is not None else ""))
     name = event.sse_name
     if name == "metric":
         value = data.get("value")
@@ -65,16 +205,11 @@ def compact_line(event: JobEvent) -> str:
     return " ".join(parts)
 
 
-async def _call(url: str, api_key: str | None, method: str, *args: Any) -> Any:
-    async with TaskAppClient(url, api_key, max_retries=1) as client:
-        return await getattr(client, method)(*args)
-
-
-def _run(coroutine: Any) -> Any:
+def _run(server: JobsServer, coroutine: Any, job_id: str | None = None) -> Any:
     try:
         return asyncio.run(coroutine)
     except (TaskAppClientError, JobStreamError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise server.failure(exc, job_id) from None
 
 
 @click.group()
@@ -121,36 +256,43 @@ def serve(
     run_app(app, host=host, port=port, max_connections=max_connections)
 
 
-@jobs.command("list")
-@server_options
+@jobs.command("list", epilog=EXIT_CODES_HELP)
+@server_options(ONE_SHOT_RETRY_FOR_S)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
-def list_jobs(url: str, api_key: str | None, limit: int) -> None:
+def list_jobs(url: str, api_key: str | None, retry_for_s: float, limit: int) -> None:
     """List jobs, newest first."""
+    server = JobsServer(url, api_key, retry_for_s)
 
     async def fetch() -> Any:
-        async with TaskAppClient(url, api_key, max_retries=1) as client:
-            return await client.request("GET", "/api/jobs", params={"limit": limit})
+        async with server:
+            return await server.request("GET", "/api/jobs", params={"limit": limit})
 
     table = Table(title="jobs")
     for column in ("job_id", "kind", "state", "last_seq", "created"):
         table.add_column(column)
-    for job in _run(fetch())["jobs"]:
+    for job in _run(server, fetch())["jobs"]:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job["created_at"]))
         table.add_row(job["job_id"], job["kind"], job["state"], str(job["last_seq"]), created)
     Console().print(table)
 
 
-@jobs.command("status")
+@jobs.command("status", epilog=EXIT_CODES_HELP)
 @click.argument("job_id")
-@server_options
-def status(job_id: str, url: str, api_key: str | None) -> None:
+@server_options(ONE_SHOT_RETRY_FOR_S)
+def status(job_id: str, url: str, api_key: str | None, retry_for_s: float) -> None:
     """Print a job's snapshot as JSON."""
-    click.echo(json.dumps(_run(_call(url, api_key, "status", job_id)), indent=2))
+    server = JobsServer(url, api_key, retry_for_s)
+
+    async def fetch() -> Any:
+        async with server:
+            return await server.status(job_id)
+
+    click.echo(json.dumps(_run(server, fetch(), job_id), indent=2))
 
 
-@jobs.command("stream")
+@jobs.command("stream", epilog=EXIT_CODES_HELP)
 @click.argument("job_id")
-@server_options
+@server_options(DEFAULT_RETRY_FOR_S)
 @click.option("--types", default=None, help="Comma-separated: status,metric,log,artifact.")
 @click.option(
     "--jsonl",
@@ -165,66 +307,134 @@ def stream(
     job_id: str,
     url: str,
     api_key: str | None,
+    retry_for_s: float,
     types: str | None,
     jsonl_path: Path | None,
     since_id: int | None,
     timeout_s: float | None,
 ) -> None:
-    """Print a job's events as compact lines until it ends. Exit 0 succeeded, 1 failed or
-    canceled, 2 timeout."""
+    """Print a job's events as compact lines until it ends; the exit code is the job's final
+    state whatever --types shows."""
     wanted = [t.strip() for t in types.split(",") if t.strip()] if types else None
+    server = JobsServer(url, api_key, retry_for_s)
 
     async def follow() -> JobState | None:
-        async with TaskAppClient(url, api_key) as client:
+        async with server, asyncio.timeout(timeout_s):
             watcher = JobsWatcher(
-                client,
+                server,
                 job_id,
                 types=wanted,
                 jsonl_path=jsonl_path,
-                timeout_s=timeout_s,
-                on_event=lambda e: click.echo(compact_line(e)),
                 stream_options={"since_id": since_id},
             )
+            watcher.hooks["event"] = lambda e: click.echo(compact_line(e, watcher.total))
             return await watcher.run()
 
     try:
-        state = _run(follow())
+        state = _run(server, follow(), job_id)
     except TimeoutError:
         click.echo(f"timed out after {timeout_s:g} s", err=True)
         raise SystemExit(EXIT_TIMEOUT) from None
     raise SystemExit(exit_code(state))
 
 
+def _step(watcher: JobsWatcher) -> str:
+    if watcher.step is None:
+        return f"step - of {watcher.total}" if watcher.total is not None else "step -"
+    return f"step {watcher.step}" + (f" of {watcher.total}" if watcher.total is not None else "")
+
+
+def _label(watcher: JobsWatcher) -> str:
+    return f"{watcher.kind} job" if watcher.kind else "job"
+
+
+def _metric_name(watcher: JobsWatcher, name: str) -> str:
+    """A metric whose events name another kind than the job's says so: `reward (eval)`."""
+    kind = watcher.metric_kinds.get(name)
+    return f"{name} ({kind})" if kind and kind != watcher.kind else name
+
+
 def _view(watcher: JobsWatcher) -> Group:
     header = Text.assemble(
-        ("job ", "bold"),
+        (_label(watcher) + " ", "bold"),
         watcher.job_id,
         "  state ",
         (str(watcher.state or "?"), "bold cyan"),
-        f"  step {watcher.step if watcher.step is not None else '-'}",
-        f"  events {watcher.last_seq}",
+        f"  {_step(watcher)}",
+        f"  events {watcher.events}",
     )
-    metrics = Table(box=None, show_header=True, header_style="bold")
+    metrics = Table(
+        title=f"{watcher.kind} metrics" if watcher.kind else "metrics",
+        title_justify="left",
+        box=None,
+        show_header=True,
+        header_style="bold",
+    )
     for column in ("metric", "last", "mean", "min", "max"):
         metrics.add_column(column, justify="right" if column != "metric" else "left")
     for name, window in sorted(watcher.metrics.items()):
         s = window.summary()
         metrics.add_row(
-            name,
+            _metric_name(watcher, name),
             *(f"{s[k]:.4g}" if s[k] is not None else "-" for k in ("last", "mean", "min", "max")),
         )
     logs = Text("\n".join(watcher.logs) or "(no logs yet)", style="dim")
     return Group(header, metrics, logs)
 
 
-@jobs.command("watch")
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{rest:02d}s" if hours else f"{minutes}m{rest:02d}s"
+
+
+def print_summary(console: Console, watcher: JobsWatcher) -> None:
+    """The end of a watch: final state, duration, step, events, each metric, artifacts."""
+    summary = watcher.summary()
+    line = "; ".join(
+        part
+        for part in (
+            f"{_label(watcher)} {watcher.job_id} {summary['state'] or 'unknown'} "
+            f"in {_duration(summary['duration_s'])}",
+            _step(watcher) if watcher.step is not None or watcher.total is not None else "",
+            f"{summary['events']} events (last id {summary['last_seq']})",
+        )
+        if part
+    )
+    console.print(Text(line, style="bold"), soft_wrap=True)
+    if summary["metrics"]:
+        table = Table(
+            title=f"{watcher.kind} metrics" if watcher.kind else "metrics",
+            title_justify="left",
+            box=None,
+            header_style="bold",
+        )
+        for column in ("metric", "last", "mean", "n"):
+            table.add_column(column, justify="left" if column == "metric" else "right")
+        for name, metric in summary["metrics"].items():
+            table.add_row(
+                _metric_name(watcher, name),
+                *(f"{metric[k]:.4g}" if metric[k] is not None else "-" for k in ("last", "mean")),
+                str(metric["count"]),
+            )
+        console.print(table)
+    for artifact in summary["artifacts"]:
+        kind = artifact.get("kind") or "artifact"
+        console.print(Text(f"artifact {kind}: {artifact.get('url') or '-'}"), soft_wrap=True)
+
+
+@jobs.command("watch", epilog=EXIT_CODES_HELP)
 @click.argument("job_id")
-@server_options
+@server_options(DEFAULT_RETRY_FOR_S)
 @click.option(
     "--interval",
     default=0.5,
     show_default=True,
-    type=float,
+    type=click.FloatRange(min=0.01),
     help="Seconds between screen refreshes (and polls with --no-sse).",
 )
 @click.option("--no-sse", is_flag=True, help="Poll the events route instead of streaming.")
@@ -235,39 +445,52 @@ def watch(
     job_id: str,
     url: str,
     api_key: str | None,
+    retry_for_s: float,
     interval: float,
     no_sse: bool,
     quiet: bool,
     per_event: bool,
     timeout_s: float | None,
 ) -> None:
-    """A live view of a job: state, step, key metrics, recent logs."""
+    """A live view of a job (RL, fine-tuning, eval...): state, step N of TOTAL, its metrics,
+    recent logs; then a summary: final state, duration, each metric's last value and mean,
+    the number of events, artifacts."""
     console = Console()
+    server = JobsServer(url, api_key, retry_for_s)
+
+    def print_event(event: JobEvent) -> None:
+        kind = f"[{watcher.kind}] " if watcher.kind else ""
+        console.print(
+            kind + compact_line(event, watcher.total), markup=False, highlight=False, soft_wrap=True
+        )
+
+    options = {"poll_only": True, "poll_interval_s": interval} if no_sse else {}
+    watcher = JobsWatcher(server, job_id, stream_options=options)
+    if per_event and not quiet:
+        watcher.hooks["event"] = print_event
 
     async def follow() -> JobState | None:
-        async with TaskAppClient(url, api_key) as client:
-            options = {"poll_only": True, "poll_interval_s": interval} if no_sse else {}
-            watcher = JobsWatcher(
-                client,
-                job_id,
-                stream_options=options,
-                timeout_s=timeout_s,
-                on_event=(lambda e: console.print(compact_line(e)))
-                if per_event and not quiet
-                else None,
-            )
+        async with server, asyncio.timeout(timeout_s):
+            await watcher.refresh_snapshot()  # refusals and unknown jobs end here, at once
             if quiet or per_event:
                 return await watcher.run()
-            with Live(
-                _view(watcher), console=console, refresh_per_second=max(1, int(1 / interval))
-            ) as live:
-                watcher.hooks["event"] = lambda e: live.update(_view(watcher))
-                return await watcher.run()
+            try:
+                with Live(
+                    _view(watcher), console=console, refresh_per_second=max(1, int(1 / interval))
+                ) as live:
+                    watcher.hooks["event"] = lambda e: live.update(_view(watcher))
+                    return await watcher.run()
+            finally:
+                if not console.is_terminal:
+                    console.line()  # Live ends its last frame with a newline only on a tty
 
     try:
-        state = _run(follow())
+        state = _run(server, follow(), job_id)
     except TimeoutError:
         console.print(f"timed out after {timeout_s:g} s")
         raise SystemExit(EXIT_TIMEOUT) from None
-    console.print(f"job {job_id} {state.value if state else 'unknown'}")
+    if quiet:
+        console.print(f"job {job_id} {state.value if state else 'unknown'}", markup=False)
+    else:
+        print_summary(console, watcher)
     raise SystemExit(exit_code(state))
