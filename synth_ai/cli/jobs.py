@@ -12,15 +12,16 @@ from types import TracebackType
 from typing import Any, Self
 
 import click
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
 from rich.table import Table
-from rich.text import Text
 
 from synth_ai.jobs import JobEvent, JobState, JobsWatcher
 from synth_ai.jobs.client import JobStreamError, is_transient, request_within
 from synth_ai.task import TaskAppClient, TaskAppClientError
 from synth_ai.task.connections import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_ENV
+
+from .jobs_view import compact_line, live_view, print_summary
 
 DEFAULT_URL = "http://127.0.0.1:8002"
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 2
@@ -179,32 +180,6 @@ class JobsServer:
         )
 
 
-def compact_line(event: JobEvent, total: int | None = None) -> str:
-    """One short line per event: `t=18:22:40 step=820 avg_reward=0.62` (`step=3/10` when the
-    job's total is known)."""
-    stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
-    data = event.data
-    parts = [f"t={stamp}"]
-    if data.get("step") is not None:
-        parts.append(f"step={data['step']}" + (f"/{total}" if total is not None else ""))
-    name = event.sse_name
-    if name == "metric":
-        value = data.get("value")
-        shown = f"{value:.4g}" if isinstance(value, float) else value
-        parts.append(f"{data.get('name') or event.type}={shown}")
-        if data.get("split"):
-            parts.append(f"split={data['split']}")
-    elif name == "status":
-        parts.append(f"state={data.get('state')}")
-        if event.message:
-            parts.append(event.message)
-    elif name == "artifact":
-        parts.append(f"artifact={data.get('kind')} {data.get('url')}")
-    else:
-        parts.append(f"[{event.level}] {event.message or json.dumps(data)}")
-    return " ".join(parts)
-
-
 def _run(server: JobsServer, coroutine: Any, job_id: str | None = None) -> Any:
     try:
         return asyncio.run(coroutine)
@@ -338,95 +313,6 @@ def stream(
     raise SystemExit(exit_code(state))
 
 
-def _step(watcher: JobsWatcher) -> str:
-    if watcher.step is None:
-        return f"step - of {watcher.total}" if watcher.total is not None else "step -"
-    return f"step {watcher.step}" + (f" of {watcher.total}" if watcher.total is not None else "")
-
-
-def _label(watcher: JobsWatcher) -> str:
-    return f"{watcher.kind} job" if watcher.kind else "job"
-
-
-def _metric_name(watcher: JobsWatcher, name: str) -> str:
-    """A metric whose events name another kind than the job's says so: `reward (eval)`."""
-    kind = watcher.metric_kinds.get(name)
-    return f"{name} ({kind})" if kind and kind != watcher.kind else name
-
-
-def _view(watcher: JobsWatcher) -> Group:
-    header = Text.assemble(
-        (_label(watcher) + " ", "bold"),
-        watcher.job_id,
-        "  state ",
-        (str(watcher.state or "?"), "bold cyan"),
-        f"  {_step(watcher)}",
-        f"  events {watcher.events}",
-    )
-    metrics = Table(
-        title=f"{watcher.kind} metrics" if watcher.kind else "metrics",
-        title_justify="left",
-        box=None,
-        show_header=True,
-        header_style="bold",
-    )
-    for column in ("metric", "last", "mean", "min", "max"):
-        metrics.add_column(column, justify="right" if column != "metric" else "left")
-    for name, window in sorted(watcher.metrics.items()):
-        s = window.summary()
-        metrics.add_row(
-            _metric_name(watcher, name),
-            *(f"{s[k]:.4g}" if s[k] is not None else "-" for k in ("last", "mean", "min", "max")),
-        )
-    logs = Text("\n".join(watcher.logs) or "(no logs yet)", style="dim")
-    return Group(header, metrics, logs)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{rest:02d}s" if hours else f"{minutes}m{rest:02d}s"
-
-
-def print_summary(console: Console, watcher: JobsWatcher) -> None:
-    """The end of a watch: final state, duration, step, events, each metric, artifacts."""
-    summary = watcher.summary()
-    line = "; ".join(
-        part
-        for part in (
-            f"{_label(watcher)} {watcher.job_id} {summary['state'] or 'unknown'} "
-            f"in {_duration(summary['duration_s'])}",
-            _step(watcher) if watcher.step is not None or watcher.total is not None else "",
-            f"{summary['events']} events (last id {summary['last_seq']})",
-        )
-        if part
-    )
-    console.print(Text(line, style="bold"), soft_wrap=True)
-    if summary["metrics"]:
-        table = Table(
-            title=f"{watcher.kind} metrics" if watcher.kind else "metrics",
-            title_justify="left",
-            box=None,
-            header_style="bold",
-        )
-        for column in ("metric", "last", "mean", "n"):
-            table.add_column(column, justify="left" if column == "metric" else "right")
-        for name, metric in summary["metrics"].items():
-            table.add_row(
-                _metric_name(watcher, name),
-                *(f"{metric[k]:.4g}" if metric[k] is not None else "-" for k in ("last", "mean")),
-                str(metric["count"]),
-            )
-        console.print(table)
-    for artifact in summary["artifacts"]:
-        kind = artifact.get("kind") or "artifact"
-        console.print(Text(f"artifact {kind}: {artifact.get('url') or '-'}"), soft_wrap=True)
-
-
 @jobs.command("watch", epilog=EXIT_CODES_HELP)
 @click.argument("job_id")
 @server_options(DEFAULT_RETRY_FOR_S)
@@ -476,9 +362,11 @@ def watch(
                 return await watcher.run()
             try:
                 with Live(
-                    _view(watcher), console=console, refresh_per_second=max(1, int(1 / interval))
+                    live_view(watcher),
+                    console=console,
+                    refresh_per_second=max(1, int(1 / interval)),
                 ) as live:
-                    watcher.hooks["event"] = lambda e: live.update(_view(watcher))
+                    watcher.hooks["event"] = lambda e: live.update(live_view(watcher))
                     return await watcher.run()
             finally:
                 if not console.is_terminal:
