@@ -257,3 +257,37 @@ def test_sft_lines_are_written_per_call_and_match_the_golden_file(
         assert_openai_chat_format(json.loads(line))
     first = next(line for line in lines if "Compute 12 + 86 * 8." in line)
     assert normalise(first) == GOLDEN.read_text().strip()
+
+
+SERVE_UNTRACED = """
+import sys, httpx
+from synth_ai.offline_policy import create_offline_policy_app
+from synth_ai.task import create_task_app, get_task_app, serve_in_background
+config = get_task_app("math").config_factory()
+config.tracing = False
+with serve_in_background(create_offline_policy_app()) as policy, \\
+        serve_in_background(create_task_app(config)) as url:
+    body = {"run_id": "r", "env": {"seed": 1},
+            "policy": {"config": {"inference_url": policy}}}
+    answer = httpx.post(url + "/rollout", json=body, headers={"X-API-Key": sys.argv[1]})
+    assert answer.status_code == 200, answer.text
+print(" ".join(sorted(m for m in sys.modules
+                      if m.split(".")[0] in ("sqlite_utils", "opentelemetry"))))
+"""
+
+
+def test_serving_untraced_loads_neither_the_store_nor_opentelemetry() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TASKAPP_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_UNTRACED, KEY],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == ""

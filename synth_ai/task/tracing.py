@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from synth_ai.tracing_v3.settings import (
+    otlp_configured,
     sft_dir_from_environment,
     trace_db_from_environment,
     tracing_enabled_from_environment,
@@ -36,6 +37,9 @@ class RolloutTracing:
         sft_dir = config.sft_output_dir or sft_dir_from_environment()
         self.sft_dir = Path(sft_dir) if sft_dir else None
         self._tracer: SessionTracer | None = None
+        self._may_trace = self.enabled or config.tracer_provider is not None or otlp_configured()
+        """False: no rollout is traced unless it asks for its trace, so nothing of the store
+        or OpenTelemetry is even imported."""
 
     def _open(self) -> SessionTracer:
         if self._tracer is None:
@@ -57,6 +61,8 @@ class RolloutTracing:
         return self._tracer
 
     def tracer_for(self, request: RolloutRequest) -> SessionTracer | None:
+        if not self._may_trace and not request.record.return_trace:
+            return None
         tracer = self._open()
         if tracer.store is not None or tracer.otel is not None or request.record.return_trace:
             return tracer

@@ -8,7 +8,6 @@ is installed; that is how traces leave one machine for a real collector.
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime
 from typing import Any
 
@@ -20,10 +19,10 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from synth_ai import __version__
 
 from .models import LLMCallRecord
+from .settings import otlp_configured
 
 logger = logging.getLogger("synth_ai.tracing_v3")
 
-OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
 
 def _ns(moment: datetime | None) -> int | None:
@@ -34,7 +33,7 @@ def provider_from_environment(
     service_name: str = "synth-ai-task-app", *, set_global: bool = False
 ) -> TracerProvider | None:
     """A provider exporting over OTLP when an endpoint is configured; None otherwise."""
-    if not any(os.environ.get(name) for name in OTLP_ENDPOINT_VARS):
+    if not otlp_configured():
         return None
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

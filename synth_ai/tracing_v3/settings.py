@@ -9,6 +9,7 @@ DEFAULT_DB_PATH = Path("traces/v3/synth_ai.db")
 SFT_DIR_VARS = ("TASKAPP_SFT_OUTPUT_DIR", "SFT_OUTPUT_DIR")
 
 ENABLED_VAR = "TASKAPP_TRACING_ENABLED"
+OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 DB_VAR = "TASKAPP_TRACE_DB"
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -27,3 +28,8 @@ def sft_dir_from_environment() -> Path | None:
 
 def trace_db_from_environment() -> Path:
     return Path(os.environ.get(DB_VAR) or DEFAULT_DB_PATH)
+
+
+def otlp_configured() -> bool:
+    """Whether the standard variables name an OTLP endpoint (checked without importing OTel)."""
+    return any(os.environ.get(name) for name in OTLP_ENDPOINT_VARS)
