@@ -5,12 +5,15 @@ from .bus import JobBus, Subscription
 from .emitter import JobEmitter
 from .log import JobEventLog
 from .models import EventIn, JobEvent, JobState, finite_json, sse_name
+from .remote import Emitter, EmitterStats, RemoteEmitter, RemoteEmitterError
 from .routes import JobsRoutes
 from .service import JobsService
 from .settings import StreamSettings
 from .watcher import JobsWatcher, MetricWindow
 
 __all__ = [
+    "Emitter",
+    "EmitterStats",
     "EventIn",
     "JobBus",
     "JobEmitter",
@@ -21,6 +24,8 @@ __all__ = [
     "JobsService",
     "JobsWatcher",
     "MetricWindow",
+    "RemoteEmitter",
+    "RemoteEmitterError",
     "StreamSettings",
     "Subscription",
     "create_jobs_app",

@@ -1,10 +1,10 @@
 """The in-process bus of one job: keeps a replay ring of committed events, fans out to subscribers.
 
 Everything here runs on the event loop and never waits. The ring is bounded in events and in
-bytes. Metrics are coalesced per
-name to at most `max_metric_hz` (the latest value of each name is always delivered, before any
-terminal status); status, log and artifact events are never coalesced. A subscriber whose
-bounded buffer fills is marked lagged and dropped: its stream says so and the client resumes.
+bytes. Metrics are coalesced per name and split to at most `max_metric_hz` (the latest value of
+each is always delivered, before any terminal status); status, log and artifact events are never
+coalesced. A subscriber whose bounded buffer fills is marked lagged and dropped: its stream says
+so and the client resumes.
 """
 
 from __future__ import annotations
@@ -102,9 +102,9 @@ class JobBus:
         self._ring_used = 0
         self._ring_window_s = ring_window_s
         self._metric_interval_s = 1.0 / max_metric_hz if max_metric_hz > 0 else 0.0
-        self._metric_sent: dict[str, float] = {}
-        self._metric_pending: dict[str, JobEvent] = {}
-        self._metric_timers: dict[str, asyncio.TimerHandle] = {}
+        self._metric_sent: dict[tuple[str, str], float] = {}
+        self._metric_pending: dict[tuple[str, str], JobEvent] = {}
+        self._metric_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self.max_subscribers = max_subscribers
         self._subscriber_buffer = subscriber_buffer
         self.subscribers: set[Subscription] = set()
@@ -159,33 +159,34 @@ class JobBus:
         return self._ring_used
 
     def _deliver_metric(self, event: JobEvent) -> None:
-        name = str(event.data.get("name") or event.type)
+        # per name and split: a train and an eval series of one name must not starve each other
+        key = (str(event.data.get("name") or event.type), str(event.data.get("split") or ""))
         now = time.monotonic()
-        due = self._metric_sent.get(name, float("-inf")) + self._metric_interval_s
-        if now >= due and name not in self._metric_pending:
-            self._metric_sent[name] = now
+        due = self._metric_sent.get(key, float("-inf")) + self._metric_interval_s
+        if now >= due and key not in self._metric_pending:
+            self._metric_sent[key] = now
             self._broadcast(event)
             return
-        self._metric_pending[name] = event  # a newer value replaces the held one
-        if name not in self._metric_timers:
+        self._metric_pending[key] = event  # a newer value replaces the held one
+        if key not in self._metric_timers:
             loop = asyncio.get_running_loop()
-            self._metric_timers[name] = loop.call_later(
-                max(due - now, 0.0), self._send_pending_metric, name
+            self._metric_timers[key] = loop.call_later(
+                max(due - now, 0.0), self._send_pending_metric, key
             )
 
-    def _send_pending_metric(self, name: str) -> None:
-        self._metric_timers.pop(name, None)
-        event = self._metric_pending.pop(name, None)
+    def _send_pending_metric(self, key: tuple[str, str]) -> None:
+        self._metric_timers.pop(key, None)
+        event = self._metric_pending.pop(key, None)
         if event is not None:
-            self._metric_sent[name] = time.monotonic()
+            self._metric_sent[key] = time.monotonic()
             self._broadcast(event)
 
     def _flush_metrics(self) -> None:
-        for name in list(self._metric_pending):
-            timer = self._metric_timers.pop(name, None)
+        for key in list(self._metric_pending):
+            timer = self._metric_timers.pop(key, None)
             if timer is not None:
                 timer.cancel()
-            self._send_pending_metric(name)
+            self._send_pending_metric(key)
 
     def _broadcast(self, event: JobEvent) -> None:
         for subscription in list(self.subscribers):
