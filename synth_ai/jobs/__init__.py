@@ -2,10 +2,11 @@
 
 from .app import create_jobs_app
 from .bus import JobBus, Subscription
-from .emitter import JobEmitter
+from .delivery import RemoteEmitterError
+from .emitter import Emitter, JobEmitter
 from .log import JobEventLog
 from .models import EventIn, JobEvent, JobState, finite_json, sse_name
-from .remote import Emitter, EmitterStats, RemoteEmitter, RemoteEmitterError
+from .remote import EmitterStats, RemoteEmitter
 from .routes import JobsRoutes
 from .service import JobsService
 from .settings import StreamSettings

@@ -1,13 +1,50 @@
-"""`JobEmitter`: how an in-process producer (a training or eval loop) reports progress."""
+"""`Emitter`: what a producer (a training or eval loop) reports progress through, and
+`JobEmitter`, the in-process one (`RemoteEmitter`, in `.remote`, is the one over HTTP)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .models import EventIn, JobEvent, JobState
 
 if TYPE_CHECKING:
     from .service import JobsService
+
+
+@runtime_checkable
+class Emitter(Protocol):
+    """What a training or eval loop reports through: `JobEmitter` (in-process) and
+    `RemoteEmitter` (over HTTP) both are one."""
+
+    def emit(
+        self,
+        type: str,
+        *,
+        message: str | None = None,
+        level: str = "info",
+        data: dict[str, Any] | None = None,
+    ) -> None: ...
+
+    def emit_status(
+        self, state: JobState | str, message: str | None = None, **fields: Any
+    ) -> None: ...
+
+    def emit_metric(
+        self,
+        name: str,
+        value: float,
+        *,
+        step: int | None = None,
+        split: str | None = None,
+        type: str = "job.metric",
+        **fields: Any,
+    ) -> None: ...
+
+    def emit_log(self, message: str, level: str = "info", type: str = "system.log") -> None: ...
+
+    def emit_artifact(
+        self, kind: str, url: str, *, step: int | None = None, **fields: Any
+    ) -> None: ...
 
 
 class JobEmitter:
