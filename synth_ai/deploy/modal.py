@@ -1,8 +1,10 @@
-"""Builds a `modal.App` serving a registered task app (used by `modal_entry.py` and the CLI).
+"""Modal objects from a deploy plan (used by the entry `modal deploy` imports).
 
-Secrets come from `modal.Secret.from_name` and, when asked, from a `Secret.from_dict` built in
-memory from named environment variables. At deploy time those values reach this process only
-through an inherited pipe, never through its environment or a file.
+Secrets come from `modal.Secret.from_name` and from an in-memory `Secret.from_dict`: when the CLI
+drives the deploy, from values it hands over through an inherited pipe (never the child's
+environment or a file); for a plain `modal deploy modal_entry.py`, from this process's
+environment (`Secret.from_local_environ`). Without the key either way, the deploy refuses here
+rather than ship an app that answers 503.
 """
 
 from __future__ import annotations
@@ -10,21 +12,23 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.types import ASGIApp
 
-from synth_ai import __version__
 from synth_ai.task.registry import TaskAppEntry, get_task_app
 from synth_ai.task.server import create_task_app
 
-from .settings import APP_VAR, SECRETS_FD_VAR, SETTINGS_VAR, ModalDeploySettings
+from .plan import MODULE_VAR, DeployPlan, ImagePlan
+from .settings import KEY_VAR, SECRET_NAMES_VAR, SECRETS_FD_VAR, ModalDeploySettings
 
-MODULE_VAR = "SYNTH_TASK_APP_MODULE"
+SOURCE_IGNORE = ["**/__pycache__", "**/__pycache__/**", "**/*.pyc"]
+"""Everything of a package but bytecode: data files next to the code go with it."""
 
-ROOT = Path(__file__).resolve().parents[2]
+
+class MissingKeyError(RuntimeError):
+    """A deploy would ship no `ENVIRONMENT_API_KEY`: the app would answer 503."""
 
 
 def task_app_entry(task_app: str) -> TaskAppEntry:
@@ -40,69 +44,93 @@ def asgi_factory(task_app: str) -> Callable[[], ASGIApp]:
     """The function Modal calls in the container: build the registered app's ASGI app."""
 
     def build() -> ASGIApp:
-        entry = task_app_entry(task_app)
-        return create_task_app(entry.config_factory())
+        return create_task_app(task_app_entry(task_app).config_factory())
 
     build.__name__ = "web"
     return build
 
 
-def read_secret_values() -> dict[str, str]:
-    """Secret values handed over by the CLI through an inherited pipe (once; empty if none)."""
+def read_secret_values() -> dict[str, str] | None:
+    """Secret values the CLI handed over through an inherited pipe (read once); None when no
+    CLI drives this deploy."""
     fd = os.environ.pop(SECRETS_FD_VAR, None)
     if not fd:
-        return {}
+        return None
     with os.fdopen(int(fd), encoding="utf-8") as pipe:
         return json.loads(pipe.read() or "{}")
 
 
-def function_options(settings: ModalDeploySettings) -> dict[str, Any]:
-    """The `app.function(...)` options that do not need Modal objects, for inspection."""
-    return {
-        "min_containers": settings.min_containers,
-        "max_containers": settings.max_containers,
-        "timeout": settings.timeout_s,
-        "cpu": settings.cpu,
-        "memory": settings.memory_mb,
-    }
+def modal_image(image: ImagePlan) -> Any:
+    """The image: base, pip requirements, then the sources as mounts added at container start
+    (not image layers, so a source edit does not rebuild it either)."""
+    import modal
+
+    built = modal.Image.debian_slim(python_version=image.python_version)
+    if image.requirements:
+        built = built.pip_install(*image.requirements)
+    for source in image.sources:
+        if source.is_package:
+            built = built.add_local_dir(
+                source.local_path, remote_path=source.remote_path, ignore=SOURCE_IGNORE
+            )
+        else:
+            built = built.add_local_file(source.local_path, remote_path=source.remote_path)
+    return built
+
+
+def secrets(
+    settings: ModalDeploySettings,
+    piped: dict[str, str] | None,
+    environ: Mapping[str, str],
+) -> list[Any]:
+    """Named secrets plus one in-memory secret of `settings.secret_env`; raises
+    `MissingKeyError` when neither carries the key."""
+    import modal
+
+    found = [modal.Secret.from_name(name) for name in settings.secret_names]
+    if piped is not None:
+        values = {k: v for k, v in piped.items() if k in settings.secret_env and v}
+        if values:
+            found.append(modal.Secret.from_dict(values))
+        sent = set(values)
+    else:
+        sent = {k for k in settings.secret_env if environ.get(k)}
+        if sent:
+            found.append(modal.Secret.from_local_environ(sorted(sent)))
+    if KEY_VAR not in sent and not settings.secret_names:
+        raise MissingKeyError(
+            f"{KEY_VAR} is not set and no Modal secret is named, so the deployed app would "
+            f"answer 503 to every request. Export {KEY_VAR}=... before `modal deploy "
+            f"modal_entry.py`, or create a Modal secret holding it (modal secret create NAME "
+            f"{KEY_VAR}=...) and set {SECRET_NAMES_VAR}=NAME; `synth-ai deploy APP "
+            "--runtime modal` does either for you."
+        )
+    return found
 
 
 def modal_resources(
-    settings: ModalDeploySettings, secret_values: dict[str, str] | None = None
+    plan: DeployPlan,
+    piped: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """The `modal.App` and the `app.function(...)` keyword arguments for the web function.
+    """The `modal.App` and the `app.function(...)` keyword arguments of the web function.
 
-    `modal_entry.py` applies them at module scope, where Modal expects the function to live.
+    `include_source=False`: the plan's sources are the only code mounted (Modal would
+    otherwise add the entry's package a second time, from wherever it is installed).
     """
     import modal
 
-    entry = task_app_entry(settings.task_app)
-    app = modal.App(settings.app_name(entry.app_id))
-    if not modal.is_local():  # in the container, Modal hydrates these from the deployment
-        return app, {}
-    app_module = entry.config_factory.__module__.split(".")[0]
-    image = modal.Image.debian_slim(python_version=settings.python_version)
-    pyproject = ROOT / "pyproject.toml"
-    package = settings.package or (None if pyproject.is_file() else f"synth-ai=={__version__}")
-    if package:  # a pinned release (also when running from an installed wheel)
-        image = image.pip_install(package)
-        local_modules = []
-    else:
-        image = image.pip_install_from_pyproject(str(pyproject))
-        local_modules = ["synth_ai"]
-    if app_module != "synth_ai":
-        local_modules.append(app_module)
-    image = image.env(
-        {APP_VAR: entry.app_id, MODULE_VAR: app_module, SETTINGS_VAR: settings.to_json()}
-    ).add_local_python_source(*local_modules)
-
-    secrets = [modal.Secret.from_name(name) for name in settings.secret_names]
-    values = {k: v for k, v in (secret_values or {}).items() if k in settings.secret_env}
-    if values:
-        secrets.append(modal.Secret.from_dict(values))
+    app = modal.App(plan.app_name)
     volumes = {
         path: modal.Volume.from_name(name, create_if_missing=True)
-        for path, name in settings.volumes.items()
+        for path, name in plan.settings.volumes.items()
     }
-    options = {"image": image, "secrets": secrets, "volumes": volumes, **function_options(settings)}
+    options = {
+        "image": modal_image(plan.image),
+        "secrets": secrets(plan.settings, piped, os.environ if environ is None else environ),
+        "volumes": volumes,
+        "env": dict(plan.function_env),
+        "include_source": False,
+        **plan.function_options(),
+    }
     return app, options

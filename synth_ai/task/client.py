@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from synth_ai.jobs.models import JobEvent
 
 RETRY_AFTER_CAP_S = 60.0
+EXCERPT_CHARS = 200
 
 
 class TaskAppClientError(Exception):
@@ -31,6 +32,12 @@ class TaskAppClientError(Exception):
         self.code = code
         self.message = message
         self.body = body
+
+
+def excerpt(response: httpx.Response) -> str:
+    """The start of a body on one line, for messages about answers that are not JSON."""
+    text = " ".join(response.text[: EXCERPT_CHARS * 2].split())
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "..."
 
 
 def error_from_response(response: httpx.Response) -> TaskAppClientError:
@@ -47,7 +54,36 @@ def error_from_response(response: httpx.Response) -> TaskAppClientError:
     else:
         code = f"http_{response.status_code}"
         message = detail if isinstance(detail, str) else response.reason_phrase
+        if isinstance(body, str) and body.strip():
+            message = f"{message}: {excerpt(response)}"
     return TaskAppClientError(response.status_code, code, message, body)
+
+
+def answer_of(response: httpx.Response) -> Any:
+    """The decoded body of a final answer, or its error (a redirect left is not followed)."""
+    if response.status_code >= 400:
+        raise error_from_response(response)
+    if response.status_code >= 300:
+        location = response.headers.get("location", "(no Location)")
+        raise TaskAppClientError(
+            response.status_code, "redirect_not_followed", f"redirected to {location}"
+        )
+    return decoded(response)
+
+
+def decoded(response: httpx.Response) -> Any:
+    """The JSON of a successful answer; anything else (an HTML page from a proxy, a truncated
+    body) is a `TaskAppClientError` with the status and an excerpt, never a raw decode error."""
+    try:
+        return response.json()
+    except ValueError:
+        kind = response.headers.get("content-type", "no content-type")
+        raise TaskAppClientError(
+            response.status_code,
+            "undecodable_response",
+            f"expected JSON, got {kind}: {excerpt(response) or '(empty body)'}",
+            response.text[:500],
+        ) from None
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -70,6 +106,13 @@ class TaskAppClient:
     Sends the key as `X-API-Key`, `X-API-Keys` and `Authorization: Bearer`, so any generation of
     server accepts it. Retries transport errors, 5xx and 429 (honouring `Retry-After`) with
     jittered exponential backoff; other 4xx are raised at once as `TaskAppClientError`.
+
+    Speaks Modal's long-request protocol: a web request that runs past 150 s is answered
+    `303 See Other` with a result URL on the same origin, which blocks up to 150 s more and may
+    redirect again. The client follows those redirects with GET (never resending the request,
+    which would start the work again) until the result comes or `timeout` seconds have passed
+    since the request was sent. So to wait for a rollout longer than 150 s on Modal, give a
+    `timeout` above that (it is also each request's own read timeout).
     """
 
     def __init__(
@@ -77,7 +120,7 @@ class TaskAppClient:
         base_url: str,
         api_key: str | None = None,
         *,
-        timeout: float = 120.0,
+        timeout: float | None = 120.0,
         max_retries: int = 3,
         backoff_s: float = 0.25,
         max_backoff_s: float = 8.0,
@@ -88,6 +131,7 @@ class TaskAppClient:
             {"X-API-Key": key, "X-API-Keys": key, "Authorization": f"Bearer {key}"} if key else {}
         )
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
@@ -208,6 +252,7 @@ class TaskAppClient:
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send one request with the retry policy; answer the decoded JSON body."""
+        started = time.monotonic()
         for attempt in range(self.max_retries + 1):
             last_attempt = attempt == self.max_retries
             try:
@@ -219,14 +264,64 @@ class TaskAppClient:
                     ) from exc
                 await self.pause(self._backoff(attempt))
                 continue
+            if response.status_code == 303:  # accepted, still running: never send it again
+                return answer_of(await self._follow(response, started))
             if response.status_code < 400:
-                return response.json()
+                return answer_of(response)
             retryable = response.status_code == 429 or response.status_code >= 500
             if not retryable or last_attempt:
                 raise error_from_response(response)
             delay = retry_after_seconds(response.headers.get("retry-after"))
             await self.pause(delay if delay is not None else self._backoff(attempt))
         raise AssertionError("unreachable")
+
+    async def _follow(self, response: httpx.Response, started: float) -> httpx.Response:
+        """Wait for the result of a request Modal answered 303: GET each same-origin result
+        URL until something else comes, or raise once `timeout` has passed since `started`.
+
+        The result URL can be fetched again without starting the work again, so transport
+        errors, 429 and 5xx on it are retried here (within `max_retries` in a row); the
+        request itself is never resent. A redirect to another origin is not followed: the
+        key would go with it.
+        """
+        origin = response.request.url
+        failures = 0
+        while response.status_code == 303:
+            location = response.headers.get("location")
+            if not location:
+                raise TaskAppClientError(303, "redirect_not_followed", "303 without a Location")
+            url = response.request.url.join(location)
+            if (url.scheme, url.host, url.port) != (origin.scheme, origin.host, origin.port):
+                raise TaskAppClientError(
+                    303, "redirect_not_followed", f"redirect to another origin: {url.host}"
+                )
+            left = None if self.timeout is None else self.timeout - (time.monotonic() - started)
+            if left is not None and left <= 0:
+                raise TaskAppClientError(
+                    303,
+                    "deadline_exceeded",
+                    f"no result after {self.timeout:g} s (the client's timeout); "
+                    f"{origin.path} may still be running on the server",
+                )
+            try:
+                answer = await self._http.request("GET", url, timeout=left)
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > self.max_retries:
+                    raise TaskAppClientError(
+                        None, "transport_error", f"{type(exc).__name__}: {exc}"
+                    ) from exc
+                await self.pause(self._backoff(failures - 1))
+                continue
+            transient = answer.status_code == 429 or answer.status_code >= 500
+            if transient and failures < self.max_retries:
+                failures += 1
+                delay = retry_after_seconds(answer.headers.get("retry-after"))
+                await self.pause(delay if delay is not None else self._backoff(failures - 1))
+                continue
+            failures = 0 if answer.status_code == 303 else failures
+            response = answer
+        return response
 
     async def pause(self, seconds: float) -> None:
         """Wait before a retry (a hook, so callers can observe or shorten backoff)."""
