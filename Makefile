@@ -22,10 +22,12 @@ test: $(STAMP)
 # Each script measures ratios in one run and rewrites its section of bench/RESULTS.md.
 bench: $(STAMP)
 	$(BIN)/python -m bench.tracing_overhead
+	$(BIN)/python -m bench.durability
 	$(BIN)/python -m bench.sse_fanout
 	$(BIN)/python -m bench.eval_throughput
 	$(BIN)/python -m bench.framework_overhead
 	$(BIN)/python -m bench.import_cost
+	$(BIN)/python -m bench.cold_start
 
 lint: $(STAMP)
 	$(BIN)/ruff check synth_ai examples tests bench modal_entry.py

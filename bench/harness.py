@@ -10,7 +10,10 @@ import platform
 import re
 import socket
 import statistics
+import subprocess
+import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,19 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.serve_app import serve
 from synth_ai.task.serving import listening_socket
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def _serve(factory: Callable[[], Any], sock: socket.socket) -> None:
-    import logging
-
-    import uvicorn
-
-    logging.disable(logging.INFO)
-    config = uvicorn.Config(factory(), log_level="warning", access_log=False, lifespan="on")
-    uvicorn.Server(config).run(sockets=[sock])
+    serve(factory(), sock)
 
 
 @contextmanager
@@ -57,12 +55,49 @@ def server_process(factory: Callable[[], Any], env: dict[str, str] | None = None
         sock.close()
 
 
+@contextmanager
+def command_server(
+    spec: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    stderr: Any = None,
+) -> Iterator[tuple[str, str]]:
+    """Serve `module:factory(*args)` from a fresh interpreter (this venv's python) through
+    serve_app.py, e.g. another checkout of the code put first on PYTHONPATH by `env`, which is
+    added to this process's environment. The socket listens before the start, as with
+    `server_process`. Yields the URL and the file the child imported the factory's top-level
+    package from. `stderr` is the child's (as for `subprocess.Popen`; default: this one's)."""
+    sock = listening_socket()
+    script = Path(__file__).with_name("serve_app.py")
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(sock.fileno()), spec, *args],
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        pass_fds=(sock.fileno(),),
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        origin = process.stdout.readline().strip()
+        if not origin:
+            raise RuntimeError(f"{spec} did not start (exit status {process.wait(30)})")
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", origin
+    finally:
+        process.terminate()
+        process.wait(30)
+        sock.close()
+
+
 @dataclass
 class LoadResult:
     requests: int
     errors: int
     seconds: float
     latencies_ms: list[float]
+    statuses: Counter[int]  # of every response, warm-up and drain included
 
     @property
     def rps(self) -> float:
@@ -114,6 +149,7 @@ async def _load(
     stop = False
     latencies: list[float] = []
     errors = 0
+    statuses: Counter[int] = Counter()
 
     async def worker() -> None:
         nonlocal counter, errors
@@ -125,9 +161,10 @@ async def _load(
                 started = time.perf_counter()
                 writer.write(request)
                 status = await _read_response(reader)
+                statuses[status] += 1
                 if measuring:
                     latencies.append((time.perf_counter() - started) * 1000)
-                    if status != 200:
+                    if not 200 <= status < 300:
                         errors += 1
         finally:
             writer.close()
@@ -141,7 +178,7 @@ async def _load(
     elapsed = time.perf_counter() - started
     stop = True
     await asyncio.gather(*tasks)
-    return LoadResult(len(latencies), errors, elapsed, latencies)
+    return LoadResult(len(latencies), errors, elapsed, latencies, statuses)
 
 
 def load(
