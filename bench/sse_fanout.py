@@ -75,8 +75,9 @@ async def subscriber(
         line = await reader.readline()
         if not line or line.startswith(b"event: end"):
             break
-        if line.startswith(b'data: {"seq"'):
-            ts = float(line[line.rfind(b'"ts":') + 5 : line.rfind(b"}")])
+        start = line.find(b',"ts":') if line.startswith(b"data: {") else -1
+        if start >= 0:  # a job event: the payload, then "ts", "seq", "type", "job_id"
+            ts = float(line[start + 6 : line.index(b",", start + 6)])
             latencies.append((time.time() - ts) * 1000)
     writer.close()
 
