@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
 
 from .models import EventIn, JobEvent, JobState
 
@@ -11,11 +12,12 @@ if TYPE_CHECKING:
     from .service import JobsService
 
 
-@runtime_checkable
-class Emitter(Protocol):
+class Emitter(ABC):
     """What a training or eval loop reports through: `JobEmitter` (in-process) and
-    `RemoteEmitter` (over HTTP) both are one."""
+    `RemoteEmitter` (over HTTP) both are one. Each says how to `emit` one event; the helpers
+    shape the design's payloads (DESIGN.md 5) the same way for both."""
 
+    @abstractmethod
     def emit(
         self,
         type: str,
@@ -25,9 +27,9 @@ class Emitter(Protocol):
         data: dict[str, Any] | None = None,
     ) -> None: ...
 
-    def emit_status(
-        self, state: JobState | str, message: str | None = None, **fields: Any
-    ) -> None: ...
+    def emit_status(self, state: JobState | str, message: str | None = None, **fields: Any) -> None:
+        data = {"state": JobState(state).value, "message": message, **fields}
+        self.emit("job.status", message=message, data=data)
 
     def emit_metric(
         self,
@@ -38,16 +40,17 @@ class Emitter(Protocol):
         split: str | None = None,
         type: str = "job.metric",
         **fields: Any,
-    ) -> None: ...
+    ) -> None:
+        self.emit(type, data={"name": name, "value": value, "step": step, "split": split, **fields})
 
-    def emit_log(self, message: str, level: str = "info", type: str = "system.log") -> None: ...
+    def emit_log(self, message: str, level: str = "info", type: str = "system.log") -> None:
+        self.emit(type, message=message, level=level, data={"level": level, "message": message})
 
-    def emit_artifact(
-        self, kind: str, url: str, *, step: int | None = None, **fields: Any
-    ) -> None: ...
+    def emit_artifact(self, kind: str, url: str, *, step: int | None = None, **fields: Any) -> None:
+        self.emit(f"artifact.{kind}", data={"kind": kind, "url": url, "step": step, **fields})
 
 
-class JobEmitter:
+class JobEmitter(Emitter):
     """Emits a job's events through its service's log.
 
     `emit` and the `emit_*` helpers queue the event and return at once, from any thread; they
@@ -81,25 +84,3 @@ class JobEmitter:
         event = EventIn(type=type, level=level, message=message, data=data or {})
         (stored,) = await self.service.emit(self.job_id, [event])
         return stored
-
-    def emit_status(self, state: JobState | str, message: str | None = None, **fields: Any) -> None:
-        data = {"state": JobState(state).value, "message": message, **fields}
-        self.emit("job.status", message=message, data=data)
-
-    def emit_metric(
-        self,
-        name: str,
-        value: float,
-        *,
-        step: int | None = None,
-        split: str | None = None,
-        type: str = "job.metric",
-        **fields: Any,
-    ) -> None:
-        self.emit(type, data={"name": name, "value": value, "step": step, "split": split, **fields})
-
-    def emit_log(self, message: str, level: str = "info", type: str = "system.log") -> None:
-        self.emit(type, message=message, level=level, data={"level": level, "message": message})
-
-    def emit_artifact(self, kind: str, url: str, *, step: int | None = None, **fields: Any) -> None:
-        self.emit(f"artifact.{kind}", data={"kind": kind, "url": url, "step": step, **fields})

@@ -24,6 +24,7 @@ from typing import Any, Self
 import httpx
 
 from .delivery import MAX_EVENTS_PER_POST, Delivery, RemoteEmitterError, post_new_job
+from .emitter import Emitter
 from .models import EventIn, JobState, finite_json, sse_name
 from .outbox import Outbox, QueuedEvent
 
@@ -47,7 +48,7 @@ class EmitterStats:
     """Events thrown away because the server refused this emitter (see `error`)."""
 
 
-class RemoteEmitter:
+class RemoteEmitter(Emitter):
     """Posts a job's events to a jobs server from a background thread (see the module doc).
 
     Use it as a context manager, or call `close()` at the end: it waits (up to its timeout)
@@ -162,28 +163,6 @@ class RemoteEmitter:
         key = (type, str(data.get("name")), str(data.get("split"))) if name == "metric" else None
         item = QueuedEvent(body, type, now, key, state is not None and state.terminal)
         self._outbox.put(item, name)
-
-    def emit_status(self, state: JobState | str, message: str | None = None, **fields: Any) -> None:
-        data = {"state": JobState(state).value, "message": message, **fields}
-        self.emit("job.status", message=message, data=data)
-
-    def emit_metric(
-        self,
-        name: str,
-        value: float,
-        *,
-        step: int | None = None,
-        split: str | None = None,
-        type: str = "job.metric",
-        **fields: Any,
-    ) -> None:
-        self.emit(type, data={"name": name, "value": value, "step": step, "split": split, **fields})
-
-    def emit_log(self, message: str, level: str = "info", type: str = "system.log") -> None:
-        self.emit(type, message=message, level=level, data={"level": level, "message": message})
-
-    def emit_artifact(self, kind: str, url: str, *, step: int | None = None, **fields: Any) -> None:
-        self.emit(f"artifact.{kind}", data={"kind": kind, "url": url, "step": step, **fields})
 
     # --- waiting -------------------------------------------------------------------------------
 
