@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 
 from synth_ai import __version__
 from synth_ai.task.contracts import ErrorEnvelope
+from synth_ai.task.openapi import error_responses, json_content, schema_ref
 
 from .models import SSE_NAMES, EventIn, JobEvent, JobState
 from .routes import MAX_EVENTS_PER_POST, MAX_SEQ, CreateJob
@@ -127,23 +128,12 @@ _TYPES_PATTERN = rf"^{_TYPE_NAME}(?:,{_TYPE_NAME}){{0,31}}$"
 ARTIFACT_NAME = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_-])*\.?$"
 
 
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": _REF.format(model=name)}
-
-
 def _errors(*statuses: str) -> dict[str, Any]:
-    return {
-        status: {"description": _ERROR_STATUSES[status], "content": _json(_ref("ErrorEnvelope"))}
-        for status in statuses
-    }
+    return error_responses(_ERROR_STATUSES, *statuses)
 
 
 def _ok(description: str, model: str, status: str = "200") -> dict[str, Any]:
-    return {status: {"description": description, "content": _json(_ref(model))}}
+    return {status: {"description": description, "content": json_content(schema_ref(model))}}
 
 
 def _frame(events: Sequence[str], payload: str, *, with_id: bool) -> dict[str, Any]:
@@ -156,7 +146,7 @@ def _frame(events: Sequence[str], payload: str, *, with_id: bool) -> dict[str, A
             "data": {
                 "type": "string",
                 "contentMediaType": "application/json",
-                "contentSchema": _ref(payload),
+                "contentSchema": schema_ref(payload),
             },
         },
     }
@@ -260,7 +250,9 @@ def build_openapi(kinds: Sequence[str] = ("custom",)) -> dict[str, Any]:
                     "responses": {
                         "200": {
                             "description": "Alive",
-                            "content": _json({"type": "object", "additionalProperties": True}),
+                            "content": json_content(
+                                {"type": "object", "additionalProperties": True}
+                            ),
                         }
                     },
                 }
@@ -270,7 +262,10 @@ def build_openapi(kinds: Sequence[str] = ("custom",)) -> dict[str, Any]:
                     "summary": "Create a job",
                     "description": "A `custom` job is driven by a producer posting its events; "
                     "other kinds are run by the server.",
-                    "requestBody": {"required": False, "content": _json(_ref("CreateJob"))},
+                    "requestBody": {
+                        "required": False,
+                        "content": json_content(schema_ref("CreateJob")),
+                    },
                     "responses": {
                         **_ok("The new job", "Job", "201"),
                         **_errors(*_BODY_ERRORS, *_AUTH_ERRORS),
@@ -325,7 +320,9 @@ def build_openapi(kinds: Sequence[str] = ("custom",)) -> dict[str, Any]:
                     "once committed.",
                     "requestBody": {
                         "required": True,
-                        "content": _json({"anyOf": [_ref("EventIn"), _ref("EventBatch")]}),
+                        "content": json_content(
+                            {"anyOf": [schema_ref("EventIn"), schema_ref("EventBatch")]}
+                        ),
                     },
                     "responses": {
                         **_ok("The seqs assigned", "Seqs", "201"),
@@ -368,7 +365,7 @@ def build_openapi(kinds: Sequence[str] = ("custom",)) -> dict[str, Any]:
                     "responses": {
                         "200": {
                             "description": "The event stream; `schema` describes each event",
-                            "content": {"text/event-stream": {"schema": _ref("StreamFrame")}},
+                            "content": {"text/event-stream": {"schema": schema_ref("StreamFrame")}},
                         },
                         "204": {
                             "description": "The job has finished and the stream is read to its "

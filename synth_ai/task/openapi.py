@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
@@ -21,19 +22,24 @@ _ERROR_STATUSES = {
 }
 
 
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
+def json_content(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def _ref(name: str) -> dict[str, Any]:
+def schema_ref(name: str) -> dict[str, Any]:
     return {"$ref": _REF.format(model=name)}
 
 
-def _errors(*statuses: str) -> dict[str, Any]:
+def error_responses(descriptions: Mapping[str, str], *statuses: str) -> dict[str, Any]:
+    """Responses in the one error envelope (DESIGN.md 3.3), each with its description."""
+    envelope = json_content(schema_ref("ErrorEnvelope"))
     return {
-        status: {"description": _ERROR_STATUSES[status], "content": _json(_ref("ErrorEnvelope"))}
-        for status in statuses
+        status: {"description": descriptions[status], "content": envelope} for status in statuses
     }
+
+
+def _errors(*statuses: str) -> dict[str, Any]:
+    return error_responses(_ERROR_STATUSES, *statuses)
 
 
 def build_openapi(config: TaskAppConfig) -> dict[str, Any]:
@@ -70,14 +76,16 @@ def build_openapi(config: TaskAppConfig) -> dict[str, Any]:
                 "get": {
                     "summary": "Liveness",
                     "security": [],
-                    "responses": {"200": {"description": "Alive", "content": _json(object_schema)}},
+                    "responses": {
+                        "200": {"description": "Alive", "content": json_content(object_schema)}
+                    },
                 }
             },
             "/health": {
                 "get": {
                     "summary": "Health and auth hint",
                     "responses": {
-                        "200": {"description": "Healthy", "content": _json(object_schema)},
+                        "200": {"description": "Healthy", "content": json_content(object_schema)},
                         **_errors(*auth_errors),
                     },
                 }
@@ -86,7 +94,10 @@ def build_openapi(config: TaskAppConfig) -> dict[str, Any]:
                 "get": {
                     "summary": "Service, dataset, rubrics, inference and limits",
                     "responses": {
-                        "200": {"description": "App information", "content": _json(object_schema)},
+                        "200": {
+                            "description": "App information",
+                            "content": json_content(object_schema),
+                        },
                         **_errors(*auth_errors),
                     },
                 }
@@ -101,11 +112,11 @@ def build_openapi(config: TaskAppConfig) -> dict[str, Any]:
                     "responses": {
                         "200": {
                             "description": "A taskset description, one TaskInfo, or a list",
-                            "content": _json(
+                            "content": json_content(
                                 {
                                     "anyOf": [
-                                        _ref("TaskInfo"),
-                                        {"type": "array", "items": _ref("TaskInfo")},
+                                        schema_ref("TaskInfo"),
+                                        {"type": "array", "items": schema_ref("TaskInfo")},
                                         object_schema,
                                     ]
                                 }
@@ -118,20 +129,23 @@ def build_openapi(config: TaskAppConfig) -> dict[str, Any]:
             "/rollout": {
                 "post": {
                     "summary": "Run one rollout",
-                    "requestBody": {"required": True, "content": _json(_ref("RolloutRequest"))},
+                    "requestBody": {
+                        "required": True,
+                        "content": json_content(schema_ref("RolloutRequest")),
+                    },
                     "responses": {
                         "200": {
                             "description": "The rollout's trajectories, metrics and trace",
-                            "content": _json(_ref("RolloutResponse")),
+                            "content": json_content(schema_ref("RolloutResponse")),
                         },
                         **_errors("400", "413", "415", "422", "429", *auth_errors),
                         "500": {
                             "description": "The executor raised (rollout_failed)",
-                            "content": _json(_ref("ErrorEnvelope")),
+                            "content": json_content(schema_ref("ErrorEnvelope")),
                         },
                         "504": {
                             "description": "The rollout passed its deadline (rollout_timeout)",
-                            "content": _json(_ref("ErrorEnvelope")),
+                            "content": json_content(schema_ref("ErrorEnvelope")),
                         },
                     },
                 }
