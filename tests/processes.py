@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 from .conftest import KEY
 
+_drains: dict[int, threading.Thread] = {}
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -40,7 +42,9 @@ def start_server(
         output.append(line)
         if "Uvicorn running on" in line:
             # keep reading, or a full pipe would block the server's logging (and the server)
-            threading.Thread(target=_drain, args=(process, output), daemon=True).start()
+            drain = threading.Thread(target=_drain, args=(process, output), daemon=True)
+            drain.start()
+            _drains[process.pid] = drain
             return process, f"http://127.0.0.1:{port}", output
     process.wait(timeout=10)
     raise AssertionError("the server exited early:\n" + "".join(output))
@@ -56,4 +60,7 @@ def stop_server(process: subprocess.Popen[str], output: list[str]) -> str:
     """Terminate and answer everything the server printed."""
     process.terminate()
     process.wait(timeout=10)
+    drain = _drains.pop(process.pid, None)
+    if drain is not None:
+        drain.join(timeout=10)  # the pipe is closed: it has read the last line
     return "".join(output)

@@ -18,12 +18,7 @@ from synth_ai.cli import main
 from synth_ai.cli.env_file import read_env_file
 
 from .conftest import KEY
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from .processes import free_port, start_server, stop_server
 
 
 def test_version() -> None:
@@ -144,32 +139,6 @@ def test_demo_runs_end_to_end_and_its_job_streams_afterwards(tmp_path: Path) -> 
         streamed = CliRunner().invoke(main, ["jobs", "stream", job_id, "--url", url])
     assert streamed.exit_code == 0, streamed.output
     assert "state=running" in streamed.output and "state=succeeded" in streamed.output
-
-
-def start_server(args: list[str]) -> tuple[subprocess.Popen[str], str, list[str]]:
-    """Run `python -m synth_ai ARGS --port P` until uvicorn says it listens."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "synth_ai", *args, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    output: list[str] = []
-    for line in process.stdout:
-        output.append(line)
-        if "Uvicorn running on" in line:
-            return process, f"http://127.0.0.1:{port}", output
-    process.wait(timeout=10)
-    raise AssertionError("the server exited early:\n" + "".join(output))
-
-
-def stop_server(process: subprocess.Popen[str], output: list[str]) -> str:
-    process.terminate()
-    process.wait(timeout=10)
-    assert process.stdout is not None
-    return "".join(output) + process.stdout.read()
 
 
 def hold_idle_connections(url: str, count: int) -> list[socket.socket]:
