@@ -336,3 +336,37 @@ def test_a_forged_token_is_refused_not_a_500(jobs: tuple[str, Starlette]) -> Non
             f"{url}/api/jobs/{job_id}/stream", params={"token": f"{payload}.{signature}"}
         )
         assert_envelope(answer, 401, "unauthorised")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SSE_HEARTBEAT_SECS", "0"),
+        ("SSE_HEARTBEAT_SECS", "nan"),
+        ("SSE_RING_BUFFER_BYTES", "-5"),
+        ("SSE_MAX_CLIENTS", "lots"),
+        ("SSE_RING_BUFFER_WINDOW_SECS", "0"),
+        ("SSE_TOKEN_TTL_SECS", "1e400"),
+    ],
+)
+def test_stream_settings_refuse_bad_values_at_startup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """Refused when the server starts, naming the variable, not later by every stream."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=name):
+        create_jobs_app(tmp_path / "jobs.db")
+
+
+def test_jobs_serve_names_a_bad_setting_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from synth_ai.cli import main
+
+    monkeypatch.setenv("SSE_HEARTBEAT_SECS", "0")
+    result = CliRunner().invoke(main, ["jobs", "serve", "--db", str(tmp_path / "j.db")])
+    assert result.exit_code == 2
+    assert "SSE_HEARTBEAT_SECS must be a number in [0.05, 3600]" in result.output
+    assert "Traceback" not in result.output

@@ -227,7 +227,10 @@ def serve(
     from synth_ai.jobs import create_jobs_app
     from synth_ai.task.serving import run_app
 
-    app = create_jobs_app(db_path, kinds={"eval": EvalJobKind()}, cors_origins=cors_origins)
+    try:
+        app = create_jobs_app(db_path, kinds={"eval": EvalJobKind()}, cors_origins=cors_origins)
+    except ValueError as exc:  # a setting refused at startup; the message names it
+        raise click.UsageError(str(exc)) from None
     run_app(app, host=host, port=port, max_connections=max_connections)
 
 
