@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document of the jobs server (DESIGN.md 5), generated from the route models.
 
 Requests are described by the models the routes validate with (`CreateJob`, `EventIn`);
-answers by the small models below, which spell out the JSON the routes write. Every 4xx is the
+answers by the models in `answers.py`, which spell out the JSON the routes write. Every 4xx is the
 error envelope of task apps, `{"detail": {"error": {code, message, ...}}}`.
 """
 
@@ -10,98 +10,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from synth_ai import __version__
 from synth_ai.task.contracts import ErrorEnvelope
 from synth_ai.task.openapi import error_responses, json_content, schema_ref
 
-from .models import SSE_NAMES, EventIn, JobEvent, JobState
+from .answers import (
+    ArtifactList,
+    EventBatch,
+    EventPage,
+    EventPayload,
+    Heartbeat,
+    Job,
+    JobList,
+    Seqs,
+    StreamControl,
+    StreamToken,
+)
+from .models import SSE_NAMES, EventIn
 from .routes import MAX_EVENTS_PER_POST, MAX_SEQ, CreateJob
-
-
-class Job(BaseModel):
-    """A job's snapshot; `state` follows its latest status event."""
-
-    job_id: str
-    kind: str
-    state: JobState
-    created_at: float
-    updated_at: float
-    last_seq: int = Field(ge=0)
-    config: dict[str, Any]
-    metadata: dict[str, Any]
-    streams: int = Field(default=0, ge=0)
-    """Open streams on the job (in the snapshot and the cancel answer, not in lists)."""
-
-
-class JobList(BaseModel):
-    jobs: list[Job]
-
-
-class EventBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    events: list[EventIn] = Field(min_length=1, max_length=MAX_EVENTS_PER_POST)
-
-
-class EventPage(BaseModel):
-    events: list[JobEvent]
-    next_seq: int = Field(ge=0)
-    """The cursor to pass as `since_seq` for the next page."""
-
-
-class Seqs(BaseModel):
-    seqs: list[int]
-    """The seqs assigned to the posted events, in order."""
-
-
-class StreamToken(BaseModel):
-    token: str
-    expires_at: float
-    """Unix seconds."""
-
-
-class EventPayload(BaseModel):
-    """What a job event's frame carries (`JobEvent.wire_payload`): the producer's `data` at the
-    top level, so `JSON.parse(e.data).value` is a metric's value, plus the stored event's own
-    `seq`, `type`, `job_id` and `ts` (and `level`, `message` on logs and statuses)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    seq: int = Field(ge=1)
-    type: str
-    job_id: str
-    ts: float
-
-
-class StreamControl(BaseModel):
-    """The payload of an `end`, `reset` or `lagged` frame (no id: it moves no cursor)."""
-
-    last_seq: int = Field(ge=0)
-    state: JobState | None = None
-    dropped_events: bool | None = None
-    message: str | None = None
-
-
-class Heartbeat(BaseModel):
-    """The payload of a `heartbeat` frame, sent with the keep-alive when `types` asks for it."""
-
-    alive: bool
-    ts: float
-
-
-class Artifact(BaseModel):
-    name: str
-    size: int = Field(ge=0)
-    sha256: str
-    url: str
-
-
-class ArtifactList(BaseModel):
-    artifacts: list[Artifact]
-
 
 _REF = "#/components/schemas/{model}"
 _ERROR_STATUSES = {
