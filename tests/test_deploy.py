@@ -184,8 +184,8 @@ def test_the_image_is_this_package_and_settings_never_change_it(
             ("synth_ai", "synth_ai"),
             ("math_task_app", "examples/math_task_app"),
         )
-        for p in (ROOT / where).rglob("*.py")
-        if "__pycache__" not in p.parts
+        for p in (ROOT / where).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
     }
     assert set(files) == expected and "/root/synth_ai/deploy/entry.py" in files
     other = build_plan(
