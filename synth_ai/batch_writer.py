@@ -118,9 +118,10 @@ class BatchWriter(Generic[T, R]):
     def errors(self) -> int:
         return self.failures.count
 
-    def submit(self, item: T) -> bool:
-        """Queue without waiting and without an acknowledgement; False when the queue is full."""
-        return self._put_nowait(_Entry(item))
+    def submit(self, item: T, *, count_loss: bool = True) -> bool:
+        """Queue without waiting and without an acknowledgement; False when the queue is full
+        (counted as a loss unless the caller will try again)."""
+        return self._put_nowait(_Entry(item), count_loss=count_loss)
 
     async def write(self, item: T) -> R:
         """Queue from the event loop and answer once the item is committed.

@@ -370,3 +370,49 @@ def test_jobs_serve_names_a_bad_setting_in_one_line(
     assert result.exit_code == 2
     assert "SSE_HEARTBEAT_SECS must be a number in [0.05, 3600]" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_full_log_queue_drops_metrics_but_never_a_final_status(tmp_path: Path) -> None:
+    """In-process emits never block; when the log's queue is full, metrics give way (counted),
+    while logs and the terminal status wait for room and are stored."""
+    import threading
+
+    async def scenario() -> list[JobEvent]:
+        service = JobsService(tmp_path / "jobs.db")
+        try:
+            job = await service.create("custom", {}, {})
+            writer = service.log._writer
+            release = threading.Event()
+            original = service.log._write
+
+            def stalled(appends: Any) -> Any:
+                release.wait(30)  # the disk is slow: nothing drains until released
+                return original(appends)
+
+            writer._handle = stalled
+            writer._queue.maxsize = 4
+            emitter = JobEmitter(service, job["job_id"])
+
+            def producer() -> None:  # a training loop's thread
+                for step in range(50):
+                    emitter.emit_metric("loss", 1.0 / (step + 1), step=step)
+                emitter.emit_log("done training")
+                emitter.emit_status(JobState.SUCCEEDED)
+
+            await asyncio.to_thread(producer)  # returns at once: nothing blocked
+            release.set()
+            page: list[JobEvent] = []
+            for _ in range(100):  # bounded: the waiting status lands within a few drains
+                await asyncio.to_thread(service.log.flush, 10)
+                page = await asyncio.to_thread(service.log.events, job["job_id"], limit=100)
+                if page and page[-1].state is JobState.SUCCEEDED:
+                    break
+            assert service.log.write_errors > 0  # the metrics that gave way, counted
+            return page
+        finally:
+            await service.close()
+
+    stored = asyncio.run(scenario())
+    types = [e.type for e in stored]
+    assert types[-2:] == ["system.log", "job.status"]
+    assert 0 < types.count("job.metric") < 50

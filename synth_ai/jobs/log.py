@@ -210,9 +210,12 @@ class JobEventLog:
         """
         return await self._writer.write(Append(job_id, events))
 
-    def append_nowait(self, job_id: str, events: Sequence[EventIn]) -> bool:
-        """Queue events without waiting for their commit (no seq is reported)."""
-        return self._writer.submit(Append(job_id, events))
+    def append_nowait(
+        self, job_id: str, events: Sequence[EventIn], *, count_loss: bool = True
+    ) -> bool:
+        """Queue events without waiting for their commit (no seq is reported); False when the
+        queue is full."""
+        return self._writer.submit(Append(job_id, events), count_loss=count_loss)
 
     def events(
         self,

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import logging
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from synth_ai.batch_writer import WriterUnavailable
+
 from .artifacts import ArtifactStore
 from .bus import JobBus
 from .log import JobEventLog
-from .models import EventIn, JobEvent, JobState
+from .models import EventIn, JobEvent, JobState, sse_name
 from .settings import StreamSettings
 
 DEFAULT_JOBS_DB = Path("traces/jobs.db")
+LATER_ATTEMPTS = 12  # each waits up to the writer's put timeout (5 s) for room
+
+logger = logging.getLogger("synth_ai.jobs")
 
 
 class JobsService:
@@ -36,6 +43,7 @@ class JobsService:
         self._buses: dict[str, JobBus] = {}
         self._loading: dict[str, asyncio.Future[JobBus | None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._later: set[concurrent.futures.Future[None]] = set()
 
     @property
     def subscriber_count(self) -> int:
@@ -153,8 +161,32 @@ class JobsService:
         return await self.log.append(job_id, events)
 
     def emit_nowait(self, job_id: str, events: Sequence[EventIn]) -> bool:
-        """Queue events from any thread without waiting for the commit (no seq answered)."""
-        return self.log.append_nowait(job_id, events)
+        """Queue events from any thread without waiting for the commit (no seq answered).
+
+        When the log's queue is full, metrics give way (counted as lost, as the design allows:
+        a later value supersedes them), while statuses, logs and artifacts wait for room in a
+        task on the service's loop, so a burst never costs a job its final status.
+        """
+        if all(sse_name(e.type) == "metric" for e in events) or self._loop is None:
+            return self.log.append_nowait(job_id, events)
+        if self.log.append_nowait(job_id, events, count_loss=False):
+            return True
+        later = asyncio.run_coroutine_threadsafe(self._emit_later(job_id, events), self._loop)
+        self._later.add(later)
+        later.add_done_callback(self._later.discard)
+        return True
+
+    async def _emit_later(self, job_id: str, events: Sequence[EventIn]) -> None:
+        for _ in range(LATER_ATTEMPTS):
+            try:
+                await self.log.append(job_id, events)
+                return
+            except WriterUnavailable:
+                continue  # still full after the writer's put timeout: wait again
+            except Exception as exc:
+                logger.warning("job %s: events not stored: %s", job_id, exc)
+                return
+        logger.warning("job %s: events not stored: the event log stayed full", job_id)
 
     async def snapshot(self, job_id: str) -> dict[str, Any] | None:
         job = await asyncio.to_thread(self.log.get_job, job_id)
