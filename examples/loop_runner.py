@@ -1,14 +1,16 @@
-"""Running an example training loop as a `custom` job, shared by `rl_loop` and `ft_loop`: on a
-jobs server through a `RemoteEmitter`, or in this process on a job database through a
-`JobEmitter`. The job id is printed first, so a caller can follow it at once."""
+"""What the example training loops share (`rl_loop`, `ft_loop`): their summary, how they write
+a checkpoint, and running one as a `custom` job, on a jobs server through a `RemoteEmitter` or
+in this process on a job database through a `JobEmitter`. The job id is printed first, so a
+caller can follow it at once."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,6 +22,24 @@ if TYPE_CHECKING:
 Config = TypeVar("Config", bound="DataclassInstance")
 Summary = TypeVar("Summary")
 Loop = Callable[[Emitter, Config, Path], Summary]
+
+
+@dataclass
+class LoopSummary:
+    """What a finished loop reports: its last train and eval values and its checkpoints."""
+
+    steps: int
+    epochs: int
+    train: dict[str, float] = field(default_factory=dict)
+    eval: dict[str, float] = field(default_factory=dict)
+    checkpoints: list[str] = field(default_factory=list)
+
+
+def write_checkpoint(directory: Path, name: str, state: dict[str, Any]) -> str:
+    """Write a checkpoint as JSON and answer its `file://` URL (what an artifact event carries)."""
+    path = directory / f"{name}.json"
+    path.write_text(json.dumps(state))
+    return path.resolve().as_uri()
 
 
 def job_arguments(prog: str, description: str | None) -> argparse.ArgumentParser:

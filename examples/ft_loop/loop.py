@@ -15,14 +15,15 @@ or a `RemoteEmitter` posting to a jobs server.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from synth_ai.jobs import Emitter, JobState
+
+from ..loop_runner import LoopSummary, write_checkpoint
 
 Example = tuple[list[float], int]
 
@@ -42,15 +43,6 @@ class FTConfig:
     label_noise: float = 0.05
     step_delay_s: float = 0.0
     """Pacing, so a live view has something to watch (0: as fast as it runs)."""
-
-
-@dataclass
-class FTSummary:
-    steps: int
-    epochs: int
-    train: dict[str, float] = field(default_factory=dict)
-    eval: dict[str, float] = field(default_factory=dict)
-    checkpoints: list[str] = field(default_factory=list)
 
 
 def make_data(config: FTConfig) -> tuple[list[Example], list[Example]]:
@@ -89,7 +81,7 @@ def learning_rate(config: FTConfig, step: int, total: int) -> float:
     return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def run_ft(emitter: Emitter, config: FTConfig, checkpoint_dir: Path) -> FTSummary:
+def run_ft(emitter: Emitter, config: FTConfig, checkpoint_dir: Path) -> LoopSummary:
     """Fit, validate and checkpoint, reporting through `emitter`; answers a summary."""
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     train, val = make_data(config)
@@ -97,7 +89,7 @@ def run_ft(emitter: Emitter, config: FTConfig, checkpoint_dir: Path) -> FTSummar
     weights = [0.0] * (config.features + 1)  # the last one is the bias
     per_epoch = math.ceil(config.train_size / config.batch_size)
     total = per_epoch * config.epochs
-    summary = FTSummary(steps=0, epochs=0)
+    summary = LoopSummary(steps=0, epochs=0)
     step = epoch = 0
     emitter.emit_status(
         JobState.RUNNING, "fine-tuning started", step=0, epoch=0, phase="train", total=total
@@ -182,8 +174,5 @@ def _validate(
 def _checkpoint(
     directory: Path, step: int, epoch: int, weights: list[float], config: FTConfig
 ) -> str:
-    path = directory / f"ft-step{step:05d}.json"
-    path.write_text(
-        json.dumps({"step": step, "epoch": epoch, "weights": weights, "config": asdict(config)})
-    )
-    return path.resolve().as_uri()
+    state = {"step": step, "epoch": epoch, "weights": weights, "config": asdict(config)}
+    return write_checkpoint(directory, f"ft-step{step:05d}", state)

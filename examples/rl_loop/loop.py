@@ -15,14 +15,15 @@ or a `RemoteEmitter` posting to a jobs server.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from synth_ai.jobs import Emitter, JobState
+
+from ..loop_runner import LoopSummary, write_checkpoint
 
 
 @dataclass(frozen=True)
@@ -42,15 +43,6 @@ class RLConfig:
     """An episode succeeds when its return reaches this."""
     step_delay_s: float = 0.0
     """Pacing, so a live view has something to watch (0: as fast as it runs)."""
-
-
-@dataclass
-class RLSummary:
-    steps: int
-    epochs: int
-    train: dict[str, float] = field(default_factory=dict)
-    eval: dict[str, float] = field(default_factory=dict)
-    checkpoints: list[str] = field(default_factory=list)
 
 
 class Bandit:
@@ -76,14 +68,14 @@ def sample(probs: list[float], rng: random.Random) -> int:
     return rng.choices(range(len(probs)), weights=probs)[0]
 
 
-def run_rl(emitter: Emitter, config: RLConfig, checkpoint_dir: Path) -> RLSummary:
+def run_rl(emitter: Emitter, config: RLConfig, checkpoint_dir: Path) -> LoopSummary:
     """Train, evaluate and checkpoint, reporting through `emitter`; answers a summary."""
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     env = Bandit(config.arms, config.seed)
     rng = random.Random(config.seed + 1)
     logits = [0.0] * config.arms
     baseline = 0.0
-    summary = RLSummary(steps=0, epochs=0)
+    summary = LoopSummary(steps=0, epochs=0)
     step = epoch = 0
     emitter.emit_status(
         JobState.RUNNING, "training started", step=0, epoch=0, phase="train", total=config.steps
@@ -185,7 +177,5 @@ def _checkpoint(
     baseline: float,
     config: RLConfig,
 ) -> str:
-    path = directory / f"rl-step{step:05d}.json"
     state = {"step": step, "epoch": epoch, "logits": logits, "baseline": baseline}
-    path.write_text(json.dumps({**state, "config": asdict(config)}))
-    return path.resolve().as_uri()
+    return write_checkpoint(directory, f"rl-step{step:05d}", {**state, "config": asdict(config)})
