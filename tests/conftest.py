@@ -23,6 +23,7 @@ from synth_ai.task import (
     create_task_app,
     serve_in_background,
 )
+from tests.postgres import database_url, postgres_url  # noqa: F401  (fixtures)
 
 # CI explores the same examples on every run, so a landing never hinges on a lucky draw;
 # developers' runs stay random and keep finding new cases.

@@ -1,0 +1,112 @@
+"""The small interface both engines offer the job log and the trace store.
+
+A `Connection` speaks one SQL dialect to its callers: `?` placeholders, explicit transactions
+with savepoints, rows as dicts. Each engine maps that onto its driver (sqlite3, psycopg 3), and
+fills the few words of DDL that differ (`{ID}`, `{INT}`, `{REAL}`, `{BLOB}`).
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from .url import DatabaseURL
+
+
+class Connection(ABC):
+    """One connection, in autocommit mode until `transaction` opens one."""
+
+    @abstractmethod
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+
+    @abstractmethod
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    @abstractmethod
+    def begin(self) -> None:
+        """Start a transaction that takes the write lock it needs at once."""
+
+    @abstractmethod
+    def lock(self, name: str) -> None:
+        """Within a transaction: serialise with every other connection locking `name`."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.begin()
+        try:
+            yield
+        except BaseException:
+            self.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Undo only this block when it raises (the exception still propagates)."""
+        self.execute("SAVEPOINT block")
+        try:
+            yield
+        except BaseException:
+            self.execute("ROLLBACK TO SAVEPOINT block")
+            self.execute("RELEASE SAVEPOINT block")
+            raise
+        self.execute("RELEASE SAVEPOINT block")
+
+
+class Database(ABC):
+    """One store's engine: connections, the DDL words, and what a refused statement raises."""
+
+    url: DatabaseURL
+    ddl_words: Mapping[str, str]
+    errors: tuple[type[BaseException], ...]
+    """What a statement raises when the database refuses it (a constraint, a bad value)."""
+
+    @abstractmethod
+    def connect(self) -> Connection:
+        """A dedicated connection (a writer's, a listener's); the caller closes it."""
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for a few reads, given back afterwards."""
+        connection = self.connect()
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    def prepare(self) -> None:  # noqa: B027  (most engines need none)
+        """Engine set-up before the first schema step (make the file's folder, WAL)."""
+
+    @abstractmethod
+    def reserve_ids(self, connection: Connection, table: str, count: int) -> list[int]:
+        """`count` unused ids for the `{ID}` column of `table`, within the caller's
+        transaction."""
+
+    def close(self) -> None:  # noqa: B027  (most engines pool nothing)
+        """Release pooled connections."""
+
+    def ddl(self, text: str) -> str:
+        return text.format_map(self.ddl_words)
+
+
+def open_database(url: DatabaseURL | str | os.PathLike[str]) -> Database:
+    """The engine for a location (a `DatabaseURL`, a URL string or a path)."""
+    from .url import parse_database_url
+
+    location = url if isinstance(url, DatabaseURL) else parse_database_url(url)
+    if location.engine == "postgresql":
+        from .postgres import PostgresDatabase
+
+        return PostgresDatabase(location)
+    from .sqlite import SqliteDatabase
+
+    return SqliteDatabase(location)
