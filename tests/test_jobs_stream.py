@@ -100,7 +100,8 @@ def test_framing_parses_back_with_an_independent_parser(
         content=body,
         headers={**HEADERS, "content-type": "application/json"},
     )
-    if "_nonfinite" in finite_json(data):  # not JSON: refused at the edge, nothing stored
+    if "\x00" in message or "_nonfinite" in finite_json(data):
+        # not JSON, or a NUL no text column holds: refused at the edge, nothing stored
         assert response.status_code == 422, response.text
         assert response.json()["detail"]["error"]["code"] == "invalid_request"
         page = httpx.get(f"{url}/api/jobs/{job_id}/events", headers=HEADERS).json()

@@ -197,10 +197,17 @@ def jobs() -> None:
 @click.option("--port", default=8002, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
     "--db",
-    "db_path",
     default="traces/jobs.db",
     show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    help="The event log: a SQLite file or sqlite:///path, or postgresql://... shared by replicas.",
+)
+@click.option(
+    "--artifacts",
+    "artifacts_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where job files go (default: beside a SQLite log, else traces/jobs.artifacts); "
+    "replicas need one they all share.",
 )
 @click.option(
     "--cors-origin",
@@ -218,19 +225,28 @@ def jobs() -> None:
 def serve(
     host: str,
     port: int,
-    db_path: Path,
+    db: str,
+    artifacts_dir: Path | None,
     cors_origins: tuple[str, ...],
     max_connections: int | None,
 ) -> None:
     """Serve the jobs API and event streams; it also runs `eval` jobs itself."""
     from synth_ai.eval import EvalJobKind
     from synth_ai.jobs import create_jobs_app
+    from synth_ai.storage import StoreUnavailable
     from synth_ai.task.serving import run_app
 
     try:
-        app = create_jobs_app(db_path, kinds={"eval": EvalJobKind()}, cors_origins=cors_origins)
-    except ValueError as exc:  # a setting refused at startup; the message names it
+        app = create_jobs_app(
+            db,
+            artifacts_dir=artifacts_dir,
+            kinds={"eval": EvalJobKind()},
+            cors_origins=cors_origins,
+        )
+    except ValueError as exc:  # a setting or --db refused at startup; the message names it
         raise click.UsageError(str(exc)) from None
+    except StoreUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
     run_app(app, host=host, port=port, max_connections=max_connections)
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from synth_ai.storage import DatabaseURL
 from synth_ai.task.errors import EXCEPTION_HANDLERS
 from synth_ai.task.server import standard_middleware
 
@@ -23,19 +24,23 @@ from .tenants import TenantAuthMiddleware, tenant_keys
 
 
 def create_jobs_app(
-    db_path: str | Path = DEFAULT_JOBS_DB,
+    db: str | os.PathLike[str] | DatabaseURL = DEFAULT_JOBS_DB,
     *,
+    artifacts_dir: str | os.PathLike[str] | None = None,
     settings: StreamSettings | None = None,
     cors_origins: Sequence[str] = (),
     require_api_key: bool = True,
     kinds: dict[str, JobKind] | None = None,
 ) -> Starlette:
-    """The jobs API and streams over an event log at `db_path`; `app.state.jobs` is the service.
+    """The jobs API and streams over an event log at `db` (a SQLite path or URL, or a
+    `postgresql://` URL shared by replicas); `app.state.jobs` is the service.
 
-    `kinds` adds job kinds the server runs itself (`synth_ai.eval.EVAL_JOB_KIND` for `eval`).
+    `artifacts_dir`: where job files go (default beside a SQLite file, else
+    `traces/jobs.artifacts`). `kinds` adds job kinds the server runs itself
+    (`synth_ai.eval.EvalJobKind()` for `eval`).
     """
     tenant_keys()  # a malformed SYNTH_JOBS_TENANT_KEYS stops the server now, naming it
-    service = JobsService(db_path, settings)
+    service = JobsService(db, settings, artifacts_dir)
     routes = JobsRoutes(service, kinds)
 
     async def root(request: Request) -> Response:

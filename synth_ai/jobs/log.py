@@ -1,60 +1,82 @@
-"""The job event log in SQLite: `jobs` and `job_events`, written by one background thread.
+"""The job event log: `jobs` and `job_events`, on SQLite or PostgreSQL, written by one thread.
 
-Seqs are assigned by the log in the transaction that stores the events (`jobs.last_seq` is read
-and advanced inside it), so a seq is acknowledged only once it is committed, a refused append
-uses up none, and no seq is ever given twice, whatever crashes. Appends are group-committed:
-one transaction for whatever is queued, each append in its own savepoint so one refused append
-never undoes the others. Reads use fresh connections.
+Seqs are assigned in the transaction that stores the events (`jobs.last_seq` is advanced with
+`UPDATE ... RETURNING`, which on PostgreSQL also locks the job's row against other replicas), so
+a seq is acknowledged only once it is committed, a refused append uses up none, and no seq is
+ever given twice, whatever crashes. Appends are group-committed: one transaction for whatever is
+queued, each append in its own savepoint so one refused append never undoes the others. Reads
+use other connections (pooled on PostgreSQL).
+
+Server-run jobs hold a lease (`lease_owner`, `lease_expires_at`) that their server renews; a job
+whose lease ran out is failed by whichever server notices first, so a job never stays `running`
+after the server running it died.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from synth_ai.batch_writer import BatchWriter
-from synth_ai.sqlite_db import connect, ensure_schema
+from synth_ai.storage import Connection, Database, DatabaseURL, ensure_schema, open_database
 
 from .models import EventIn, JobEvent, JobState, finite_json, sse_name
 
-SCHEMA = """
+TERMINAL = tuple(state.value for state in JobState if state.terminal)
+CHANNEL = "synth_jobs"
+"""Where PostgreSQL announces committed events to every replica (`job_id:last_seq`)."""
+
+FIRST_SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
     state TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    last_seq INTEGER NOT NULL DEFAULT 0,
+    created_at {REAL} NOT NULL,
+    updated_at {REAL} NOT NULL,
+    last_seq {INT} NOT NULL DEFAULT 0,
     config TEXT,
-    metadata TEXT,
-    tenant TEXT
+    metadata TEXT
 );
 CREATE TABLE IF NOT EXISTS job_events (
     job_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
+    seq {INT} NOT NULL,
     type TEXT NOT NULL,
     sse_name TEXT NOT NULL,
     level TEXT,
     message TEXT,
     data TEXT,
-    ts REAL NOT NULL,
+    ts {REAL} NOT NULL,
     PRIMARY KEY (job_id, seq)
 );
 CREATE TABLE IF NOT EXISTS server_secrets (
     name TEXT PRIMARY KEY,
-    value BLOB NOT NULL
+    value {BLOB} NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_jobs_created ON jobs(created_at);
-CREATE INDEX IF NOT EXISTS idx_job_events_name ON job_events(job_id, sse_name, seq);
+CREATE INDEX IF NOT EXISTS idx_job_events_name ON job_events(job_id, sse_name, seq)
 """
+
+
+def _add_tenant(connection: Connection, database: Database) -> None:
+    """Files made before tenants existed lack the column; files made since already have it."""
+    try:
+        with connection.savepoint():
+            connection.query("SELECT tenant FROM jobs WHERE 1 = 0")
+    except database.errors:
+        connection.execute("ALTER TABLE jobs ADD COLUMN tenant TEXT")
+
+
+STEPS = [
+    FIRST_SCHEMA,
+    _add_tenant,
+    "ALTER TABLE jobs ADD COLUMN lease_owner TEXT;"
+    "ALTER TABLE jobs ADD COLUMN lease_expires_at {REAL}",
+]
 
 
 class JobNotFound(Exception):
@@ -73,12 +95,24 @@ class JobFinished(Exception):
         self.requested = requested
 
 
+class LeaseHeld(Exception):
+    """The job's lease has not run out (or it has none): nothing to take over."""
+
+
+class LogFailed(Exception):
+    """The database refused or failed; nothing of the append was stored."""
+
+
 @dataclass(frozen=True, slots=True)
 class Append:
-    """Events for one job, stored together or not at all."""
+    """Events for one job, stored together or not at all.
+
+    `lease_expired_before`: store only if the job's lease ran out before then (and clear it).
+    """
 
     job_id: str
     events: Sequence[EventIn]
+    lease_expired_before: float | None = None
 
 
 Committed = Callable[[list[JobEvent]], None]
@@ -117,30 +151,25 @@ def _event(row: dict[str, Any]) -> JobEvent:
 
 class JobEventLog:
     """`append` answers the numbered events once they are committed; `on_commit` (called from
-    the writer thread, in commit order) is how a live bus hears of them."""
+    the writer thread, in commit order) is how this process's live buses hear of them."""
 
-    def __init__(self, path: str | Path, on_commit: Committed | None = None) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        ensure_schema(self.path, SCHEMA)
-        self._upgrade()
+    def __init__(
+        self, url: str | os.PathLike[str] | DatabaseURL, on_commit: Committed | None = None
+    ) -> None:
+        self.database = open_database(url)
+        ensure_schema(self.database, "jobs", STEPS)
         self.on_commit = on_commit
-        self._db: sqlite_utils.Database | None = None
+        self._conn: Connection | None = None
         self._writer: BatchWriter[Append, list[JobEvent]] = BatchWriter(
             self._write,
-            name=f"job-log:{self.path.name}",
+            name=f"job-log:{self.url.engine}",
             weight=lambda append: len(append.events),
             on_stop=self._close_writer,
         )
 
-    def _upgrade(self) -> None:
-        """Columns added since the first version, added to an older file in place."""
-        db = connect(self.path)
-        try:
-            if "tenant" not in db["jobs"].columns_dict:
-                db.execute("ALTER TABLE jobs ADD COLUMN tenant TEXT")
-        finally:
-            db.close()
+    @property
+    def url(self) -> DatabaseURL:
+        return self.database.url
 
     # --- jobs ------------------------------------------------------------------------------
 
@@ -151,7 +180,9 @@ class JobEventLog:
         config: dict[str, Any],
         metadata: dict[str, Any],
         tenant: str | None = None,
+        lease: tuple[str, float] | None = None,
     ) -> dict[str, Any]:
+        """`lease`: (owner, ttl) of the server that runs the job itself."""
         now = time.time()
         row = {
             "job_id": job_id,
@@ -163,12 +194,14 @@ class JobEventLog:
             "config": json.dumps(config, allow_nan=False),
             "metadata": json.dumps(metadata, allow_nan=False),
             "tenant": tenant,
+            "lease_owner": lease[0] if lease else None,
+            "lease_expires_at": now + lease[1] if lease else None,
         }
-        db = connect(self.path)
-        try:
-            db["jobs"].insert(row)
-        finally:
-            db.close()
+        with self.database.reading() as connection:
+            connection.execute(
+                f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                list(row.values()),
+            )
         return _job(row)
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
@@ -189,24 +222,61 @@ class JobEventLog:
     def secret(self, name: str) -> bytes:
         """A random secret made once and kept in the database, so every server on it (and
         every restart) shares it."""
-        db = connect(self.path)
-        try:
-            db.execute(
-                "INSERT OR IGNORE INTO server_secrets (name, value) VALUES (?, ?)",
+        with self.database.reading() as connection:
+            connection.execute(
+                "INSERT INTO server_secrets (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO NOTHING",
                 [name, secrets.token_bytes(32)],
             )
-            return bytes(
-                db.execute("SELECT value FROM server_secrets WHERE name = ?", [name]).fetchone()[0]
+            (row,) = connection.query("SELECT value FROM server_secrets WHERE name = ?", [name])
+        return bytes(row["value"])
+
+    # --- leases of server-run jobs ---------------------------------------------------------
+
+    def renew_leases(self, owner: str, job_ids: Sequence[str], ttl_s: float) -> None:
+        """Hold (or keep holding) the leases of jobs this server runs."""
+        if not job_ids:
+            return
+        marks = ",".join("?" * len(job_ids))
+        with self.database.reading() as connection:
+            connection.execute(
+                f"UPDATE jobs SET lease_owner = ?, lease_expires_at = ? "
+                f"WHERE job_id IN ({marks}) AND state NOT IN (?, ?, ?)",
+                [owner, time.time() + ttl_s, *job_ids, *TERMINAL],
             )
-        finally:
-            db.close()
+
+    def release_lease(self, owner: str, job_id: str) -> None:
+        with self.database.reading() as connection:
+            connection.execute(
+                "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL "
+                "WHERE job_id = ? AND lease_owner = ?",
+                [job_id, owner],
+            )
+
+    def expired_leases(self, now: float) -> list[str]:
+        """Unfinished jobs whose server stopped renewing their lease before `now`."""
+        rows = self._query(
+            "SELECT job_id FROM jobs WHERE lease_owner IS NOT NULL AND lease_expires_at < ? "
+            "AND state NOT IN (?, ?, ?)",
+            [now, *TERMINAL],
+        )
+        return [row["job_id"] for row in rows]
+
+    async def fail_expired(self, job_id: str, now: float, message: str) -> list[JobEvent]:
+        """Fail a job whose lease ran out before `now`; raises `LeaseHeld` if another server
+        got there first or its owner renewed meanwhile."""
+        failed = EventIn(
+            type="job.status", level="error", message=message, data={"state": "failed"}
+        )
+        return await self._writer.write(Append(job_id, [failed], lease_expired_before=now))
 
     # --- events ----------------------------------------------------------------------------
 
     async def append(self, job_id: str, events: Sequence[EventIn]) -> list[JobEvent]:
         """Store events and answer them numbered, after the commit.
 
-        Raises `JobNotFound`, `JobFinished` (nothing stored), or `WriterUnavailable`.
+        Raises `JobNotFound`, `JobFinished`, `LogFailed` (nothing stored), or
+        `WriterUnavailable`.
         """
         return await self._writer.write(Append(job_id, events))
 
@@ -237,72 +307,85 @@ class JobEventLog:
 
     def first_seq(self, job_id: str) -> int | None:
         rows = self._query("SELECT MIN(seq) AS seq FROM job_events WHERE job_id = ?", [job_id])
-        return rows[0]["seq"]
+        return rows[0]["seq"]  # type: ignore[no-any-return]
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         return self._writer.flush(timeout_s)
 
     def close(self) -> None:
         self._writer.close()
+        self.database.close()
 
     @property
     def write_errors(self) -> int:
         return self._writer.errors
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
-        db = connect(self.path)
-        try:
-            return [dict(row) for row in db.query(sql, params)]
-        finally:
-            db.close()
+        with self.database.reading() as connection:
+            return connection.query(sql, params)
 
     def _close_writer(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     # --- the writer thread -----------------------------------------------------------------
 
     def _write(self, appends: list[Append]) -> list[list[JobEvent] | BaseException]:
-        if self._db is None:
-            self._db = connect(self.path)
-            self._db.execute("PRAGMA synchronous = NORMAL")
-        conn = self._db.conn
-        outcomes: list[list[JobEvent] | BaseException] = []
-        conn.execute("BEGIN IMMEDIATE")
+        refused = (
+            JobNotFound,
+            JobFinished,
+            LeaseHeld,
+            ValueError,
+            OverflowError,
+            *self.database.errors,
+        )
         try:
-            for append in appends:
-                conn.execute("SAVEPOINT append")
-                try:
-                    outcomes.append(self._store(conn, append))
-                except (JobNotFound, JobFinished, sqlite3.Error, ValueError, OverflowError) as exc:
-                    conn.execute("ROLLBACK TO append")
-                    outcomes.append(exc)
-                conn.execute("RELEASE append")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            if self._conn is None:
+                self._conn = self.database.connect()
+            conn = self._conn
+            outcomes: list[list[JobEvent] | BaseException] = []
+            with conn.transaction():
+                for append in appends:
+                    try:
+                        with conn.savepoint():
+                            numbered = self._store(conn, append)
+                            conn.notify(CHANNEL, f"{append.job_id}:{numbered[-1].seq}")
+                        outcomes.append(numbered)
+                    except refused as exc:
+                        outcomes.append(exc if _ours(exc) else LogFailed(_reason(exc)))
+        except self.database.errors as exc:
+            self._close_writer()  # a broken connection is made anew for the next batch
+            raise LogFailed(_reason(exc)) from exc
         committed = [e for outcome in outcomes if isinstance(outcome, list) for e in outcome]
         if committed and self.on_commit is not None:
             self.on_commit(committed)
         return outcomes
 
     @staticmethod
-    def _store(conn: sqlite3.Connection, append: Append) -> list[JobEvent]:
-        row = conn.execute(
-            "SELECT last_seq, state FROM jobs WHERE job_id = ?", [append.job_id]
-        ).fetchone()
-        if row is None:
-            raise JobNotFound(append.job_id)
-        last_seq, state = int(row[0]), JobState(row[1])
+    def _store(conn: Connection, append: Append) -> list[JobEvent]:
+        if not append.events:
+            raise ValueError("no events to store")
         now = time.time()
+        rows = conn.query(
+            "UPDATE jobs SET last_seq = last_seq + ?, updated_at = ? WHERE job_id = ? "
+            "RETURNING last_seq, state, lease_owner, lease_expires_at",
+            [len(append.events), now, append.job_id],
+        )
+        if not rows:
+            raise JobNotFound(append.job_id)
+        row = rows[0]
+        if append.lease_expired_before is not None and not (
+            row["lease_owner"] is not None and row["lease_expires_at"] < append.lease_expired_before
+        ):
+            raise LeaseHeld(append.job_id)
+        state = initial = JobState(row["state"])
+        seq = int(row["last_seq"]) - len(append.events)
         numbered = []
         for event in append.events:
-            last_seq += 1
+            seq += 1
             stored = JobEvent(
-                seq=last_seq,
+                seq=seq,
                 job_id=append.job_id,
                 type=event.type,
                 level=event.level,
@@ -332,8 +415,18 @@ class JobEventLog:
                 for e in numbered
             ],
         )
-        conn.execute(
-            "UPDATE jobs SET last_seq = ?, state = ?, updated_at = ? WHERE job_id = ?",
-            [last_seq, state.value, now, append.job_id],
-        )
+        if state is not initial or append.lease_expired_before is not None:
+            lease = ", lease_owner = NULL, lease_expires_at = NULL" if state.terminal else ""
+            conn.execute(
+                f"UPDATE jobs SET state = ?{lease} WHERE job_id = ?", [state.value, append.job_id]
+            )
         return numbered
+
+
+def _ours(exc: BaseException) -> bool:
+    """A refusal the caller should see as it is (not a database failure)."""
+    return isinstance(exc, JobNotFound | JobFinished | LeaseHeld | ValueError | OverflowError)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).strip()[:200]}"

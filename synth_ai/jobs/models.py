@@ -12,7 +12,7 @@ import time
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 SSE_NAMES = ("status", "metric", "log", "artifact", "heartbeat")
 MAX_MESSAGE_CHARS = 65_536
@@ -42,6 +42,14 @@ class EventIn(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     ts: float | None = Field(default=None, ge=0, le=1e13, allow_inf_nan=False)
     """Unix seconds (milliseconds are tolerated); the server's clock when absent."""
+
+    @field_validator("message")
+    @classmethod
+    def _no_nul(cls, message: str | None) -> str | None:
+        # PostgreSQL's text cannot hold NUL, and no log line needs one
+        if message is not None and "\x00" in message:
+            raise ValueError("a message must not contain NUL characters")
+        return message
 
 
 class JobEvent(BaseModel):

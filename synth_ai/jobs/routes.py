@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sqlite3
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -24,9 +23,10 @@ from synth_ai.task.auth import WWW_AUTHENTICATE, check_api_key, presented_keys
 from synth_ai.task.errors import TaskAppError, invalid_request, validation_error
 from synth_ai.task.json_body import json_body
 
+from .artifacts import JOB_ID
 from .bus import JobBus, TooManySubscribers
 from .frames import stream_frames
-from .log import JobFinished, JobNotFound
+from .log import JobFinished, JobNotFound, LogFailed
 from .models import EventIn, JobEvent, JobState
 from .params import (
     MAX_SEQ,
@@ -56,7 +56,6 @@ ARTIFACT_PATHS = (
 ARTIFACT_UPLOAD = re.compile(r"^/(api/|)(rl/)?jobs/[^/]+/artifacts/[^/]+$")
 ARTIFACT_KIND = re.compile(r"[a-z0-9_]{1,32}")
 MAX_EVENTS_PER_POST = 1000
-MAX_JOB_ID_CHARS = 64
 
 
 class JobKind(Protocol):
@@ -116,7 +115,7 @@ class JobsRoutes:
         """The job's bus, if it exists and the caller may see it; else 404 (never 403, so a
         job id tells another tenant nothing)."""
         job_id = request.path_params["job_id"]
-        bus = await self.service.bus(job_id) if len(job_id) <= MAX_JOB_ID_CHARS else None
+        bus = await self.service.bus(job_id) if JOB_ID.fullmatch(job_id) else None
         who = principal or principal_of(request.scope)
         if bus is None or not who.may_see(bus.tenant):
             raise job_not_found(job_id)
@@ -142,11 +141,11 @@ class JobsRoutes:
                 "The event log is not keeping up; nothing was stored. Retry later.",
                 headers={"Retry-After": "1"},
             ) from None
-        except sqlite3.Error as exc:
+        except LogFailed as exc:
             raise TaskAppError(
                 503,
                 "log_unavailable",
-                f"The event log failed ({type(exc).__name__}); nothing was stored.",
+                f"The event log failed ({str(exc).partition(':')[0]}); nothing was stored.",
                 headers={"Retry-After": "1"},
             ) from None
 
@@ -170,7 +169,9 @@ class JobsRoutes:
             except ValidationError as exc:
                 raise validation_error(exc, f"The {spec.kind} job config is invalid.") from None
         tenant = principal_of(request.scope).tenant
-        job = await self.service.create(spec.kind, stored, spec.metadata, tenant)
+        job = await self.service.create(
+            spec.kind, stored, spec.metadata, tenant, run_here=kind is not None
+        )
         if kind is not None:
             await kind.start(self.service, job, runtime)
         return JSONResponse(job, status_code=201)

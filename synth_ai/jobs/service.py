@@ -6,21 +6,27 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from synth_ai.batch_writer import WriterUnavailable
+from synth_ai.storage import DatabaseURL
 
 from .artifacts import ArtifactStore
 from .bus import JobBus
+from .leases import Leases
 from .log import JobEventLog
 from .models import EventIn, JobEvent, JobState, sse_name
+from .replicas import ReplicaFeed
 from .settings import StreamSettings
 
 DEFAULT_JOBS_DB = Path("traces/jobs.db")
+DEFAULT_ARTIFACTS = Path("traces/jobs.artifacts")
 LATER_ATTEMPTS = 12  # each waits up to the writer's put timeout (5 s) for room
+CATCH_UP_PAGE = 500
 
 logger = logging.getLogger("synth_ai.jobs")
 
@@ -28,30 +34,54 @@ logger = logging.getLogger("synth_ai.jobs")
 class JobsService:
     """Creates jobs, stores their events, and answers snapshots and event pages.
 
-    The log is the truth: an event reaches a bus (and so any stream) only after its commit.
-    Blocking SQLite work runs in worker threads or the log's writer; buses live on the loop.
+    The log is the truth: an event reaches a bus (and so any stream) only after its commit,
+    and in seq order. Events committed here are published at once; on a store other replicas
+    write too, their events arrive as hints and are read from the log (`ReplicaFeed`).
+    Blocking database work runs in worker threads or the log's writer; buses live on the loop.
     """
 
     def __init__(
-        self, db_path: str | Path = DEFAULT_JOBS_DB, settings: StreamSettings | None = None
+        self,
+        db: str | os.PathLike[str] | DatabaseURL = DEFAULT_JOBS_DB,
+        settings: StreamSettings | None = None,
+        artifacts_dir: str | os.PathLike[str] | None = None,
     ):
         self.settings = settings or StreamSettings.from_environment()
-        self.log = JobEventLog(db_path, on_commit=self._committed)
-        self.artifacts = ArtifactStore(self.log.path.with_suffix(".artifacts"))
+        self.log = JobEventLog(db, on_commit=self._committed)
+        if artifacts_dir is None:
+            path = self.log.url.path
+            artifacts_dir = path.with_suffix(".artifacts") if path else DEFAULT_ARTIFACTS
+        self.artifacts = ArtifactStore(artifacts_dir)
         self.token_secret = self.settings.token_secret or self.log.secret("sse_token")
         """Signs stream tokens: `SSE_TOKEN_SECRET`, else the one kept with the database."""
+        self.leases = Leases(self.log, self.settings.lease_s)
         self._buses: dict[str, JobBus] = {}
         self._loading: dict[str, asyncio.Future[JobBus | None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._later: set[concurrent.futures.Future[None]] = set()
+        self._catching_up: dict[str, bool] = {}
+        """Jobs whose bus is reading the log ahead; True when a newer hint came meanwhile."""
+        self._background: set[asyncio.Task[None]] = set()
+        self._feed: ReplicaFeed | None = None
 
     @property
     def subscriber_count(self) -> int:
         return sum(len(bus.subscribers) for bus in self._buses.values())
 
     def _bind_loop(self) -> None:
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
+        """On first use from a loop: start the leases' round and, on a shared store, the
+        replica feed."""
+        if self._loop is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._spawn(self.leases.run())
+        if self.log.database.shared:
+            self._feed = ReplicaFeed(self.log, self._loop, self._hint, self._resync)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _committed(self, events: list[JobEvent]) -> None:
         """From the log's writer thread, in commit order: hand events to the loop's buses."""
@@ -62,8 +92,57 @@ class JobsService:
     def _publish(self, events: list[JobEvent]) -> None:
         for event in events:
             bus = self._buses.get(event.job_id)
-            if bus is not None:
+            if bus is None:
+                continue
+            if event.job_id in self._loading or (
+                event.job_id not in self._catching_up and event.seq <= bus.last_seq + 1
+            ):
                 bus.publish(event)
+            else:  # another replica's events come first: the log has them
+                self._catch_up(event.job_id)
+
+    def _hint(self, job_id: str, seq: int) -> None:
+        """Some replica committed events of `job_id` up to `seq`."""
+        bus = self._buses.get(job_id)
+        if bus is not None and job_id not in self._loading and seq > bus.last_seq:
+            self._catch_up(job_id)
+
+    def _resync(self) -> None:
+        """The feed (re)connected: notifications may have been missed, so every hot job reads
+        the log past its last seq."""
+        for job_id in list(self._buses):
+            if job_id not in self._loading:
+                self._catch_up(job_id)
+
+    def _catch_up(self, job_id: str) -> None:
+        if job_id in self._catching_up:
+            self._catching_up[job_id] = True
+            return
+        self._catching_up[job_id] = False
+        self._spawn(self._read_ahead(job_id))
+
+    async def _read_ahead(self, job_id: str) -> None:
+        """Publish the job's committed events past its bus's last seq, in order, until no
+        newer hint arrived while reading."""
+        try:
+            while True:
+                self._catching_up[job_id] = False
+                while (bus := self._buses.get(job_id)) is not None:
+                    page = await asyncio.to_thread(
+                        self.log.events, job_id, after=bus.last_seq, limit=CATCH_UP_PAGE
+                    )
+                    if self._buses.get(job_id) is not bus:
+                        return  # evicted meanwhile
+                    for event in page:
+                        bus.publish(event)
+                    if len(page) < CATCH_UP_PAGE:
+                        break
+                if bus is None or not self._catching_up[job_id]:
+                    return
+        except Exception as exc:  # the next hint or resync tries again
+            logger.warning("job %s: reading new events failed: %s", job_id, exc)
+        finally:
+            self._catching_up.pop(job_id, None)
 
     async def create(
         self,
@@ -71,11 +150,19 @@ class JobsService:
         config: dict[str, Any],
         metadata: dict[str, Any],
         tenant: str | None = None,
+        *,
+        run_here: bool = False,
     ) -> dict[str, Any]:
-        """A new job, owned by `tenant` (None: the operator's)."""
+        """A new job, owned by `tenant` (None: the operator's); `run_here`: this server runs
+        it, holding its lease from the start."""
         self._bind_loop()
         job_id = f"job_{uuid.uuid4().hex[:16]}"
-        job = await asyncio.to_thread(self.log.create_job, job_id, kind, config, metadata, tenant)
+        lease = (self.leases.owner, self.leases.ttl_s) if run_here else None
+        job = await asyncio.to_thread(
+            self.log.create_job, job_id, kind, config, metadata, tenant, lease
+        )
+        if run_here:
+            self.leases.held.add(job_id)
         bus = self._buses[job_id] = self._new_bus(job_id, 0, JobState.QUEUED)
         bus.tenant = tenant
         self._evict()
@@ -119,6 +206,8 @@ class JobsService:
         bus.tenant = job["tenant"]
         self._evict()
         loading.set_result(bus)
+        if self.log.database.shared:
+            self._catch_up(job_id)  # a hint that came while loading was not acted on
         return bus
 
     def _new_bus(self, job_id: str, last_seq: int, state: JobState) -> JobBus:
@@ -216,6 +305,11 @@ class JobsService:
         )
 
     async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         for bus in self._buses.values():
             bus.close()
+        if self._feed is not None:
+            await asyncio.to_thread(self._feed.close)
         await asyncio.to_thread(self.log.close)

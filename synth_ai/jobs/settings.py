@@ -45,6 +45,8 @@ class StreamSettings:
     """None: the secret kept with the job database (made once), shared by every server on it."""
     max_buses: int = 256
     """Jobs kept hot (bus and ring in memory); the idlest beyond it are served from the log."""
+    lease_s: float = 30.0
+    """A server-run job whose server stops renewing its lease this long is failed."""
 
     @classmethod
     def from_environment(cls) -> StreamSettings:
@@ -64,5 +66,6 @@ class StreamSettings:
             max_artifact_bytes=int(_number("SYNTH_JOBS_MAX_ARTIFACT_BYTES", 256 * 1024 * 1024)),
             end_grace_s=_number("SSE_END_GRACE_SECS", 1.0, 0, 3600),
             token_ttl_s=ttl,
+            lease_s=_number("SYNTH_JOBS_LEASE_SECS", 30.0, 0.3, 3600),
             token_secret=secret or None,
         )

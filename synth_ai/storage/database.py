@@ -8,12 +8,18 @@ fills the few words of DDL that differ (`{ID}`, `{INT}`, `{REAL}`, `{BLOB}`).
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from .url import DatabaseURL
+
+
+class StoreUnavailable(Exception):
+    """A store cannot be opened: its driver is missing, its server does not answer, or its
+    file cannot be made. The message names the store (any password masked)."""
 
 
 class Connection(ABC):
@@ -38,6 +44,9 @@ class Connection(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def notify(self, channel: str, payload: str) -> None:  # noqa: B027  (one process: no one)
+        """Within a transaction: tell other processes' `notifications` at commit."""
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -82,6 +91,15 @@ class Database(ABC):
             yield connection
         finally:
             connection.close()
+
+    shared = False
+    """Whether other processes may write this store too (they announce commits through
+    `notifications`)."""
+
+    def notifications(self, channel: str, stop: threading.Event) -> Iterator[str | None]:
+        """Payloads sent to `channel` by any process's `notify`, as they commit; None after
+        each (re)connection, when some may have been missed. Ends once `stop` is set."""
+        raise NotImplementedError(f"{self.url.engine} stores do not announce commits")
 
     def prepare(self) -> None:  # noqa: B027  (most engines need none)
         """Engine set-up before the first schema step (make the file's folder, WAL)."""

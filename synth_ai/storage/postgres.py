@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .database import Connection, Database
+from .database import Connection, Database, StoreUnavailable
 from .url import DatabaseURL
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
 
-class PostgresUnavailable(RuntimeError):
+class PostgresUnavailable(StoreUnavailable):
     """A PostgreSQL store was asked for but its driver is not installed."""
 
 
@@ -58,6 +58,9 @@ class PostgresConnection(Connection):
     def lock(self, name: str) -> None:
         self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [name])
 
+    def notify(self, channel: str, payload: str) -> None:
+        self.conn.execute("SELECT pg_notify(%s, %s)", [channel, payload])
+
     def close(self) -> None:
         self.conn.close()
 
@@ -69,6 +72,8 @@ class PostgresDatabase(Database):
         "REAL": "DOUBLE PRECISION",
         "BLOB": "BYTEA",
     }
+
+    shared = True
 
     def __init__(self, url: DatabaseURL, pool_size: int = 4) -> None:
         psycopg = _driver()
@@ -110,6 +115,24 @@ class PostgresDatabase(Database):
                     name="synth-ai-readers",
                 )
             return self._pool
+
+    def notifications(self, channel: str, stop: threading.Event) -> Iterator[str | None]:
+        """LISTEN on a connection of its own, made anew (with backoff) whenever it fails."""
+        import psycopg
+
+        backoff_s = 0.1
+        while not stop.is_set():
+            try:
+                with self._connect_raw() as conn:
+                    conn.execute(f'LISTEN "{channel}"')
+                    backoff_s = 0.1
+                    yield None
+                    while not stop.is_set():
+                        for notice in conn.notifies(timeout=0.5, stop_after=1000):
+                            yield notice.payload
+            except psycopg.Error:
+                stop.wait(backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
 
     def reserve_ids(self, connection: Connection, table: str, count: int) -> list[int]:
         """From the column's identity sequence, so writers in many processes never collide."""

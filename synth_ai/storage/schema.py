@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from .database import Connection, Database
+from .database import Connection, Database, StoreUnavailable
 
 Step = str | Callable[[Connection, Database], None]
 
@@ -22,7 +22,18 @@ CREATE TABLE IF NOT EXISTS synth_schema (
 
 
 def ensure_schema(database: Database, component: str, steps: Sequence[Step]) -> int:
-    """Run the steps `component` has not run yet on this database; answers its version."""
+    """Run the steps `component` has not run yet on this database; answers its version.
+
+    Raises `StoreUnavailable` when the database cannot be reached or made.
+    """
+    try:
+        return _run_steps(database, component, steps)
+    except (OSError, *database.errors) as exc:
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise StoreUnavailable(f"cannot open {database.url}: {reason}") from exc
+
+
+def _run_steps(database: Database, component: str, steps: Sequence[Step]) -> int:
     database.prepare()
     connection = database.connect()
     try:
