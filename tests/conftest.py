@@ -23,7 +23,11 @@ from synth_ai.task import (
     create_task_app,
     serve_in_background,
 )
-from tests.postgres import database_url, postgres_url  # noqa: F401  (fixtures)
+from tests.postgres import (  # noqa: F401  (fixtures)
+    database_url,
+    module_database_url,
+    postgres_url,
+)
 
 # CI explores the same examples on every run, so a landing never hinges on a lucky draw;
 # developers' runs stay random and keep finding new cases.

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -41,9 +43,10 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """The URL of a new, empty database, dropped after the test."""
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """The URL of a new, empty database, dropped afterwards (skips or fails the test when no
+    server answers, as the module says)."""
     reason = unavailable()
     if reason is not None:
         if os.environ.get("SYNTH_REQUIRE_POSTGRES") == "1":
@@ -61,9 +64,36 @@ def postgres_url() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
+@contextmanager
+def store_for(engine: str, folder: Path) -> Iterator[str]:
+    """A fresh store of one engine: a SQLite file in `folder`, or a new PostgreSQL database."""
+    if engine == "sqlite":
+        yield str(folder / "store.db")
+        return
+    with fresh_database() as url:
+        yield url
+
+
+ENGINES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(params=ENGINES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Each engine in turn: a SQLite file, then a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return str(tmp_path / "store.db")  # type: ignore[operator]
-    return str(request.getfixturevalue("postgres_url"))
+    with store_for(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """As `database_url`, one per test module and engine (for a module's shared server)."""
+    with store_for(request.param, tmp_path_factory.mktemp("store")) as url:
+        yield url

@@ -28,8 +28,9 @@ FAST = StreamSettings(end_grace_s=0.05, heartbeat_s=5.0, max_clients_per_job=3)
 
 
 @pytest.fixture(scope="module")
-def jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Starlette]]:
-    app = create_jobs_app(tmp_path_factory.mktemp("jobs") / "jobs.db", settings=FAST)
+def jobs(module_database_url: str) -> Iterator[tuple[str, Starlette]]:
+    """One server per engine: every test using it runs on SQLite and on PostgreSQL."""
+    app = create_jobs_app(module_database_url, settings=FAST)
     with serve_in_background(app) as url:
         yield url, app
 

@@ -25,10 +25,11 @@ def as_(key: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Starlette]]:
+def jobs(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Starlette]]:
+    """Every test using it runs on SQLite and on PostgreSQL."""
     monkeypatch.setenv("SYNTH_JOBS_TENANT_KEYS", TENANTS)
     app = create_jobs_app(
-        tmp_path / "jobs.db", settings=StreamSettings(end_grace_s=0.05, max_clients_per_tenant=1)
+        database_url, settings=StreamSettings(end_grace_s=0.05, max_clients_per_tenant=1)
     )
     with serve_in_background(app) as url:
         yield url, app

@@ -42,9 +42,10 @@ NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e400", "-1e999"]
 
 
 @pytest.fixture(scope="module")
-def jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Starlette]]:
+def jobs(module_database_url: str) -> Iterator[tuple[str, Starlette]]:
+    """One server per engine: every test using it runs on SQLite and on PostgreSQL."""
     app = create_jobs_app(
-        tmp_path_factory.mktemp("jobs") / "jobs.db",
+        module_database_url,
         settings=StreamSettings(end_grace_s=0.05),
         kinds={"eval": EvalJobKind()},
     )

@@ -287,6 +287,10 @@ class JobEventLog:
         queue is full."""
         return self._writer.submit(Append(job_id, events), count_loss=count_loss)
 
+    def count_loss(self, count: int, reason: str) -> None:
+        """Events the caller gave up on before they reached the queue, counted as failures."""
+        self._writer.failures.failed(count, reason)
+
     def events(
         self,
         job_id: str,

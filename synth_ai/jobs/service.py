@@ -7,7 +7,9 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import threading
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ from .settings import StreamSettings
 DEFAULT_JOBS_DB = Path("traces/jobs.db")
 DEFAULT_ARTIFACTS = Path("traces/jobs.artifacts")
 LATER_ATTEMPTS = 12  # each waits up to the writer's put timeout (5 s) for room
+MAX_WAITING = 10_000
+"""Posts of one job that may wait for room in the log's queue; past it they are lost (counted)."""
 CATCH_UP_PAGE = 500
 
 logger = logging.getLogger("synth_ai.jobs")
@@ -59,6 +63,9 @@ class JobsService:
         self._loading: dict[str, asyncio.Future[JobBus | None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._later: set[concurrent.futures.Future[None]] = set()
+        self._waiting: dict[str, deque[Sequence[EventIn]]] = {}
+        """Per job: posts waiting for room in the log's queue, oldest first."""
+        self._waiting_lock = threading.Lock()
         self._catching_up: dict[str, bool] = {}
         """Jobs whose bus is reading the log ahead; True when a newer hint came meanwhile."""
         self._background: set[asyncio.Task[None]] = set()
@@ -254,16 +261,42 @@ class JobsService:
 
         When the log's queue is full, metrics give way (counted as lost, as the design allows:
         a later value supersedes them), while statuses, logs and artifacts wait for room in a
-        task on the service's loop, so a burst never costs a job its final status.
+        task on the service's loop, in the order they came, so a burst never costs a job its
+        final status nor puts it before the job's last log.
         """
-        if all(sse_name(e.type) == "metric" for e in events) or self._loop is None:
+        metrics = all(sse_name(e.type) == "metric" for e in events)
+        if self._loop is None:
             return self.log.append_nowait(job_id, events)
-        if self.log.append_nowait(job_id, events, count_loss=False):
-            return True
-        later = asyncio.run_coroutine_threadsafe(self._emit_later(job_id, events), self._loop)
+        with self._waiting_lock:
+            waiting = self._waiting.get(job_id)
+            if waiting is not None:  # earlier events wait for room: these go behind, in order
+                if metrics or len(waiting) >= MAX_WAITING:
+                    self.log.count_loss(1, "queue full")
+                    return False
+                waiting.append(events)
+                return True
+            if self.log.append_nowait(job_id, events, count_loss=metrics):
+                return True
+            if metrics:
+                return False
+            self._waiting[job_id] = deque([events])
+        later = asyncio.run_coroutine_threadsafe(self._store_waiting(job_id), self._loop)
         self._later.add(later)
         later.add_done_callback(self._later.discard)
         return True
+
+    async def _store_waiting(self, job_id: str) -> None:
+        """Store a job's waiting events one post after another, in the order they came."""
+        while True:
+            with self._waiting_lock:
+                waiting = self._waiting[job_id]
+                if not waiting:
+                    del self._waiting[job_id]
+                    return
+                events = waiting[0]
+            await self._emit_later(job_id, events)
+            with self._waiting_lock:
+                waiting.popleft()
 
     async def _emit_later(self, job_id: str, events: Sequence[EventIn]) -> None:
         for _ in range(LATER_ATTEMPTS):
