@@ -81,9 +81,10 @@ def all_events(url: str, job_id: str) -> list[dict[str, Any]]:
                 return events
 
 
-def test_kill_9_jobs_server_keeps_every_acknowledged_event(tmp_path: Path) -> None:
-    db = tmp_path / "jobs.db"
-    process, url, _ = start_server(["jobs", "serve", "--db", str(db)])
+def test_kill_9_jobs_server_keeps_every_acknowledged_event(database_url: str) -> None:
+    """On each engine: a SQLite file, and PostgreSQL."""
+    db = database_url
+    process, url, _ = start_server(["jobs", "serve", "--db", db])
     try:
         job_id = httpx.post(f"{url}/api/jobs", json={}, headers=HEADERS).json()["job_id"]
         acknowledged = asyncio.run(post_until_killed(url, job_id, process, kill_at=3000))
@@ -93,7 +94,7 @@ def test_kill_9_jobs_server_keeps_every_acknowledged_event(tmp_path: Path) -> No
         if process.poll() is None:
             kill_9(process)
 
-    process, url, output = start_server(["jobs", "serve", "--db", str(db)])
+    process, url, output = start_server(["jobs", "serve", "--db", db])
     try:
         stored = all_events(url, job_id)
         seqs = [event["seq"] for event in stored]
