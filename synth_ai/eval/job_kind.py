@@ -68,10 +68,7 @@ class EvalJobKind:
                 logger.exception("eval job %s failed", job_id)
             finally:
                 watcher.cancel()
-                try:
-                    await service.leases.release(job_id)
-                except Exception as exc:  # the lease then runs out; the job has its status
-                    logger.warning("eval job %s: lease not released: %s", job_id, exc)
+                service.leases.forget(job_id)
 
         task = asyncio.create_task(run(), name=f"eval-{job_id}")
         self._tasks.add(task)

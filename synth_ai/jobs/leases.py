@@ -33,9 +33,10 @@ class Leases:
         self.held.add(job_id)
         await asyncio.to_thread(self.log.renew_leases, self.owner, [job_id], self.ttl_s)
 
-    async def release(self, job_id: str) -> None:
+    def forget(self, job_id: str) -> None:
+        """This server stopped running the job: stop renewing. Its terminal status already
+        cleared the lease; without one, the lease runs out and the job is failed."""
         self.held.discard(job_id)
-        await asyncio.to_thread(self.log.release_lease, self.owner, job_id)
 
     async def run(self) -> None:
         """Renew what this server holds and fail what others left, until cancelled."""
@@ -52,10 +53,10 @@ class Leases:
                 logger.warning("job leases: %s: %s", type(exc).__name__, exc)
             await asyncio.sleep(self.ttl_s / 3)
 
-    async def sweep(self) -> list[str]:
-        """Fail every unfinished job whose lease has run out; answers the ones this server
-        failed."""
-        now = time.time()
+    async def sweep(self, now: float | None = None) -> list[str]:
+        """Fail every unfinished job whose lease ran out before `now` (default: now);
+        answers the ones this server failed."""
+        now = time.time() if now is None else now
         failed = []
         for job_id in await asyncio.to_thread(self.log.expired_leases, now):
             try:

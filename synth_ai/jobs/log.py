@@ -245,14 +245,6 @@ class JobEventLog:
                 [owner, time.time() + ttl_s, *job_ids, *TERMINAL],
             )
 
-    def release_lease(self, owner: str, job_id: str) -> None:
-        with self.database.reading() as connection:
-            connection.execute(
-                "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL "
-                "WHERE job_id = ? AND lease_owner = ?",
-                [job_id, owner],
-            )
-
     def expired_leases(self, now: float) -> list[str]:
         """Unfinished jobs whose server stopped renewing their lease before `now`."""
         rows = self._query(
