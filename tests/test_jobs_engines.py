@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from synth_ai.cli import main
 from synth_ai.jobs import EventIn, JobsService, JobState, StreamSettings
 
 
@@ -73,3 +78,26 @@ def test_missed_or_merged_notifications_lose_no_event(postgres_url: str) -> None
             await reader.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("db", "exit_code", "says"),
+    [
+        ("mysql://root@localhost/jobs", 2, "unknown database scheme 'mysql'"),
+        ("sqlite://jobs.db", 2, "a SQLite URL is sqlite:///relative/file.db"),
+        (
+            "postgresql://someone:hunter2hunter2@127.0.0.1:1/jobs",
+            1,
+            "cannot open postgresql://someone:***@127.0.0.1:1/jobs",
+        ),
+    ],
+)
+def test_jobs_serve_refuses_a_store_it_cannot_open_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: str, exit_code: int, says: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["jobs", "serve", "--db", db])
+    assert result.exit_code == exit_code, result.output
+    assert says in result.output
+    assert "Traceback" not in result.output and "hunter2" not in result.output
+    assert list(tmp_path.iterdir()) == []  # no file or folder made for a URL
