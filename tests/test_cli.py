@@ -10,11 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import httpx
 from click.testing import CliRunner
 
 from synth_ai import __version__
-from synth_ai.cli import main
+from synth_ai.cli import COMMANDS, main
 from synth_ai.cli.env_file import read_env_file
 
 from .conftest import KEY
@@ -190,3 +191,32 @@ def test_jobs_serve_takes_the_same_cap_and_logs_through_the_app(tmp_path: Path) 
         text = stop_server(process, output)
     assert "SECRET" not in text
     assert [line for line in text.splitlines() if "/api/jobs/j1/stream" in line] != []
+
+
+def test_help_lists_every_command_without_importing_any() -> None:
+    """`synth-ai --help` stays fast: it reads the command table, not the command modules."""
+    probe = (
+        "import sys\n"
+        "from synth_ai.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = sorted(m for m in sys.modules if m.startswith(('synth_ai.task', 'synth_ai.jobs',"
+        " 'rich', 'httpx', 'pydantic', 'starlette', 'uvicorn')))\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert "HEAVY []" in out
+    for name in COMMANDS:
+        assert name in out
+
+
+def test_the_command_table_matches_each_commands_own_help() -> None:
+    context = click.Context(main)
+    for name, (_, short) in COMMANDS.items():
+        command = main.get_command(context, name)
+        assert command is not None
+        assert command.get_short_help_str(limit=200) == short

@@ -1,23 +1,56 @@
-"""The `synth-ai` command line: one module per command group."""
+"""The `synth-ai` command line: one module per command group, imported only when run.
+
+`synth-ai --help` lists the commands from the table below without importing them, so it stays
+fast however heavy a command's imports are (the task framework, Modal, rich).
+"""
 
 from __future__ import annotations
 
 import logging
+from importlib import import_module
 
 import click
 
 from synth_ai import __version__
 
-from .check import check
-from .demo import demo
-from .deploy import deploy
-from .eval import eval_command
-from .jobs import jobs
-from .serve import serve
-from .traces import traces
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("synth_ai.cli.serve:serve", "Serve the task app registered as APP (id or alias)."),
+    "demo": (
+        "synth_ai.cli.demo:demo",
+        "Serve the math app, a policy and a jobs server on loopback; evaluate 50 seeds live.",
+    ),
+    "traces": ("synth_ai.cli.traces:traces", "Inspect and export recorded session traces."),
+    "jobs": ("synth_ai.cli.jobs:jobs", "Job events: serve them, and follow jobs live."),
+    "deploy": ("synth_ai.cli.deploy:deploy", "Deploy the task app registered as APP."),
+    "eval": (
+        "synth_ai.cli.eval:eval_command",
+        "Roll out SEEDS on a task app (a URL, or a registered app served in-process).",
+    ),
+    "check": (
+        "synth_ai.cli.check:check",
+        "Check the task app at URL; exit 0 only when every required check passes.",
+    ),
+}
+"""name -> (module:attribute, the one-line help `--help` shows)."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, _, attribute = COMMANDS[cmd_name][0].partition(":")
+        command: click.Command = getattr(import_module(module), attribute)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="synth-ai")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def main(verbose: bool) -> None:
@@ -28,13 +61,5 @@ def main(verbose: bool) -> None:
     )
     logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
-
-main.add_command(serve)
-main.add_command(demo)
-main.add_command(traces)
-main.add_command(jobs)
-main.add_command(deploy)
-main.add_command(eval_command)
-main.add_command(check)
 
 __all__ = ["main"]
