@@ -332,6 +332,10 @@ def test_tracing_that_would_be_lost_is_warned_and_urls_travel_as_secrets(
     assert pg.exit_code == 0
     assert "environment (names only): ENVIRONMENT_API_KEY, TASKAPP_TRACE_DB" in pg.output
     assert "PostgreSQL URL" in pg.output and PASSWORD not in pg.output
+    assert "--extra postgres" in pg.output
+    driver = ["--extra", "postgres"]
+    with_driver = CliRunner().invoke(main, ["deploy", "math", "--dry-run", "--trace", *driver])
+    assert with_driver.exit_code == 0 and "Warning" not in with_driver.output
 
 
 def test_secrets_reach_the_entry_by_pipe_only(

@@ -260,9 +260,10 @@ def test_sft_lines_are_written_per_call_and_match_the_golden_file(
 
 
 SERVE_UNTRACED = """
-import sys, httpx
+import sys
 from synth_ai.offline_policy import create_offline_policy_app
 from synth_ai.task import create_task_app, get_task_app, serve_in_background
+import httpx  # after the framework, as in `synth-ai serve` and the Modal entry
 config = get_task_app("math").config_factory()
 config.tracing = False
 with serve_in_background(create_offline_policy_app()) as policy, \\
@@ -271,17 +272,21 @@ with serve_in_background(create_offline_policy_app()) as policy, \\
             "policy": {"config": {"inference_url": policy}}}
     answer = httpx.post(url + "/rollout", json=body, headers={"X-API-Key": sys.argv[1]})
     assert answer.status_code == 200, answer.text
-print(" ".join(sorted(m for m in sys.modules
-                      if m.split(".")[0] in ("sqlite_utils", "opentelemetry"))))
+print(" ".join(sorted(m for m in sys.modules if m.split(".")[0] in
+                      ("sqlite3", "opentelemetry", "psycopg", "psycopg_pool", "rich",
+                       "pygments"))))
 """
 
 
 def test_serving_untraced_loads_neither_the_store_nor_opentelemetry() -> None:
+    """Not even with a PostgreSQL store named: tracing off loads no driver, and no terminal
+    UI (rich, pygments) either."""
     import os
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TASKAPP_"))}
+    env["TASKAPP_TRACE_DB"] = "postgresql://nobody@127.0.0.1:1/none"
     done = subprocess.run(
         [sys.executable, "-c", SERVE_UNTRACED, KEY],
         env=env,

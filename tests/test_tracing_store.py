@@ -1,10 +1,12 @@
-"""Session traces round-trip through the SQLite store; failed writes are counted, not lost."""
+"""Session traces round-trip through the store on each engine (SQLite, PostgreSQL); failed
+writes are counted, not lost; an acknowledged session is readable at once."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import shutil
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,8 +20,11 @@ from synth_ai.tracing_v3 import (
     SessionTrace,
     SessionTracer,
     TimeRecord,
+    TraceReader,
     TraceStore,
+    write_sft_jsonl,
 )
+from synth_ai.tracing_v3.sft import session_examples
 
 json_values = st.recursive(
     st.none()
@@ -88,8 +93,10 @@ async def record(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(content=json_values, reward=st.floats(-1e6, 1e6, allow_nan=False))
-def test_a_written_trace_reads_back_equal(tmp_path: Path, content: object, reward: float) -> None:
-    store = TraceStore(tmp_path / "t.db")
+def test_a_written_trace_reads_back_equal(
+    database_url: str, content: object, reward: float
+) -> None:
+    store = TraceStore(database_url)
     try:
         trace = asyncio.run(record(SessionTracer(store), "s1", content, reward))
         assert store.flush(10)
@@ -118,8 +125,8 @@ def test_usage_naming_of_both_vendors() -> None:
         assert usage.cache_read_input_tokens == 4
 
 
-def test_list_filters_and_rewrites_of_the_same_session(tmp_path: Path) -> None:
-    store = TraceStore(tmp_path / "t.db")
+def test_list_filters_and_rewrites_of_the_same_session(database_url: str) -> None:
+    store = TraceStore(database_url)
     tracer = SessionTracer(store)
     try:
         for i in range(5):
@@ -138,13 +145,16 @@ def test_list_filters_and_rewrites_of_the_same_session(tmp_path: Path) -> None:
         assert len(store.list_sessions(model="m1", limit=2)) == 2
         assert store.load_session("s0").outcome_reward.total_reward == 0.9
         assert store.load_session("missing") is None
-        rewards = [
-            row[0]
-            for row in __import__("sqlite3")
-            .connect(store.path)
-            .execute("SELECT typeof(total_reward) FROM outcome_rewards")
+        assert [t.session_id for t in store.iter_sessions(page=2)] == [
+            s["session_id"] for s in sessions
         ]
-        assert set(rewards) == {"real"}
+        assert [t.session_id for t in store.iter_sessions(min_reward=0.5, page=1)] == [
+            s["session_id"] for s in sessions if s["outcome_reward"] >= 0.5
+        ]
+        with store.database.reading() as connection:
+            rewards = connection.query("SELECT total_reward FROM outcome_rewards")
+        assert len(rewards) == 5  # the rewrite left no row of the earlier s0 behind
+        assert all(type(row["total_reward"]) is float for row in rewards)  # REAL, not INTEGER
     finally:
         store.close()
 
@@ -189,10 +199,10 @@ def trace_with(session_id: str, *, tokens: int = 7, text: str = "fine") -> Sessi
     return session.trace
 
 
-def test_one_bad_session_never_drops_its_batch(tmp_path: Path) -> None:
+def test_one_bad_session_never_drops_its_batch(database_url: str) -> None:
     """Sessions that share a group commit with a session that cannot be stored are stored;
     the bad one alone is refused, counted, and answered as its own error."""
-    store = TraceStore(tmp_path / "t.db")
+    store = TraceStore(database_url)
 
     async def scenario() -> list[BaseException | None]:
         traces = [trace_with(f"good-{i}") for i in range(60)]
@@ -208,6 +218,12 @@ def test_one_bad_session_never_drops_its_batch(tmp_path: Path) -> None:
         absurd = store.load_session("absurd")
         assert absurd is not None
         assert absurd.lm_events()[0].input_tokens == 10**30  # the payload keeps it whole
+        with store.database.reading() as connection:
+            (row,) = connection.query(
+                "SELECT input_tokens FROM events WHERE session_id = ? AND event_type = 'cais'",
+                ["absurd"],
+            )
+        assert row["input_tokens"] is None  # past 64 bits: NULL in its column
         assert store.write_errors == 1 and store.health()["last_error"]
     finally:
         store.close()
@@ -249,3 +265,104 @@ def test_sft_lines_are_whole_or_absent_when_the_disk_fills(tmp_path: Path) -> No
     assert text.endswith("\n")
     lines = text.splitlines()
     assert lines and all(json.loads(line)["messages"] for line in lines)
+
+
+def test_an_acknowledged_session_is_readable_at_once(database_url: str) -> None:
+    """`write` answers after the commit: another reader (its own connections), looking the
+    moment each of many concurrent writes answers, finds that session whole."""
+    store = TraceStore(database_url)
+    reader = TraceReader(database_url)
+
+    async def scenario() -> list[SessionTrace | None]:
+        async def one(i: int) -> SessionTrace | None:
+            await store.write(trace_with(f"ack-{i}", tokens=i))
+            return await asyncio.to_thread(reader.load_session, f"ack-{i}")
+
+        return await asyncio.gather(*(one(i) for i in range(80)))
+
+    try:
+        loaded = asyncio.run(scenario())
+        assert [t.lm_events()[0].input_tokens if t else None for t in loaded] == list(range(80))
+        assert store.written == 80 and store.queued == 0
+    finally:
+        reader.close()
+        store.close()
+
+
+def test_sft_export_reads_whole_sessions_back_from_either_engine(
+    database_url: str, tmp_path: Path
+) -> None:
+    tracer_store = TraceStore(database_url)
+    tracer = SessionTracer(tracer_store)
+    try:
+        written = [
+            asyncio.run(record(tracer, f"sft-{i}", {"i": i}, reward))
+            for i, reward in enumerate([0.0, 0.5, 1.0])
+        ]
+        assert tracer_store.flush(10)
+    finally:
+        tracer_store.close()
+    out = tmp_path / "sft.jsonl"
+    with TraceReader(database_url) as reader:
+        count = write_sft_jsonl(reader.iter_sessions(min_reward=0.5), out, min_reward=0.5)
+    expected = [example for trace in written[1:] for example in session_examples(trace)]
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert count == 2 and sorted(lines, key=json.dumps) == sorted(expected, key=json.dumps)
+    assert lines[0]["messages"][-1]["tool_calls"][0]["function"]["arguments"] == '{"a": "4"}'
+
+
+def test_a_trace_file_from_before_versioned_schemas_opens_reads_and_writes(
+    tmp_path: Path,
+) -> None:
+    """Files made before the store recorded its schema version (the same tables, no
+    `synth_schema`) are read as they are, and written to as version 1."""
+    path = tmp_path / "old.db"
+    store = TraceStore(path)
+    try:
+        asyncio.run(store.write(trace_with("old")))
+    finally:
+        store.close()
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("DROP TABLE synth_schema")
+    connection.close()
+    assert TraceReader(path).load_session("old") is not None
+    store = TraceStore(path)
+    try:
+        asyncio.run(store.write(trace_with("new")))
+        assert {s["session_id"] for s in store.list_sessions()} == {"old", "new"}
+    finally:
+        store.close()
+    connection = sqlite3.connect(path)
+    versions = connection.execute("SELECT component, version FROM synth_schema").fetchall()
+    connection.close()
+    assert versions == [("traces", 1)]
+
+
+def test_a_lost_postgres_connection_fails_its_batch_then_the_writer_reconnects(
+    postgres_url: str,
+) -> None:
+    """The server ending the writer's connection is an outage, not a bad session: the write
+    in flight is refused (never acknowledged), health says so, and the next write reconnects."""
+    import psycopg
+
+    store = TraceStore(postgres_url)
+
+    def end_other_connections() -> None:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        assert ended and all(row[0] for row in ended)
+
+    try:
+        asyncio.run(store.write(trace_with("before")))
+        end_other_connections()
+        with pytest.raises(psycopg.OperationalError):
+            asyncio.run(store.write(trace_with("lost")))
+        assert store.health()["healthy"] is False and store.write_errors == 1
+        asyncio.run(store.write(trace_with("after")))
+        assert store.health()["healthy"] is True
+        assert {s["session_id"] for s in store.list_sessions()} == {"before", "after"}
+    finally:
+        store.close()

@@ -11,8 +11,15 @@ from synth_ai.task import run_task_app
 from synth_ai.task.auth import configured_keys
 from synth_ai.task.connections import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_ENV
 from synth_ai.task.registry import get_task_app
+from synth_ai.tracing_v3.settings import (
+    DB_VAR,
+    ENABLED_VAR,
+    SFT_DIR_VARS,
+    tracing_enabled_from_environment,
+)
 
 from .env_file import load_env_files
+from .trace_store import location_from_environment, require_engine, trace_target
 
 
 @click.command()
@@ -29,10 +36,10 @@ from .env_file import load_env_files
 )
 @click.option(
     "--trace",
-    "trace_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR|URL",
     default=None,
-    help="Record traces: SQLite at DIR/synth_ai.db, SFT JSONL in DIR.",
+    help="Record traces: SQLite at DIR/synth_ai.db and SFT JSONL in DIR, or to a "
+    "postgresql:// URL (a fleet's processes can share one).",
 )
 @click.option(
     "--max-connections",
@@ -47,17 +54,23 @@ def serve(
     port: int,
     reload: bool,
     env_files: tuple[Path, ...],
-    trace_dir: Path | None,
+    trace: str | None,
     max_connections: int | None,
 ) -> None:
     """Serve the task app registered as APP (id or alias)."""
     names = load_env_files(env_files)
-    if trace_dir is not None:
-        trace_dir.mkdir(parents=True, exist_ok=True)
-        os.environ["TASKAPP_TRACING_ENABLED"] = "1"
-        os.environ["TASKAPP_TRACE_DB"] = str(trace_dir / "synth_ai.db")
-        os.environ["TASKAPP_SFT_OUTPUT_DIR"] = str(trace_dir)
-        click.echo(f"Tracing to {trace_dir / 'synth_ai.db'}", err=True)
+    if trace is not None:
+        url, sft_dir = trace_target(trace)
+        require_engine(url)
+        os.environ[ENABLED_VAR] = "1"
+        os.environ[DB_VAR] = str(url.path) if url.path is not None else str(url.conninfo)
+        if sft_dir is not None:
+            os.environ[SFT_DIR_VARS[0]] = str(sft_dir)
+        click.echo(f"Tracing to {url}", err=True)
+    elif os.environ.get(DB_VAR):  # from the environment or an env file: checked as early
+        url = location_from_environment()
+        if tracing_enabled_from_environment():
+            require_engine(url)
     if names:
         click.echo(f"Loaded from env files: {', '.join(sorted(set(names)))}", err=True)
     try:

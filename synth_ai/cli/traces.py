@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -10,22 +12,38 @@ from rich.console import Console
 from rich.table import Table
 
 from synth_ai.tracing_v3 import TraceReader, write_sft_jsonl
-from synth_ai.tracing_v3.settings import trace_db_from_environment
+
+from .trace_store import location_from_environment, parse_location, require_engine
 
 db_option = click.option(
     "--db",
-    "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    "db",
+    metavar="PATH|URL",
     default=None,
-    help="Trace DB (default: $TASKAPP_TRACE_DB or traces/v3/synth_ai.db).",
+    help="Trace store: a SQLite file or a postgresql:// URL "
+    "(default: $TASKAPP_TRACE_DB or traces/v3/synth_ai.db).",
 )
 
 
-def _reader(db_path: Path | None) -> TraceReader:
-    path = db_path or trace_db_from_environment()
-    if not path.is_file():
-        raise click.ClickException(f"no trace database at {path}")
-    return TraceReader(path)
+@contextmanager
+def _reader(db: str | None) -> Iterator[TraceReader]:
+    """The store named by --db (else the environment's); what its database refuses is a
+    one-line error naming the store, never a traceback."""
+    url = parse_location(db, "--db") if db else location_from_environment()
+    if url.path is not None and not url.path.is_file():
+        raise click.ClickException(f"no trace database at {url}")
+    require_engine(url)
+    reader = TraceReader(url)
+    try:
+        errors = reader.database.errors
+        try:
+            reader.database.connect().close()  # an unreachable server fails now, not in a pool
+            yield reader
+        except errors as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise click.ClickException(f"cannot read traces at {url}: {reason}") from None
+    finally:
+        reader.close()
 
 
 @click.group()
@@ -38,11 +56,10 @@ def traces() -> None:
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--min-reward", type=float, default=None, help="Only sessions scoring at least this.")
 @click.option("--model", default=None, help="Only sessions that called this model.")
-def list_sessions(
-    db_path: Path | None, limit: int, min_reward: float | None, model: str | None
-) -> None:
+def list_sessions(db: str | None, limit: int, min_reward: float | None, model: str | None) -> None:
     """List sessions, newest first."""
-    rows = _reader(db_path).list_sessions(limit=limit, min_reward=min_reward, model=model)
+    with _reader(db) as reader:
+        rows = reader.list_sessions(limit=limit, min_reward=min_reward, model=model)
     table = Table(title=f"{len(rows)} session(s)")
     for column in ("session_id", "created_at", "steps", "events", "reward"):
         table.add_column(column)
@@ -61,9 +78,10 @@ def list_sessions(
 @traces.command("show")
 @click.argument("session_id")
 @db_option
-def show(session_id: str, db_path: Path | None) -> None:
+def show(session_id: str, db: str | None) -> None:
     """Print one whole session as JSON."""
-    trace = _reader(db_path).load_session(session_id)
+    with _reader(db) as reader:
+        trace = reader.load_session(session_id)
     if trace is None:
         raise click.ClickException(f"no session {session_id!r}")
     click.echo(json.dumps(trace.to_json(), indent=2, ensure_ascii=False))
@@ -74,15 +92,13 @@ def show(session_id: str, db_path: Path | None) -> None:
 @db_option
 @click.option("--min-reward", type=float, default=None, help="Only sessions scoring at least this.")
 @click.option("--model", default=None, help="Only calls to this model.")
-def export_sft(
-    out: Path, db_path: Path | None, min_reward: float | None, model: str | None
-) -> None:
+def export_sft(out: Path, db: str | None, min_reward: float | None, model: str | None) -> None:
     """Write OpenAI chat fine-tuning JSONL from recorded LLM calls."""
-    reader = _reader(db_path)
-    count = write_sft_jsonl(
-        reader.iter_sessions(min_reward=min_reward, model=model),
-        out,
-        min_reward=min_reward,
-        model=model,
-    )
+    with _reader(db) as reader:
+        count = write_sft_jsonl(
+            reader.iter_sessions(min_reward=min_reward, model=model),
+            out,
+            min_reward=min_reward,
+            model=model,
+        )
     click.echo(f"wrote {count} example(s) to {out}")

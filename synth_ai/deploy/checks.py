@@ -113,11 +113,11 @@ def trace_warnings(plan: DeployPlan, environ: Mapping[str, str]) -> list[str]:
         sent = environ.get(TRACE_DB_VAR) if TRACE_DB_VAR in plan.secret_env else None
         db = env.get(TRACE_DB_VAR) or sent
         if db and db.startswith(("postgres://", "postgresql://")):
-            warnings.append(
-                f"{TRACE_DB_VAR} is a PostgreSQL URL (sent as a secret), but this version's "
-                "trace store opens SQLite files only (the PostgreSQL engine is a separate "
-                "issue): until it lands, keep the SQLite file on a Volume or export over OTLP."
-            )
+            if "postgres" not in plan.extras:
+                warnings.append(
+                    f"{TRACE_DB_VAR} is a PostgreSQL URL, but the image lacks its driver, so "
+                    "no trace would be stored: add --extra postgres."
+                )
         elif not on_volume(path := container_path(db or str(DEFAULT_DB_PATH)), volumes):
             unless = (
                 f" (unless Modal secret {', '.join(plan.settings.secret_names)} sets "

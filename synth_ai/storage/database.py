@@ -78,6 +78,9 @@ class Database(ABC):
     ddl_words: Mapping[str, str]
     errors: tuple[type[BaseException], ...]
     """What a statement raises when the database refuses it (a constraint, a bad value)."""
+    outages: tuple[type[BaseException], ...]
+    """The part of `errors` that means the database itself is failing (locked, full,
+    read-only, the server or the connection lost), not one statement."""
 
     @abstractmethod
     def connect(self) -> Connection:

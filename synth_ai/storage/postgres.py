@@ -80,6 +80,7 @@ class PostgresDatabase(Database):
         assert url.conninfo is not None
         self.url = url
         self.errors = (psycopg.Error,)
+        self.outages = (psycopg.OperationalError,)
         self._pool_size = pool_size
         self._pool: ConnectionPool[Any] | None = None
         self._pool_lock = threading.Lock()
@@ -111,6 +112,7 @@ class PostgresDatabase(Database):
                     min_size=1,
                     max_size=self._pool_size,
                     kwargs={"autocommit": True, "row_factory": dict_row},
+                    check=ConnectionPool.check_connection,  # a server restart leaves none stale
                     open=True,
                     name="synth-ai-readers",
                 )

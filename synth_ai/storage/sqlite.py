@@ -44,6 +44,7 @@ class SqliteDatabase(Database):
         "BLOB": "BLOB",
     }
     errors = (sqlite3.Error,)
+    outages = (sqlite3.OperationalError,)
 
     def __init__(self, url: DatabaseURL) -> None:
         assert url.path is not None

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
+from synth_ai.storage.url import DatabaseURL, parse_database_url
+
 from .contracts import RolloutRequest, RolloutResponse, RubricInfo, TaskInfo
 from .credentials import DEFAULT_CREDENTIALS, CredentialMap
 from .datasets import TaskDatasetRegistry
@@ -61,8 +63,9 @@ class TaskAppConfig:
     max_seeds_per_request: int = 1000
     tracing: bool | None = None
     """Record a trace session per rollout; None follows `TASKAPP_TRACING_ENABLED`."""
-    trace_db: str | os.PathLike[str] | None = None
-    """The SQLite file; None follows `TASKAPP_TRACE_DB`, else `traces/v3/synth_ai.db`."""
+    trace_db: str | os.PathLike[str] | DatabaseURL | None = None
+    """The trace store: a SQLite path or `sqlite:///` URL, or a `postgresql://` URL; None
+    follows `TASKAPP_TRACE_DB`, else `traces/v3/synth_ai.db`."""
     sft_output_dir: str | os.PathLike[str] | None = None
     """Where SFT JSONL is appended per LLM call; None follows `TASKAPP_SFT_OUTPUT_DIR`."""
     tracer_provider: TracerProvider | None = None
@@ -81,3 +84,5 @@ class TaskAppConfig:
         if "*" in self.cors_origins:
             raise ValueError("cors_origins is an explicit allow-list; '*' is not accepted")
         CredentialMap(self.credentials)  # raises ValueError naming a malformed entry
+        if self.trace_db is not None and not isinstance(self.trace_db, DatabaseURL):
+            parse_database_url(self.trace_db)  # a scheme no engine has fails here, not later

@@ -6,10 +6,11 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from synth_ai.storage.url import DatabaseURL
 from synth_ai.tracing_v3.settings import (
     otlp_configured,
     sft_dir_from_environment,
-    trace_db_from_environment,
+    trace_location,
     tracing_enabled_from_environment,
 )
 
@@ -23,9 +24,10 @@ if TYPE_CHECKING:
 class RolloutTracing:
     """Owns an app's store, SFT writer and OTel bridge, opened on the first rollout.
 
-    The SQLite store and SFT lines follow the tracing switch; OpenTelemetry spans follow the
-    provider (the config's, or OTLP from the environment) whatever the switch. A rollout that
-    asks for `record.return_trace` always gets a session, so its response can carry the trace.
+    The store (SQLite or PostgreSQL) and SFT lines follow the tracing switch; OpenTelemetry
+    spans follow the provider (the config's, or OTLP from the environment) whatever the switch.
+    A rollout that asks for `record.return_trace` always gets a session, so its response can
+    carry the trace.
     """
 
     def __init__(self, config: TaskAppConfig) -> None:
@@ -33,7 +35,8 @@ class RolloutTracing:
         self.enabled = (
             config.tracing if config.tracing is not None else (tracing_enabled_from_environment())
         )
-        self.db_path = Path(config.trace_db) if config.trace_db else trace_db_from_environment()
+        self.db: DatabaseURL | None = trace_location(config.trace_db) if self.enabled else None
+        """Where traces go; parsed here, so a location no engine has fails the app's start."""
         sft_dir = config.sft_output_dir or sft_dir_from_environment()
         self.sft_dir = Path(sft_dir) if sft_dir else None
         self._tracer: SessionTracer | None = None
@@ -43,7 +46,7 @@ class RolloutTracing:
 
     def _open(self) -> SessionTracer:
         if self._tracer is None:
-            # imported here: apps that never trace never load SQLite or OpenTelemetry
+            # imported here: apps that never trace never load a database driver or OpenTelemetry
             from synth_ai.tracing_v3 import (
                 OtelBridge,
                 SessionTracer,
@@ -54,7 +57,7 @@ class RolloutTracing:
 
             provider = self.config.tracer_provider or provider_from_environment(self.config.app_id)
             self._tracer = SessionTracer(
-                TraceStore(self.db_path) if self.enabled else None,
+                TraceStore(self.db) if self.db is not None else None,
                 otel=OtelBridge(provider) if provider is not None else None,
                 sft=SFTWriter(self.sft_dir) if self.enabled and self.sft_dir else None,
             )
@@ -97,7 +100,7 @@ class RolloutTracing:
         return {
             "enabled": self.enabled,
             **stored,
-            "db": str(self.db_path) if self.enabled else None,
+            "db": str(self.db) if self.db is not None else None,
             "sft_output_dir": str(self.sft_dir) if self.enabled and self.sft_dir else None,
             "sft_write_errors": sft.write_errors if sft else 0,
         }

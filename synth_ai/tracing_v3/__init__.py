@@ -1,7 +1,7 @@
-"""Tracing v3: session traces in SQLite, OpenTelemetry spans, and SFT export.
+"""Tracing v3: session traces in SQLite or PostgreSQL, OpenTelemetry spans, and SFT export.
 
-Names load on first use (PEP 562), so `import synth_ai.task` does not pull in SQLite or
-OpenTelemetry for apps that never trace.
+Names load on first use (PEP 562), so `import synth_ai.task` does not pull in a database
+driver or OpenTelemetry for apps that never trace.
 """
 
 from __future__ import annotations

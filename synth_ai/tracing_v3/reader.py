@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-import sqlite_utils
 from pydantic import TypeAdapter
 
-from synth_ai.sqlite_db import connect
+from synth_ai.storage import Connection, Database, DatabaseURL, open_database, parse_database_url
 
 from .models import (
     EventReward,
@@ -26,13 +27,40 @@ _EVENT = TypeAdapter(TraceEvent)
 
 
 class TraceReader:
-    """Reads on a fresh connection per call, so readers never contend with the writer."""
+    """Reads a store (a SQLite path or URL, or a `postgresql://` URL) on a connection per call:
+    a fresh one on SQLite, one from a small pool on PostgreSQL; never the writer's."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, url: DatabaseURL | str | os.PathLike[str]) -> None:
+        self.url = url if isinstance(url, DatabaseURL) else parse_database_url(url)
+        self._database: Database | None = None
+        self._database_lock = threading.Lock()
 
-    def _reader(self) -> sqlite_utils.Database:
-        return connect(self.path)
+    @property
+    def database(self) -> Database:
+        """The engine, opened on first use: a store's driver loads on its writer thread, and
+        one missing (PostgreSQL without its extra) fails writes, not the constructor."""
+        with self._database_lock:
+            if self._database is None:
+                self._database = open_database(self.url)
+            return self._database
+
+    def close(self) -> None:
+        """Release pooled connections (the reader can still be used afterwards)."""
+        with self._database_lock:
+            database, self._database = self._database, None
+        if database is not None:
+            database.close()
+
+    def __enter__(self) -> TraceReader:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def list_sessions(
         self,
@@ -64,21 +92,15 @@ class TraceReader:
             WHERE {" AND ".join(where)}
             ORDER BY s.created_at DESC, s.session_id LIMIT ? OFFSET ?
         """
-        db = self._reader()
-        try:
-            rows = [dict(row) for row in db.query(sql, [*params, limit, offset])]
-        finally:
-            db.close()
+        with self.database.reading() as connection:
+            rows = connection.query(sql, [*params, limit, offset])
         for row in rows:
             row["metadata"] = json.loads(row["metadata"]) if row["metadata"] else {}
         return rows
 
     def load_session(self, session_id: str) -> SessionTrace | None:
-        db = self._reader()
-        try:
-            return self._load(db, session_id)
-        finally:
-            db.close()
+        with self.database.reading() as connection:
+            return self._load(connection, session_id)
 
     def iter_sessions(
         self, *, min_reward: float | None = None, model: str | None = None, page: int = 200
@@ -96,16 +118,14 @@ class TraceReader:
             offset += page
 
     @staticmethod
-    def _load(db: sqlite_utils.Database, session_id: str) -> SessionTrace | None:
-        rows = list(db.query("SELECT * FROM session_traces WHERE session_id = ?", [session_id]))
+    def _load(db: Connection, session_id: str) -> SessionTrace | None:
+        rows = db.query("SELECT * FROM session_traces WHERE session_id = ?", [session_id])
         if not rows:
             return None
         session = rows[0]
-        step_rows = list(
-            db.query(
-                "SELECT * FROM session_timesteps WHERE session_id = ? ORDER BY step_index, id",
-                [session_id],
-            )
+        step_rows = db.query(
+            "SELECT * FROM session_timesteps WHERE session_id = ? ORDER BY step_index, id",
+            [session_id],
         )
         steps = {
             row["id"]: SessionTimeStep(
@@ -137,11 +157,9 @@ class TraceReader:
             messages.append(message)
             if row["timestep_id"] in steps:
                 steps[row["timestep_id"]].markov_blanket_messages.append(message)
-        outcome_rows = list(
-            db.query(
-                "SELECT * FROM outcome_rewards WHERE session_id = ? ORDER BY id DESC LIMIT 1",
-                [session_id],
-            )
+        outcome_rows = db.query(
+            "SELECT * FROM outcome_rewards WHERE session_id = ? ORDER BY id DESC LIMIT 1",
+            [session_id],
         )
         outcome = (
             OutcomeReward(

@@ -1,16 +1,16 @@
-"""A session trace as table rows, with ids assigned up front so a batch inserts in bulk."""
+"""A session trace as table rows, with ids reserved up front so a batch inserts in bulk."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .models import EnvironmentEvent, LMCAISEvent, SessionTrace
 
 ID_TABLES = ("session_timesteps", "events", "messages", "outcome_rewards", "event_rewards")
 INSERT_ORDER = ("session_traces", *ID_TABLES)
-_LM_COLUMNS = {
+_LM_COLUMNS = (
     "model_name",
     "provider",
     "input_tokens",
@@ -20,26 +20,121 @@ _LM_COLUMNS = {
     "latency_ms",
     "span_id",
     "trace_id",
+)
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "session_traces": (
+        "session_id",
+        "created_at",
+        "num_timesteps",
+        "num_events",
+        "num_messages",
+        "metadata",
+    ),
+    "session_timesteps": (
+        "id",
+        "session_id",
+        "step_id",
+        "step_index",
+        "turn_number",
+        "started_at",
+        "completed_at",
+        "num_events",
+        "num_messages",
+        "step_metadata",
+    ),
+    "events": (
+        "id",
+        "session_id",
+        "timestep_id",
+        "event_type",
+        "system_instance_id",
+        "event_time",
+        "message_time",
+        *_LM_COLUMNS,
+        "reward",
+        "terminated",
+        "truncated",
+        "payload",
+    ),
+    "messages": (
+        "id",
+        "session_id",
+        "timestep_id",
+        "message_type",
+        "content",
+        "event_time",
+        "message_time",
+        "payload",
+    ),
+    "outcome_rewards": (
+        "id",
+        "session_id",
+        "total_reward",
+        "achievements_count",
+        "total_steps",
+        "reward_metadata",
+        "created_at",
+    ),
+    "event_rewards": (
+        "id",
+        "event_id",
+        "session_id",
+        "turn_number",
+        "reward_value",
+        "reward_type",
+        "key",
+        "annotation",
+        "source",
+        "created_at",
+    ),
 }
+"""What the store inserts, named here rather than asked of the database: a table made by
+other tools may have more columns, which are left to their defaults."""
 
 
-class IdAllocator:
-    """Hands out row ids after the largest in each table (read inside the write lock)."""
+def id_counts(traces: Iterable[SessionTrace]) -> dict[str, int]:
+    """How many ids each table needs for these sessions' rows (what `session_rows` takes)."""
+    counts = dict.fromkeys(ID_TABLES, 0)
+    for trace in traces:
+        counts["session_timesteps"] += len(trace.session_time_steps)
+        counts["events"] += len(trace.event_history)
+        counts["messages"] += len(trace.markov_blanket_message_history)
+        counts["outcome_rewards"] += trace.outcome_reward is not None
+        counts["event_rewards"] += len(trace.event_rewards)
+    return counts
 
-    def __init__(self, largest: Mapping[str, int]) -> None:
-        self._last = dict(largest)
+
+class ReservedIds:
+    """Row ids reserved from the database beforehand, handed out in order per table."""
+
+    def __init__(self, reserved: Mapping[str, list[int]]) -> None:
+        self._ids = {table: iter(ids) for table, ids in reserved.items()}
 
     def next(self, table: str) -> int:
-        self._last[table] += 1
-        return self._last[table]
+        return next(self._ids[table])
+
+
+def insert(table: str, rows: list[dict[str, Any]]) -> tuple[str, list[tuple[Any, ...]]]:
+    """The INSERT for `table` (`?` placeholders), and the rows as its parameters."""
+    columns = COLUMNS[table]
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    return sql, [tuple(row.get(column) for column in columns) for row in rows]
 
 
 def _column(value: Any) -> Any:
-    """A value SQLite can hold in its column: an integer past 64 bits goes in as NULL there
+    """A value both engines hold in an integer column: one past 64 bits goes in as NULL there
     (the row's JSON payload keeps it whole), so one absurd count never refuses a session."""
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
         return None
     return value
+
+
+def _text(value: Any) -> str | None:
+    """Message content as a column: strings as they are (but NUL, which PostgreSQL text cannot
+    hold, as U+FFFD; the payload keeps it whole), anything else as JSON."""
+    if not isinstance(value, str):
+        return _json(value)
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
 def _json(value: Any) -> str | None:
@@ -63,7 +158,7 @@ def _owners(items: list[Any], groups: list[list[Any]]) -> list[int | None]:
     return owners
 
 
-def session_rows(trace: SessionTrace, ids: IdAllocator) -> dict[str, list[dict[str, Any]]]:
+def session_rows(trace: SessionTrace, ids: ReservedIds) -> dict[str, list[dict[str, Any]]]:
     created = trace.created_at.isoformat()
     steps = trace.session_time_steps
     rows: dict[str, list[dict[str, Any]]] = {
@@ -83,7 +178,7 @@ def session_rows(trace: SessionTrace, ids: IdAllocator) -> dict[str, list[dict[s
                 "session_id": trace.session_id,
                 "step_id": step.step_id,
                 "step_index": step.step_index,
-                "turn_number": step.turn_number,
+                "turn_number": _column(step.turn_number),
                 "started_at": step.timestamp.isoformat(),
                 "completed_at": step.completed_at.isoformat() if step.completed_at else None,
                 "num_events": len(step.events),
@@ -104,7 +199,7 @@ def session_rows(trace: SessionTrace, ids: IdAllocator) -> dict[str, list[dict[s
             "event_type": event.event_type,
             "system_instance_id": event.system_instance_id,
             "event_time": event.time_record.event_time,
-            "message_time": event.time_record.message_time,
+            "message_time": _column(event.time_record.message_time),
             "payload": event.model_dump_json(),
         }
         if isinstance(event, LMCAISEvent):
@@ -112,8 +207,8 @@ def session_rows(trace: SessionTrace, ids: IdAllocator) -> dict[str, list[dict[s
         elif isinstance(event, EnvironmentEvent):
             row |= {
                 "reward": event.reward,
-                "terminated": event.terminated,
-                "truncated": event.truncated,
+                "terminated": int(event.terminated),  # PostgreSQL's BIGINT takes no booleans
+                "truncated": int(event.truncated),
             }
         event_rows.append(row)
     rows["events"] = event_rows
@@ -125,11 +220,9 @@ def session_rows(trace: SessionTrace, ids: IdAllocator) -> dict[str, list[dict[s
             "session_id": trace.session_id,
             "timestep_id": None if owner is None else step_ids[owner],
             "message_type": message.message_type,
-            "content": message.content
-            if isinstance(message.content, str)
-            else _json(message.content),
+            "content": _text(message.content),
             "event_time": message.time_record.event_time,
-            "message_time": message.time_record.message_time,
+            "message_time": _column(message.time_record.message_time),
             "payload": message.model_dump_json(),
         }
         for message, owner in zip(messages, owners, strict=True)
@@ -144,7 +237,7 @@ def session_rows(trace: SessionTrace, ids: IdAllocator) -> dict[str, list[dict[s
                 "session_id": trace.session_id,
                 "total_reward": float(outcome.total_reward),
                 "achievements_count": _column(outcome.achievements_count),
-                "total_steps": outcome.total_steps,
+                "total_steps": _column(outcome.total_steps),
                 "reward_metadata": _json(outcome.reward_metadata),
                 "created_at": created,
             }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from synth_ai.storage.url import DatabaseURL, DatabaseURLError, parse_database_url
+
 DEFAULT_DB_PATH = Path("traces/v3/synth_ai.db")
 SFT_DIR_VARS = ("TASKAPP_SFT_OUTPUT_DIR", "SFT_OUTPUT_DIR")
 
@@ -26,8 +28,23 @@ def sft_dir_from_environment() -> Path | None:
     return None
 
 
-def trace_db_from_environment() -> Path:
-    return Path(os.environ.get(DB_VAR) or DEFAULT_DB_PATH)
+def trace_db_from_environment() -> DatabaseURL:
+    """`TASKAPP_TRACE_DB` (a path, `sqlite:///path` or `postgresql://...`), else the default
+    file; a scheme no engine has raises `DatabaseURLError` naming the variable."""
+    value = os.environ.get(DB_VAR)
+    if not value:
+        return parse_database_url(DEFAULT_DB_PATH)
+    try:
+        return parse_database_url(value)
+    except DatabaseURLError as exc:
+        raise DatabaseURLError(f"{DB_VAR}: {exc}") from None
+
+
+def trace_location(value: DatabaseURL | str | os.PathLike[str] | None) -> DatabaseURL:
+    """Where a store is: `value` (a URL, a path, or one already parsed), else the environment's."""
+    if value is None:
+        return trace_db_from_environment()
+    return value if isinstance(value, DatabaseURL) else parse_database_url(value)
 
 
 def otlp_configured() -> bool:

@@ -1,27 +1,27 @@
-"""The SQLite trace store: one writer thread per file, batched commits, readers apart.
+"""The trace store: one writer thread per store, batched commits, readers apart; SQLite or
+PostgreSQL, chosen by the store's URL, through the same code.
 
 Tables keep the names the existing ecosystem reads (`session_traces`, `session_timesteps`,
 `events`, `messages`, `outcome_rewards`, `event_rewards`). Each event and message row also holds
-its full JSON `payload`, so a session read back is equal to the one written.
+its full JSON `payload`, so a session read back is equal to the one written. Row ids are reserved
+from the database (a sequence on PostgreSQL), so a fleet of processes can write one store.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 from collections import defaultdict
 from typing import Any
-
-import sqlite_utils
+from urllib.parse import urlsplit
 
 from synth_ai.batch_writer import BatchWriter
-from synth_ai.sqlite_db import connect, ensure_schema
+from synth_ai.storage import Connection, DatabaseURL, ensure_schema
 
 from .models import SessionTrace
 from .reader import TraceReader
-from .rows import ID_TABLES, INSERT_ORDER, IdAllocator, session_rows
-from .schema import SCHEMA
+from .rows import INSERT_ORDER, ReservedIds, id_counts, insert, session_rows
+from .schema import COMPONENT, STEPS
 from .settings import DEFAULT_DB_PATH
 
 logger = logging.getLogger("synth_ai.tracing_v3")
@@ -37,33 +37,41 @@ _TABLES = (
 )
 
 
+def _label(url: DatabaseURL) -> str:
+    """A short name for the writer thread and its log lines: the file's, or the database's."""
+    if url.path is not None:
+        return url.path.name
+    assert url.conninfo is not None
+    return urlsplit(url.conninfo).path.strip("/") or "postgresql"
+
+
 class TraceStore(TraceReader):
-    """Writes session traces from a background thread; reads them back on fresh connections.
+    """Writes session traces from a background thread; reads them back apart from the writer.
 
     `write` answers once the session is committed (group commit: the writer commits whatever
     is queued at once), so an acknowledged session survives a crash of the process. Nothing
-    here touches the disk on the caller's thread: the file is opened (and its directory made)
-    by the writer, and a store that cannot open reports it through each write and `health()`.
+    here touches the database on the caller's thread: the writer opens it (makes a file's
+    directory, loads the driver, runs the schema), and a store that cannot open reports it
+    through each write and `health()`.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str] = DEFAULT_DB_PATH,
+        url: DatabaseURL | str | os.PathLike[str] = DEFAULT_DB_PATH,
         *,
         max_queue: int = 10_000,
         max_batch_rows: int = 500,
     ) -> None:
-        super().__init__(path)
-        self._db: sqlite_utils.Database | None = None
-        self._column_cache: dict[str, list[str]] = {}
+        super().__init__(url)
+        self._connection: Connection | None = None
         self._inode: int | None = None
         self._writer: BatchWriter[SessionTrace, None] = BatchWriter(
             self._write_batch,
-            name=f"trace-writer:{self.path.name}",
+            name=f"trace-writer:{_label(self.url)}",
             max_queue=max_queue,
             max_batch=max_batch_rows,
             weight=lambda t: 1 + len(t.session_time_steps) + len(t.event_history),
-            on_stop=self._close_writer_db,
+            on_stop=self._drop_connection,
         )
 
     # --- writing ---------------------------------------------------------------------------
@@ -81,11 +89,7 @@ class TraceStore(TraceReader):
 
     def close(self) -> None:
         self._writer.close()
-
-    def _close_writer_db(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        super().close()
 
     @property
     def write_errors(self) -> int:
@@ -103,7 +107,7 @@ class TraceStore(TraceReader):
         failures = self._writer.failures
         return {
             "healthy": failures.healthy,
-            "db": str(self.path),
+            "db": str(self.url),
             "written": self.written,
             "write_errors": failures.count,
             "queued": self.queued,
@@ -111,95 +115,113 @@ class TraceStore(TraceReader):
             "last_error_at": failures.last_error_at,
         }
 
-    def _writer_db(self) -> sqlite_utils.Database:
-        """The writer's connection, (re)opened when missing or when the file was replaced."""
+    def _file_inode(self) -> int | None:
+        """The SQLite file's inode (None when it is missing, and for PostgreSQL)."""
+        if self.url.path is None:
+            return None
         try:
-            inode: int | None = self.path.stat().st_ino
+            return self.url.path.stat().st_ino
         except OSError:
-            inode = None
-        if self._db is None or inode != self._inode:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-            self._column_cache.clear()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            ensure_schema(self.path, SCHEMA)
-            self._db = connect(self.path)
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._inode = self.path.stat().st_ino
-        return self._db
+            return None
 
-    def _columns(self, db: sqlite_utils.Database, table: str) -> list[str]:
-        """The table's columns, asked of sqlite-utils once per connection.
+    def _writer_connection(self) -> Connection:
+        """The writer's connection, (re)opened when missing (at first, after the database
+        failed) or when the SQLite file was replaced under it."""
+        inode = self._file_inode()
+        if self._connection is not None and inode == self._inode:
+            return self._connection
+        self._drop_connection()
+        database = self.database
+        ensure_schema(database, COMPONENT, STEPS)
+        connection = database.connect()
+        if self.url.engine == "sqlite":
+            connection.execute("PRAGMA synchronous = NORMAL")  # survives the process, not power
+        self._connection, self._inode = connection, self._file_inode()
+        return connection
 
-        Rows go in through `executemany` on sqlite-utils' connection rather than `insert_all`:
-        its per-value JSON checks took two thirds of the writer's time, and every value here
-        is already serialised.
-        """
-        if table not in self._column_cache:
-            self._column_cache[table] = list(db[table].columns_dict)
-        return self._column_cache[table]
+    def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:
+                logger.debug("closing a failed trace writer connection", exc_info=True)
+
+    def _refusals(self) -> tuple[type[BaseException], ...]:
+        """What the database (or the driver, binding a value) raises for one bad session."""
+        return (*self.database.errors, ValueError, OverflowError, TypeError)
 
     def _write_batch(self, batch: list[SessionTrace]) -> list[BaseException | None]:
         """One transaction and one bulk insert per table for the whole batch; if that fails,
         each session again in a savepoint of its own, so one bad session is the only loss.
 
         A session written again (a retried rollout keeps its correlation id) replaces the
-        earlier version, so the latest attempt is what the store holds.
+        earlier version, so the latest attempt is what the store holds. Sessions go in by id,
+        so writers in two processes given the same sessions take their keys in one order
+        rather than deadlock.
         """
-        db = self._writer_db()
-        latest = list({trace.session_id: trace for trace in batch}.values())
-        (together,) = self._transaction(db, [latest])
-        if together is None:
-            return [None] * len(batch)
-        if isinstance(together, sqlite3.OperationalError):
-            raise together  # the file itself is failing (locked, read-only, full)
-        alone = self._transaction(db, [[trace] for trace in latest])
+        connection = self._writer_connection()
+        by_id = {trace.session_id: trace for trace in batch}
+        latest = [by_id[session_id] for session_id in sorted(by_id)]
+        try:
+            if self._together(connection, latest):
+                return [None] * len(batch)
+            alone = self._one_by_one(connection, latest)
+        except Exception:
+            self._drop_connection()
+            raise
         outcome = dict(zip((trace.session_id for trace in latest), alone, strict=True))
         return [outcome[trace.session_id] for trace in batch]
 
-    def _transaction(
-        self, db: sqlite_utils.Database, groups: list[list[SessionTrace]]
-    ) -> list[BaseException | None]:
-        """Write each group in a savepoint of one transaction: a group that fails is undone
-        alone, and answered as its exception."""
-        outcomes: list[BaseException | None] = []
-        db.execute("BEGIN IMMEDIATE")
+    def _together(self, connection: Connection, traces: list[SessionTrace]) -> bool:
+        """All in one transaction (no savepoint: fewer round trips to a server); False when
+        the database refused one of them, and so kept none."""
         try:
-            for group in groups:
-                db.execute("SAVEPOINT sessions")
+            with connection.transaction():
+                self._insert(connection, traces)
+        except self.database.outages:
+            raise
+        except self._refusals():
+            return False
+        return True
+
+    def _one_by_one(
+        self, connection: Connection, traces: list[SessionTrace]
+    ) -> list[BaseException | None]:
+        """Each in a savepoint of one transaction: a session the database refuses is undone
+        alone, and answered as its exception; an outage fails them all."""
+        outages, refusals = self.database.outages, self._refusals()
+        outcomes: list[BaseException | None] = []
+        with connection.transaction():
+            for trace in traces:
                 try:
-                    self._insert(db, group)
-                except (sqlite3.Error, ValueError, OverflowError, TypeError) as exc:
-                    db.execute("ROLLBACK TO sessions")
+                    with connection.savepoint():
+                        self._insert(connection, [trace])
+                except outages:
+                    raise
+                except refusals as exc:
                     outcomes.append(exc)
                 else:
                     outcomes.append(None)
-                db.execute("RELEASE sessions")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.conn.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         return outcomes
 
-    def _insert(self, db: sqlite_utils.Database, traces: list[SessionTrace]) -> None:
+    def _insert(self, connection: Connection, traces: list[SessionTrace]) -> None:
         keys = [trace.session_id for trace in traces]
-        marks = ",".join("?" * len(keys))
+        marks = ", ".join("?" * len(keys))
         rewritten = [
-            row[0]
-            for row in db.execute(
+            row["session_id"]
+            for row in connection.query(
                 f"SELECT session_id FROM session_traces WHERE session_id IN ({marks})", keys
             )
         ]
         if rewritten:
-            marks = ",".join("?" * len(rewritten))
+            marks = ", ".join("?" * len(rewritten))
             for table in _TABLES:
-                db.execute(f"DELETE FROM {table} WHERE session_id IN ({marks})", rewritten)
-        ids = IdAllocator(
+                connection.execute(f"DELETE FROM {table} WHERE session_id IN ({marks})", rewritten)
+        ids = ReservedIds(
             {
-                table: db.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0]
-                for table in ID_TABLES
+                table: self.database.reserve_ids(connection, table, count) if count else []
+                for table, count in id_counts(traces).items()
             }
         )
         rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -208,9 +230,4 @@ class TraceStore(TraceReader):
                 rows[table] += table_rows
         for table in INSERT_ORDER:
             if rows[table]:
-                columns = self._columns(db, table)
-                db.conn.executemany(
-                    f"INSERT INTO {table} ({', '.join(columns)}) "
-                    f"VALUES ({', '.join('?' * len(columns))})",
-                    [tuple(row.get(column) for column in columns) for row in rows[table]],
-                )
+                connection.executemany(*insert(table, rows[table]))
