@@ -1,50 +1,57 @@
-"""The task-app framework: write one `TaskAppConfig`, get a contract-complete service."""
+"""The task-app framework: write one `TaskAppConfig`, get a contract-complete service.
 
-from .auth import configured_keys
-from .client import SyncTaskAppClient, TaskAppClient, TaskAppClientError
-from .config import RolloutExecutor, TaskAppConfig
-from .conformance import CheckResult, ConformanceReport, check_conformance
-from .contracts import (
-    CONTRACT_VERSION,
-    DatasetInfo,
-    InferenceInfo,
-    LimitsInfo,
-    RolloutEnvSpec,
-    RolloutMetrics,
-    RolloutMode,
-    RolloutPolicySpec,
-    RolloutRecordConfig,
-    RolloutRequest,
-    RolloutResponse,
-    RolloutSafetyConfig,
-    RolloutStep,
-    RolloutTrajectory,
-    RubricCriterion,
-    RubricInfo,
-    RubricSection,
-    TaskDescriptor,
-    TaskInfo,
-)
-from .correlation import (
-    extract_trace_correlation_id,
-    normalize_inference_url,
-    stamp_inference_url,
-)
-from .credentials import DEFAULT_CREDENTIALS, CredentialMap
-from .datasets import TaskDatasetRegistry
-from .errors import InfrastructureError, TaskAppError, invalid_request
-from .inference import InferenceError, chat_completion
-from .registry import (
-    TaskAppEntry,
-    get_task_app,
-    list_task_apps,
-    register_task_app,
-)
-from .rollout import RolloutContext
-from .server import create_task_app
-from .serving import run_task_app, serve_in_background
-from .validators import validate_rollout_response_for_rl
+Names load on first use (PEP 562): an app pays at start only for what it touches, so a
+server never imports the client, the conformance checker or uvicorn's runner unless it uses
+them.
+"""
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "auth": ("configured_keys",),
+    "client": ("SyncTaskAppClient", "TaskAppClient", "TaskAppClientError"),
+    "config": ("RolloutExecutor", "TaskAppConfig"),
+    "conformance": ("CheckResult", "ConformanceReport", "check_conformance"),
+    "contracts": (
+        "CONTRACT_VERSION",
+        "DatasetInfo",
+        "InferenceInfo",
+        "LimitsInfo",
+        "RolloutEnvSpec",
+        "RolloutMetrics",
+        "RolloutMode",
+        "RolloutPolicySpec",
+        "RolloutRecordConfig",
+        "RolloutRequest",
+        "RolloutResponse",
+        "RolloutSafetyConfig",
+        "RolloutStep",
+        "RolloutTrajectory",
+        "RubricCriterion",
+        "RubricInfo",
+        "RubricSection",
+        "TaskDescriptor",
+        "TaskInfo",
+    ),
+    "correlation": (
+        "extract_trace_correlation_id",
+        "normalize_inference_url",
+        "stamp_inference_url",
+    ),
+    "credentials": ("DEFAULT_CREDENTIALS", "CredentialMap"),
+    "datasets": ("TaskDatasetRegistry",),
+    "errors": ("InfrastructureError", "TaskAppError", "invalid_request"),
+    "inference": ("InferenceError", "chat_completion"),
+    "registry": ("TaskAppEntry", "get_task_app", "list_task_apps", "register_task_app"),
+    "rollout": ("RolloutContext",),
+    "server": ("create_task_app",),
+    "serving": ("run_task_app", "serve_in_background"),
+    "validators": ("validate_rollout_response_for_rl",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
     "CONTRACT_VERSION",
     "DEFAULT_CREDENTIALS",
@@ -95,3 +102,63 @@ __all__ = [
     "stamp_inference_url",
     "validate_rollout_response_for_rl",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:
+    from .auth import configured_keys
+    from .client import SyncTaskAppClient, TaskAppClient, TaskAppClientError
+    from .config import RolloutExecutor, TaskAppConfig
+    from .conformance import CheckResult, ConformanceReport, check_conformance
+    from .contracts import (
+        CONTRACT_VERSION,
+        DatasetInfo,
+        InferenceInfo,
+        LimitsInfo,
+        RolloutEnvSpec,
+        RolloutMetrics,
+        RolloutMode,
+        RolloutPolicySpec,
+        RolloutRecordConfig,
+        RolloutRequest,
+        RolloutResponse,
+        RolloutSafetyConfig,
+        RolloutStep,
+        RolloutTrajectory,
+        RubricCriterion,
+        RubricInfo,
+        RubricSection,
+        TaskDescriptor,
+        TaskInfo,
+    )
+    from .correlation import (
+        extract_trace_correlation_id,
+        normalize_inference_url,
+        stamp_inference_url,
+    )
+    from .credentials import DEFAULT_CREDENTIALS, CredentialMap
+    from .datasets import TaskDatasetRegistry
+    from .errors import InfrastructureError, TaskAppError, invalid_request
+    from .inference import InferenceError, chat_completion
+    from .registry import (
+        TaskAppEntry,
+        get_task_app,
+        list_task_apps,
+        register_task_app,
+    )
+    from .rollout import RolloutContext
+    from .server import create_task_app
+    from .serving import run_task_app, serve_in_background
+    from .validators import validate_rollout_response_for_rl
