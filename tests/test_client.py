@@ -87,7 +87,7 @@ def test_retries_429_honouring_retry_after_and_5xx_with_jitter(
     script: tuple[Script, str], sleeps: list[float]
 ) -> None:
     server, url = script
-    server.plan = [(429, {"Retry-After": "2"}), (503, {}), (500, {})]
+    server.plan = [(429, {"Retry-After": "2"}), (503, {}), (504, {})]
     assert health(url, backoff_s=0.1) == {"ok": True}
     assert sleeps[0] == 2.0
     assert 0 <= sleeps[1] <= 0.2 and 0 <= sleeps[2] <= 0.4

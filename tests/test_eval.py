@@ -259,7 +259,7 @@ def test_the_eval_command_checks_the_app_first_and_runs_locally(
 ) -> None:
     runner = CliRunner()
     refused = runner.invoke(main, ["eval", math_app_url, "--api-key", "wrong", "--seeds", "0-2"])
-    assert refused.exit_code == 1 and "/health check failed" in refused.output
+    assert refused.exit_code == 3 and "/health check failed" in refused.output
     out = tmp_path / "r.jsonl"
     ok = runner.invoke(
         main,

@@ -15,8 +15,9 @@ from typing import Any
 import click
 from rich.console import Console
 
-from synth_ai.eval import EvalCheckFailed, EvalConfig, EvalRun, EvalSummary, parse_seeds
+from synth_ai.eval import EvalCheckFailed, EvalConfig, EvalRun, EvalSummary, parse_seeds, verdict
 from synth_ai.eval.job_kind import RESULTS_NAME
+from synth_ai.eval.verdict import INTERRUPTED, UNREACHABLE
 from synth_ai.jobs import JobEmitter, JobsService, JobState
 from synth_ai.offline_policy import OFFLINE_MODEL, create_offline_policy_app
 from synth_ai.task import TaskAppClient, create_task_app, get_task_app, serve_in_background
@@ -55,7 +56,9 @@ async def run_local(
     """Run in this process; events go to the job log at `jobs_db`, results to `out_path`."""
     service = JobsService(jobs_db)
     try:
-        job = await service.create("eval", config.model_dump(exclude={"api_key"}), {})
+        job = await service.create(
+            "eval", config.model_dump(exclude={"api_key"}), {}, run_here=True
+        )
         cancel = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, cancel.set)
@@ -91,9 +94,19 @@ async def run_remote(
     async with TaskAppClient(jobs_server, api_key) as client:
         job = await client.create_job("eval", config.model_dump())
         job_id = job["job_id"]
-        console.print(f"job {job_id} on {jobs_server}")
         summary = None
-        with progress_bar(console) as progress:
+        canceling: set[asyncio.Task[Any]] = set()
+
+        def cancel() -> None:  # Ctrl-C: the job ends `canceled`, then the stream ends
+            if not canceling:
+                console.print(f"canceling job {job_id}...")
+                canceling.add(asyncio.ensure_future(client.cancel_job(job_id)))
+
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, cancel)
+        console.print(f"job {job_id} on {jobs_server}")
+        with contextlib.ExitStack() as restore, progress_bar(console) as progress:
+            restore.callback(loop.remove_signal_handler, signal.SIGINT)
             task = progress.add_task("eval", total=len(config.seeds), mean="-")
             async for event in client.stream_job(job_id):
                 name = event.data.get("name")
@@ -107,7 +120,10 @@ async def run_remote(
                     if event.data.get("summary"):
                         summary = EvalSummary.model_validate(event.data["summary"])
                     elif event.state is JobState.FAILED:
-                        raise click.ClickException(event.data.get("message") or "job failed")
+                        message = event.data.get("message") or "job failed"
+                        if event.data.get("preflight"):
+                            raise EvalCheckFailed(message)
+                        raise click.ClickException(message)
         names = {artifact["name"] for artifact in await client.artifacts(job_id)}
         if RESULTS_NAME in names:
             await client.download_artifact(job_id, RESULTS_NAME, out_path)
@@ -154,6 +170,27 @@ async def run_remote(
     "--include-infra-errors", is_flag=True, help="Count infrastructure errors in the mean."
 )
 @click.option(
+    "--fail-under",
+    type=float,
+    default=None,
+    help="Exit 1 when the mean reward is below this.",
+)
+@click.option(
+    "--max-error-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Exit 1 when more than this share of seeds failed (task or infrastructure errors).",
+)
+@click.option(
+    "--success-threshold",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="A seed succeeds when its reward is above this (unless the app reports "
+    "details.success or details.correct).",
+)
+@click.option(
     "--jobs-server", default=None, help="Run on this `synth-ai jobs serve` and follow it."
 )
 @click.option(
@@ -178,10 +215,17 @@ def eval_command(
     api_key: str | None,
     out_path: Path,
     include_infra_errors: bool,
+    fail_under: float | None,
+    max_error_rate: float,
+    success_threshold: float,
     jobs_server: str | None,
     jobs_db: Path,
 ) -> None:
-    """Roll out SEEDS on a task app (a URL, or a registered app served in-process)."""
+    """Roll out SEEDS on a task app (a URL, or a registered app served in-process).
+
+    Exit codes: 0 passed, 1 a threshold failed (--max-error-rate, --fail-under), 2 usage,
+    3 the app or the policy cannot be reached at preflight, 130 interrupted (Ctrl-C).
+    """
     console = Console()
     logging.getLogger("synth_ai.task.access").setLevel(logging.WARNING)
     try:
@@ -212,6 +256,7 @@ def eval_command(
             timeout_s=timeout_s,
             max_retries=max_retries,
             include_infra_errors_in_mean=include_infra_errors,
+            success_threshold=success_threshold,
         )
         try:
             if jobs_server:
@@ -221,9 +266,15 @@ def eval_command(
             else:
                 job_id, summary = asyncio.run(run_local(config, jobs_db, out_path, console))
         except EvalCheckFailed as exc:
-            raise click.ClickException(str(exc)) from None
+            click.echo(f"Error: {exc}", err=True)
+            raise SystemExit(UNREACHABLE) from None
+        except KeyboardInterrupt:  # before the run could install its own handler
+            click.echo("Interrupted.", err=True)
+            raise SystemExit(INTERRUPTED) from None
     if summary is None:
         raise click.ClickException(f"job {job_id} ended without a summary")
     print_summary(console, summary, job_id, str(out_path))
-    if summary.canceled:
-        raise SystemExit(1)
+    outcome = verdict(summary, fail_under=fail_under, max_error_rate=max_error_rate)
+    if outcome.code:
+        click.echo(f"eval: {outcome.reason}", err=True)
+    raise SystemExit(outcome.code)

@@ -44,10 +44,13 @@ def print_summary(console: Console, summary: EvalSummary, job_id: str, results: 
         "infrastructure errors",
         f"{summary.infra_errors} (not in the mean)" if summary.infra_errors else "0",
     )
+    table.add_row("task errors", str(summary.task_errors))
     if summary.errors_by_kind:
         table.add_row(
             "errors by kind", ", ".join(f"{k}: {v}" for k, v in summary.errors_by_kind.items())
         )
+    for message, count in summary.error_messages.items():  # each distinct error once
+        table.add_row(f"  x{count}", message)
     if results:
         table.add_row("results", results)
     console.print(table)

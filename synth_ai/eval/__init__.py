@@ -4,6 +4,7 @@ from .job_kind import EvalJobKind
 from .models import EvalConfig, EvalSummary, SeedResult
 from .runner import EvalCheckFailed, EvalRun, preflight, read_results, run_eval
 from .seeds import parse_seeds
+from .verdict import Verdict, verdict
 
 __all__ = [
     "EvalCheckFailed",
@@ -12,8 +13,10 @@ __all__ = [
     "EvalRun",
     "EvalSummary",
     "SeedResult",
+    "Verdict",
     "parse_seeds",
     "preflight",
     "read_results",
     "run_eval",
+    "verdict",
 ]

@@ -9,6 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 ResultStatus = Literal["ok", "infra_error", "error"]
+MAX_MESSAGES = 20
+MAX_MESSAGE = 300
 
 
 class EvalConfig(BaseModel):
@@ -29,6 +31,9 @@ class EvalConfig(BaseModel):
     timeout_s: float = Field(default=120.0, gt=0, le=86_400, allow_inf_nan=False)
     max_retries: int = Field(default=3, ge=0, le=20)
     include_infra_errors_in_mean: bool = False
+    success_threshold: float = Field(default=0.0, allow_inf_nan=False)
+    """A seed succeeds when its `details.success` (or `details.correct`) is true, or, when the
+    app reports neither as a boolean, when its reward is above this."""
 
 
 class SeedResult(BaseModel):
@@ -60,7 +65,16 @@ class EvalSummary(BaseModel):
     p95_latency_s: float | None
     errors_by_kind: dict[str, int]
     infra_errors: int
+    task_errors: int = 0
+    """Seeds whose rollout the app refused or failed (its executor raised): never retried."""
+    error_messages: dict[str, int] = Field(default_factory=dict)
+    """Each distinct error once, with how many seeds met it (the first few kinds)."""
     canceled: bool = False
+
+    @property
+    def failed(self) -> int:
+        """Seeds without a scored result: errors of either kind, and seeds never run."""
+        return self.total - (self.completed - self.infra_errors - self.task_errors)
 
     @classmethod
     def of(
@@ -88,5 +102,11 @@ class EvalSummary(BaseModel):
             p95_latency_s=_percentile(latencies, 95),
             errors_by_kind=dict(Counter(r.error_kind for r in results if r.error_kind)),
             infra_errors=sum(r.status == "infra_error" for r in results),
+            task_errors=sum(r.status == "error" for r in results),
+            error_messages=dict(
+                Counter(
+                    f"{r.error_kind}: {r.error}"[:MAX_MESSAGE] for r in results if r.error
+                ).most_common(MAX_MESSAGES)
+            ),
             canceled=canceled,
         )

@@ -19,7 +19,8 @@ import httpx
 
 from synth_ai.jobs import JobEmitter, JobState
 from synth_ai.jobs.log import JobFinished
-from synth_ai.task import TaskAppClient, TaskAppClientError
+from synth_ai.task import RolloutResponse, TaskAppClient, TaskAppClientError
+from synth_ai.task.client import RETRYABLE
 
 from .models import EvalConfig, EvalSummary, SeedResult
 
@@ -40,12 +41,52 @@ class EvalCheckFailed(Exception):
     """The task app failed a check before any rollout ran; the message names the check."""
 
 
-async def preflight(client: TaskAppClient) -> None:
+NO_POLICY = "no policy to roll out with: pass --inference-url or --offline-policy"
+"""The words `check` uses too."""
+MAX_DETAILS_BYTES = 4096
+
+
+async def preflight(client: TaskAppClient, config: EvalConfig) -> None:
+    """The app answers `/health` and `/task_info` with this key, and a policy is given when
+    the app says it calls one (the first seed's task names an inference model or endpoint)."""
     for name, call in (("/health", client.health), ("/task_info", client.task_info)):
         try:
             await call()
         except TaskAppClientError as exc:
             raise EvalCheckFailed(f"{name} check failed: {exc}") from None
+    seed = config.seeds[0]
+    try:
+        answer = await client.request("GET", "/task_info", params={"seed": seed})
+    except TaskAppClientError as exc:
+        raise EvalCheckFailed(f"/task_info?seed={seed} check failed: {exc}") from None
+    first = answer[0] if isinstance(answer, list) and answer else answer
+    inference = first.get("inference") if isinstance(first, dict) else None  # older apps: none
+    calls_a_policy = isinstance(inference, dict) and any(inference.values())
+    if calls_a_policy and not (config.inference_url or config.policy_config.get("inference_url")):
+        raise EvalCheckFailed(NO_POLICY)
+
+
+def bounded_details(details: dict[str, Any], limit: int = MAX_DETAILS_BYTES) -> dict[str, Any]:
+    """Every key the app reported, with values cut to a string once the whole passes `limit`
+    bytes of JSON, so one huge detail never bloats the results."""
+    kept: dict[str, Any] = {}
+    used = 2
+    for key, value in details.items():
+        text = json.dumps(value, default=str)
+        if used + len(key) + len(text) + 4 > limit:
+            value = text[: max(0, limit // 8)] + "..."
+        kept[key] = value
+        used += len(key) + len(json.dumps(value, default=str)) + 4
+    return kept
+
+
+def succeeded(details: dict[str, Any], reward: float | None, threshold: float) -> bool:
+    """`details.success`, else `details.correct`, when the app reports a boolean; else the
+    reward above `threshold`."""
+    for key in ("success", "correct"):
+        if isinstance(details.get(key), bool):
+            return bool(details[key])
+    return reward is not None and reward > threshold
 
 
 def rollout_request(config: EvalConfig, seed: int, correlation_id: str) -> dict[str, Any]:
@@ -70,7 +111,9 @@ def rollout_request(config: EvalConfig, seed: int, correlation_id: str) -> dict[
 
 
 def _result_from_error(seed: int, cid: str, latency: float, exc: TaskAppClientError) -> SeedResult:
-    infra = exc.status is None or exc.status == 429 or exc.status >= 500 or exc.code in INFRA_CODES
+    """Infrastructure (not the task's fault) only when nothing answered, the app was overloaded
+    or a gateway failed; an executor that raised (`rollout_failed`) is the task's error."""
+    infra = exc.status is None or exc.status in RETRYABLE or exc.code in INFRA_CODES
     return SeedResult(
         seed=seed,
         status="infra_error" if infra else "error",
@@ -82,27 +125,38 @@ def _result_from_error(seed: int, cid: str, latency: float, exc: TaskAppClientEr
 
 
 async def evaluate_seed(client: TaskAppClient, config: EvalConfig, seed: int) -> SeedResult:
-    cid = f"eval-{seed}-{uuid.uuid4().hex[:12]}"
-    started = time.perf_counter()
-    try:
-        response = await client.rollout(rollout_request(config, seed, cid))
-    except TaskAppClientError as exc:
-        return _result_from_error(seed, cid, time.perf_counter() - started, exc)
-    latency = time.perf_counter() - started
+    """One seed. An answer that reports an infrastructure error is asked again (up to
+    `max_retries`; the client itself retries what failed in transit); a task error never is."""
+    for attempt in range(config.max_retries + 1):
+        cid = f"eval-{seed}-{uuid.uuid4().hex[:12]}"
+        started = time.perf_counter()
+        try:
+            response = await client.rollout(rollout_request(config, seed, cid))
+        except TaskAppClientError as exc:
+            return _result_from_error(seed, cid, time.perf_counter() - started, exc)
+        result = _result_from_answer(config, seed, cid, time.perf_counter() - started, response)
+        if result.status != "infra_error" or attempt == config.max_retries:
+            return result
+        await client.pause(min(0.25 * 2**attempt, 5.0))
+    raise AssertionError("unreachable")
+
+
+def _result_from_answer(
+    config: EvalConfig, seed: int, cid: str, latency: float, response: RolloutResponse
+) -> SeedResult:
     metrics = response.metrics
     reward = metrics.outcome_score if metrics.outcome_score is not None else metrics.mean_return
     infra = metrics.details.get("infra_error")
-    correct = metrics.details.get("correct")
     return SeedResult(
         seed=seed,
         reward=reward,
         status="infra_error" if infra else "ok",
-        success=bool(correct) if isinstance(correct, bool) else (reward or 0.0) > 0,
+        success=succeeded(metrics.details, reward, config.success_threshold),
         latency_s=latency,
         trace_correlation_id=response.trace_correlation_id or cid,
         error=str(infra.get("message")) if isinstance(infra, dict) else None,
         error_kind=str(infra.get("kind")) if isinstance(infra, dict) else None,
-        details={k: v for k, v in metrics.details.items() if k in ("reason", "kind")},
+        details=bounded_details(metrics.details),
     )
 
 
@@ -157,13 +211,13 @@ class EvalRun:
                 max_retries=config.max_retries,
                 transport=self.transport,
             ) as client:
-                await preflight(client)
+                await preflight(client, config)
                 await self._status(JobState.RUNNING, "checks passed", total=len(config.seeds))
                 if prompt:
                     self._emit("prompt.learning.started", template=config.prompt_template)
                 await self._roll_out_all(client)
         except EvalCheckFailed as exc:
-            await self._status(JobState.FAILED, str(exc))
+            await self._status(JobState.FAILED, str(exc), preflight=True)
             raise
         except Exception as exc:
             await self._status(JobState.FAILED, f"{type(exc).__name__}: {exc}")

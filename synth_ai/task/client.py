@@ -86,6 +86,11 @@ def decoded(response: httpx.Response) -> Any:
         ) from None
 
 
+RETRYABLE = frozenset({429, 502, 503, 504})
+"""Answers worth sending again: overloaded or a proxy's gateway failure. A 500 is the app's own
+failure (an executor that raised answers `rollout_failed`): sending it again fails again."""
+
+
 def retry_after_seconds(value: str | None) -> float | None:
     """`Retry-After` as seconds, from either delta-seconds or an HTTP date; None if absent."""
     if not value:
@@ -218,6 +223,10 @@ class TaskAppClient:
         )
         return answer["seqs"]
 
+    async def cancel_job(self, job_id: str) -> dict[str, Any]:
+        """Ask the jobs server to cancel; the job's stream then ends with `canceled`."""
+        return await self.request("POST", f"/api/jobs/{job_id}/cancel")  # type: ignore[no-any-return]
+
     async def artifacts(self, job_id: str) -> list[dict[str, Any]]:
         """The job's stored files: `[{name, size, sha256, url}]`."""
         return (await self.request("GET", f"/api/jobs/{job_id}/artifacts"))["artifacts"]
@@ -268,8 +277,7 @@ class TaskAppClient:
                 return answer_of(await self._follow(response, started))
             if response.status_code < 400:
                 return answer_of(response)
-            retryable = response.status_code == 429 or response.status_code >= 500
-            if not retryable or last_attempt:
+            if response.status_code not in RETRYABLE or last_attempt:
                 raise error_from_response(response)
             delay = retry_after_seconds(response.headers.get("retry-after"))
             await self.pause(delay if delay is not None else self._backoff(attempt))
@@ -280,7 +288,7 @@ class TaskAppClient:
         URL until something else comes, or raise once `timeout` has passed since `started`.
 
         The result URL can be fetched again without starting the work again, so transport
-        errors, 429 and 5xx on it are retried here (within `max_retries` in a row); the
+        errors and `RETRYABLE` answers on it are retried here (within `max_retries` in a row); the
         request itself is never resent. A redirect to another origin is not followed: the
         key would go with it.
         """
@@ -313,8 +321,7 @@ class TaskAppClient:
                     ) from exc
                 await self.pause(self._backoff(failures - 1))
                 continue
-            transient = answer.status_code == 429 or answer.status_code >= 500
-            if transient and failures < self.max_retries:
+            if answer.status_code in RETRYABLE and failures < self.max_retries:
                 failures += 1
                 delay = retry_after_seconds(answer.headers.get("retry-after"))
                 await self.pause(delay if delay is not None else self._backoff(failures - 1))
