@@ -21,9 +21,10 @@ def free_port() -> int:
 
 
 def start_server(
-    args: list[str], env: Mapping[str, str] | None = None
+    args: list[str], env: Mapping[str, str] | None = None, ready: str = "Uvicorn running on"
 ) -> tuple[subprocess.Popen[str], str, list[str]]:
-    """Run `python -m synth_ai ARGS --port P` until uvicorn says it listens.
+    """Run `python -m synth_ai ARGS --port P` until it prints `ready` (by default: uvicorn
+    says it listens; with `--reload`, wait for "Application startup complete" instead).
 
     The child gets this environment plus `ENVIRONMENT_API_KEY` (the tests' key) unless `env`
     is given.
@@ -40,7 +41,7 @@ def start_server(
     output: list[str] = []
     for line in process.stdout:
         output.append(line)
-        if "Uvicorn running on" in line:
+        if ready in line:
             # keep reading, or a full pipe would block the server's logging (and the server)
             drain = threading.Thread(target=_drain, args=(process, output), daemon=True)
             drain.start()

@@ -14,7 +14,10 @@ import click
 from synth_ai import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("synth_ai.cli.serve:serve", "Serve the task app registered as APP (id or alias)."),
+    "serve": (
+        "synth_ai.cli.serve:serve",
+        "Serve the task app APP: a registered name, a file (app.py) or module:attribute.",
+    ),
     "demo": (
         "synth_ai.cli.demo:demo",
         "Serve the math app, a policy and a jobs server on loopback; evaluate 50 seeds live.",
@@ -25,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": (
         "synth_ai.cli.eval:eval_command",
         "Roll out SEEDS on a task app (a URL, or a registered app served in-process).",
+    ),
+    "apps": (
+        "synth_ai.cli.apps:apps",
+        "List the registered task apps (installed entry points and built-ins).",
     ),
     "check": (
         "synth_ai.cli.check:check",

@@ -57,7 +57,7 @@ def serve(
     trace: str | None,
     max_connections: int | None,
 ) -> None:
-    """Serve the task app registered as APP (id or alias)."""
+    """Serve the task app APP: a registered name, a file (app.py) or module:attribute."""
     names = load_env_files(env_files)
     if trace is not None:
         url, sft_dir = trace_target(trace)
@@ -74,11 +74,11 @@ def serve(
     if names:
         click.echo(f"Loaded from env files: {', '.join(sorted(set(names)))}", err=True)
     try:
-        entry = get_task_app(app)
+        get_task_app(app)  # a reference that names no app stops here, saying why
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None
     if not configured_keys():
         click.echo(
             "Warning: ENVIRONMENT_API_KEY is not set; protected routes will answer 503.", err=True
         )
-    run_task_app(entry.app_id, host=host, port=port, reload=reload, max_connections=max_connections)
+    run_task_app(app, host=host, port=port, reload=reload, max_connections=max_connections)

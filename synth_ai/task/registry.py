@@ -56,6 +56,11 @@ class TaskAppRegistry:
             raise KeyError(f"no task app named {name!r} (known: {known})")
         return self._entries[app_id]
 
+    def lookup(self, name: str) -> TaskAppEntry | None:
+        """The entry registered under a name, without discovering installed ones."""
+        app_id = self._names.get(name)
+        return self._entries.get(app_id) if app_id is not None else None
+
     def entries(self) -> list[TaskAppEntry]:
         self.discover()
         return sorted(self._entries.values(), key=lambda entry: entry.app_id)
@@ -87,9 +92,13 @@ def register_task_app(entry: TaskAppEntry) -> TaskAppEntry:
     return registry.register(entry)
 
 
-def get_task_app(name: str) -> TaskAppEntry:
-    """The app registered (or installed) under an id or alias; `KeyError` names the known ones."""
-    return registry.get(name)
+def get_task_app(reference: str) -> TaskAppEntry:
+    """The app a reference names: an id or alias registered (or installed), a file `app.py`
+    (`app.py:app_id` when it has several) or `module:attribute`. `KeyError` says what exists.
+    """
+    from .references import find_task_app
+
+    return find_task_app(reference)
 
 
 def list_task_apps() -> list[TaskAppEntry]:

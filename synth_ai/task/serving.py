@@ -82,7 +82,7 @@ def run_app(
 
 
 def app_from_environment() -> ASGIApp:
-    """Factory for uvicorn's `--reload`: the app named by `SYNTH_TASK_APP`."""
+    """Factory for uvicorn's `--reload`: the app `SYNTH_TASK_APP` refers to."""
     entry = get_task_app(os.environ.get(APP_ENV_VAR, "math"))
     return create_task_app(entry.config_factory())
 
@@ -95,13 +95,14 @@ def run_task_app(
     reload: bool = False,
     max_connections: int | None = None,
 ) -> None:
-    """Serve a registered app in the foreground until interrupted.
+    """Serve an app (a registered name, `app.py` or `module:attribute`) in the foreground
+    until interrupted.
 
     `max_connections` caps open connections (default `$SYNTH_MAX_CONNECTIONS`, else 2048).
     """
     entry = get_task_app(name)
     if reload:
-        os.environ[APP_ENV_VAR] = entry.app_id
+        os.environ[APP_ENV_VAR] = name  # the reference: a file or module loads in the child too
         run_app(
             "synth_ai.task.serving:app_from_environment",
             host=host,
