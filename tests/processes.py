@@ -21,7 +21,10 @@ def free_port() -> int:
 
 
 def start_server(
-    args: list[str], env: Mapping[str, str] | None = None, ready: str = "Uvicorn running on"
+    args: list[str],
+    env: Mapping[str, str] | None = None,
+    ready: str = "Uvicorn running on",
+    cwd: str | os.PathLike[str] | None = None,
 ) -> tuple[subprocess.Popen[str], str, list[str]]:
     """Run `python -m synth_ai ARGS --port P` until it prints `ready` (by default: uvicorn
     says it listens; with `--reload`, wait for "Application startup complete" instead).
@@ -36,6 +39,7 @@ def start_server(
         stderr=subprocess.STDOUT,
         text=True,
         env=dict(env) if env is not None else {**os.environ, "ENVIRONMENT_API_KEY": KEY},
+        cwd=cwd,
     )
     assert process.stdout is not None
     output: list[str] = []

@@ -76,3 +76,50 @@ def test_the_stream_examples_run_as_written(tmp_path: Path) -> None:
             "1 metric {'name': 'avg_reward', 'value': 0.62, 'step': 820}",
             "2 status {'state': 'succeeded', 'level': 'info'}",
         ]
+
+
+def test_the_five_minute_guide_runs_as_written_and_scores(tmp_path: Path) -> None:
+    """The guide end to end: its app file, its two `synth-ai` commands (ports moved to free
+    ones), then its client, which scores the seed with the offline stand-in."""
+    import os
+    import subprocess
+
+    from .processes import start_server, stop_server
+
+    text = README.read_text()
+    example = re.search(r"```python\n(# my_app\.py\n.*?)```", text, re.S)
+    shell = re.search(
+        r"Serve it, and call it:\n\n```bash\n(.*?)```\n\n```python\n(.*?)```", text, re.S
+    )
+    assert example and shell
+    (tmp_path / "my_app.py").write_text(example.group(1))
+    commands = [
+        re.sub(r"\[[^]]*\]|&|--port \d+", "", line.split("#")[0]).split()[1:]
+        for line in shell.group(1).splitlines()
+        if line.startswith("synth-ai ")
+    ]
+    assert [c[:2] for c in commands] == [["policy", "serve"], ["serve", "my_app.py"]]
+    env = {**os.environ, "ENVIRONMENT_API_KEY": KEY}
+    started = []
+    try:
+        for command in commands:
+            started.append(start_server(command, env=env, cwd=tmp_path))
+        (_, policy_url, _), (_, app_url, _) = started
+        client = (
+            shell.group(2)
+            .replace("http://127.0.0.1:8001", app_url)
+            .replace("http://127.0.0.1:8000", policy_url)
+        )
+        answer = subprocess.run(
+            [sys.executable, "-c", client],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    finally:
+        for process, _, output in started:
+            stop_server(process, output)
+    assert "outcome_score=1.0" in answer.stdout, answer.stdout  # the stand-in said the seed

@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "synth_ai.cli.eval:eval_command",
         "Roll out SEEDS on a task app (a URL, or a registered app served in-process).",
     ),
+    "policy": (
+        "synth_ai.cli.policy:policy",
+        "Policies to roll out with, served locally.",
+    ),
     "apps": (
         "synth_ai.cli.apps:apps",
         "List the registered task apps (installed entry points and built-ins).",

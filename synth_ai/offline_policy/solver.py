@@ -1,7 +1,8 @@
 """How the offline policy reads a math problem: arithmetic expressions and a few phrasings.
 
 It understands `Compute <expression>.` / `What is <expression>?` with + - * / and parentheses,
-and the word-problem phrasings of the reference math task app. Nothing else: it is a stand-in.
+the word-problem phrasings of the reference math task app, and `Say <number>` (the README's
+five-minute app). Nothing else: it is a stand-in.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from fractions import Fraction
 
 _EXPRESSION = re.compile(r"(?:Compute|What is)\s+([-+*/()\d\s]+?)\s*[.?]")
+_SAY = re.compile(r"\bSay (-?\d+)\b")
 _WORD_RULES: list[tuple[re.Pattern[str], Callable[..., Fraction]]] = [
     (
         re.compile(r"has (\d+) \w+\. \w+ buys (\d+) more and then gives away (\d+)"),
@@ -62,6 +64,8 @@ def solve(text: str) -> Fraction | None:
             return evaluate(match.group(1))
         except ValueError:
             return None
+    if match := _SAY.search(text):
+        return Fraction(int(match.group(1)))
     return None
 
 
