@@ -116,7 +116,7 @@ def test_serve_with_env_file_and_traces_then_the_traces_commands(
     assert missing.exit_code == 1 and "no session 'nope'" in missing.output
 
 
-def test_demo_runs_end_to_end_and_its_job_streams_afterwards(tmp_path: Path) -> None:
+def test_demo_runs_end_to_end_and_its_next_steps_work_pasted(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "ENVIRONMENT_API_KEY"}
     result = subprocess.run(
         [sys.executable, "-m", "synth_ai", "demo", "--seeds", "12", "--dir", str(tmp_path)],
@@ -124,6 +124,7 @@ def test_demo_runs_end_to_end_and_its_job_streams_afterwards(tmp_path: Path) -> 
         text=True,
         timeout=120,
         env=env,
+        cwd=tmp_path,  # where the next steps are pasted too
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
@@ -133,13 +134,22 @@ def test_demo_runs_end_to_end_and_its_job_streams_afterwards(tmp_path: Path) -> 
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 12
     assert len((tmp_path / "sft_examples.jsonl").read_text().splitlines()) == 12
 
-    from synth_ai.jobs import create_jobs_app
-    from synth_ai.task import serve_in_background
-
-    with serve_in_background(create_jobs_app(tmp_path / "jobs.db")) as url:
-        streamed = CliRunner().invoke(main, ["jobs", "stream", job_id, "--url", url])
-    assert streamed.exit_code == 0, streamed.output
-    assert "state=running" in streamed.output and "state=succeeded" in streamed.output
+    # the next steps, pasted into a shell where synth-ai is not on PATH and no key is set
+    steps = out.split("next (each line works pasted as it is):\n", 1)[1].splitlines()
+    script = "\n".join(line.strip() for line in steps if line.strip())
+    assert "jobs stream" in script and "traces export-sft" in script
+    pasted = subprocess.run(
+        ["bash", "-c", "set -e\ntrap 'kill $(jobs -p) 2>/dev/null' EXIT\n" + script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**env, "PATH": "/usr/bin:/bin"},
+    )
+    assert pasted.returncode == 0, pasted.stdout + pasted.stderr
+    assert f"stream {job_id}" not in pasted.stderr
+    assert "state=running" in pasted.stdout and "state=succeeded" in pasted.stdout
+    assert len((tmp_path / "sft.jsonl").read_text().splitlines()) > 0
 
 
 def hold_idle_connections(url: str, count: int) -> list[socket.socket]:

@@ -12,6 +12,8 @@ import contextlib
 import logging
 import os
 import secrets
+import shutil
+import sys
 from pathlib import Path
 
 import click
@@ -57,6 +59,7 @@ def demo(count: int, concurrency: int, error_rate: float, model: str | None, out
     for name in ("synth_ai.task.access", "synth_ai.jobs", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
     out_dir.mkdir(parents=True, exist_ok=True)
+    made_key = not os.environ.get("ENVIRONMENT_API_KEY")
     api_key = os.environ.get("ENVIRONMENT_API_KEY") or secrets.token_urlsafe(24)
     os.environ["ENVIRONMENT_API_KEY"] = api_key  # this process only: the servers read it
     real_model = bool(model and os.environ.get("OPENAI_API_KEY"))
@@ -96,10 +99,26 @@ def demo(count: int, concurrency: int, error_rate: float, model: str | None, out
     lines = len(sft.read_text().splitlines()) if sft.exists() else 0
     console.print(f"trace DB: {trace_db} ({len(read_results(results))} results)")
     console.print(f"SFT examples: {sft} ({lines} lines)")
-    console.print("next:")
-    console.print(
-        f"  synth-ai jobs serve --db {out_dir / 'jobs.db'}   # then, in another terminal:"
-    )
-    console.print(f"  synth-ai jobs stream {job_id}")
-    console.print(f"  synth-ai traces list --db {trace_db}")
-    console.print(f"  synth-ai traces export-sft sft.jsonl --min-reward 1 --db {trace_db}")
+    command = cli_command()
+    console.print("next (each line works pasted as it is):")
+    if made_key:  # the servers are gone; this throwaway key opens only what comes next
+        console.print(f"  export ENVIRONMENT_API_KEY={api_key}   # the demo's throwaway key")
+    console.print(f"  {command} jobs serve --db {out_dir / 'jobs.db'} &")
+    console.print(f"  {command} jobs stream {job_id} --retry-for 10")
+    console.print(f"  {command} traces list --db {trace_db}")
+    console.print(f"  {command} traces export-sft sft.jsonl --min-reward 1 --db {trace_db}")
+
+
+def cli_command() -> str:
+    """How to run this CLI from the user's shell: `synth-ai` when that is on PATH and is this
+    install, else this install's script (`make demo` runs it from .venv without activating)."""
+    script = Path(sys.executable).with_name("synth-ai")
+    found = shutil.which("synth-ai")
+    if found and Path(found).resolve() == script.resolve():
+        return "synth-ai"
+    if script.exists():
+        try:
+            return str(script.relative_to(Path.cwd()))
+        except ValueError:
+            return str(script)
+    return f"{sys.executable} -m synth_ai"
