@@ -51,12 +51,44 @@ def error_from_response(response: httpx.Response) -> TaskAppClientError:
     if isinstance(error, dict):
         code = str(error.get("code", f"http_{response.status_code}"))
         message = str(error.get("message", ""))
+    elif isinstance(detail, list) and detail:  # FastAPI's validation errors
+        code = f"http_{response.status_code}"
+        message = "; ".join(_field_error(item) for item in detail[:5])
     else:
         code = f"http_{response.status_code}"
         message = detail if isinstance(detail, str) else response.reason_phrase
         if isinstance(body, str) and body.strip():
             message = f"{message}: {excerpt(response)}"
     return TaskAppClientError(response.status_code, code, message, body)
+
+
+def _field_error(item: Any) -> str:
+    """`body.ops: Field required` from one of FastAPI's `{loc, msg}` items."""
+    if not isinstance(item, dict):
+        return str(item)[:200]
+    where = ".".join(str(part) for part in item.get("loc") or ())
+    return f"{where}: {item.get('msg', 'invalid')}"[:200] if where else str(item.get("msg"))
+
+
+def every_generation(body: dict[str, Any]) -> dict[str, Any]:
+    """A rollout request every published generation of task apps accepts: both ids, `mode`
+    (required by 0.2.x) and `ops` (required by 0.2.x, ignored by this framework) filled in when
+    the caller left them out; nothing the caller gave is changed."""
+    filled = dict(body)
+    ids = [filled.get("run_id"), filled.get("trace_correlation_id")]
+    known = next((value for value in ids if value), None)
+    if known is not None:
+        filled.setdefault("run_id", known)
+        filled.setdefault("trace_correlation_id", known)
+    filled.setdefault("mode", "eval")
+    filled.setdefault("ops", list(DEFAULT_OPS))
+    filled.setdefault("env", {})
+    filled.setdefault("policy", {})
+    return filled
+
+
+DEFAULT_OPS = ("agent", "env")
+"""One policy call and one environment step: what a single-turn rollout of 0.2.x runs."""
 
 
 def answer_of(response: httpx.Response) -> Any:
@@ -190,7 +222,8 @@ class TaskAppClient:
             if isinstance(request, RolloutRequest)
             else request
         )
-        return RolloutResponse.model_validate(await self.request("POST", "/rollout", json=body))
+        answer = await self.request("POST", "/rollout", json=every_generation(body))
+        return RolloutResponse.model_validate(answer)
 
     # --- jobs (DESIGN.md 5) -------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from .client import every_generation
 from .contracts import TaskInfo
 from .validators import validate_rollout_response_for_rl
 
@@ -184,7 +185,7 @@ async def check_conformance(
                 "policy": {"config": {"inference_url": inference_url, "model": model or "policy"}},
                 "record": {"return_trace": True, "trace_format": "structured"},
             }
-            response = await http.post("/rollout", json=body, headers=c.auth)
+            response = await http.post("/rollout", json=every_generation(body), headers=c.auth)
             if response.status_code != 200:
                 raise CheckFailed(
                     f"POST /rollout ({mode}) answered {response.status_code}: {response.text[:200]}"
