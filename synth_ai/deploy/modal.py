@@ -89,7 +89,9 @@ def secrets(
 
     found = [modal.Secret.from_name(name) for name in settings.secret_names]
     if piped is not None:
-        values = {k: v for k, v in piped.items() if k in settings.secret_env and v}
+        values: dict[str, str | None] = {
+            k: v for k, v in piped.items() if k in settings.secret_env and v
+        }
         if values:
             found.append(modal.Secret.from_dict(values))
         sent = set(values)

@@ -250,9 +250,9 @@ class EvalRun:
                 self._report(result)
 
         workers = [asyncio.create_task(worker()) for _ in range(self.config.concurrency)]
-        stopper = asyncio.create_task(self.cancel.wait())
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(self.cancel.wait())
         try:
-            done = asyncio.gather(*workers)
+            done: asyncio.Future[Any] = asyncio.gather(*workers)
             await asyncio.wait({done, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if not done.done():  # canceled: stop sending and abandon what is in flight
                 for task in workers:

@@ -73,7 +73,7 @@ class JobEvent(BaseModel):
         if self.sse_name != "status":
             return None
         try:
-            return JobState(self.data.get("state"))
+            return JobState(str(self.data.get("state")))
         except ValueError:
             return None
 

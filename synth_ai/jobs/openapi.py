@@ -46,7 +46,11 @@ _ERROR_STATUSES = {
 }
 _AUTH_ERRORS = ("401", "503")
 # streams and artifact downloads also take a job's stream token (a browser cannot set headers)
-_READER_SECURITY = [{"ApiKeyHeader": []}, {"Bearer": []}, {"StreamToken": []}]
+_READER_SECURITY: list[dict[str, list[str]]] = [
+    {"ApiKeyHeader": []},
+    {"Bearer": []},
+    {"StreamToken": []},
+]
 _BODY_ERRORS = ("400", "413", "415", "422")
 # `types`: SSE names or dotted types, comma-separated, at most 32 (what the routes accept)
 _TYPE_NAME = rf"(?:{'|'.join(SSE_NAMES)}|[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+)"

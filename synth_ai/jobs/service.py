@@ -55,7 +55,7 @@ class JobsService:
         if artifacts_dir is None:
             path = self.log.url.path
             artifacts_dir = path.with_suffix(".artifacts") if path else DEFAULT_ARTIFACTS
-        self.artifacts = ArtifactStore(artifacts_dir)
+        self.artifacts = ArtifactStore(Path(artifacts_dir))
         self.token_secret = self.settings.token_secret or self.log.secret("sse_token")
         """Signs stream tokens: `SSE_TOKEN_SECRET`, else the one kept with the database."""
         self.leases = Leases(self.log, self.settings.lease_s)
@@ -318,9 +318,6 @@ class JobsService:
         job["streams"] = len(bus.subscribers) if bus is not None else 0
         return job
 
-    async def list(self, limit: int = 50, tenant: str | None = None) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.log.list_jobs, limit, tenant)
-
     def streams_of(self, tenant: str | None) -> int:
         """Open streams on the jobs of one tenant (no I/O)."""
         return sum(len(b.subscribers) for b in self._buses.values() if b.tenant == tenant)
@@ -346,3 +343,7 @@ class JobsService:
         if self._feed is not None:
             await asyncio.to_thread(self._feed.close)
         await asyncio.to_thread(self.log.close)
+
+    # named like the route it serves; last, so `list` means the builtin in the annotations above
+    async def list(self, limit: int = 50, tenant: str | None = None) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.log.list_jobs, limit, tenant)

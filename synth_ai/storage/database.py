@@ -12,7 +12,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 from .url import DatabaseURL
 
@@ -75,7 +75,7 @@ class Database(ABC):
     """One store's engine: connections, the DDL words, and what a refused statement raises."""
 
     url: DatabaseURL
-    ddl_words: Mapping[str, str]
+    ddl_words: ClassVar[Mapping[str, str]]
     errors: tuple[type[BaseException], ...]
     """What a statement raises when the database refuses it (a constraint, a bad value)."""
     outages: tuple[type[BaseException], ...]

@@ -26,9 +26,10 @@ def ensure_schema(database: Database, component: str, steps: Sequence[Step]) -> 
 
     Raises `StoreUnavailable` when the database cannot be reached or made.
     """
+    failures: tuple[type[BaseException], ...] = (OSError, *database.errors)
     try:
         return _run_steps(database, component, steps)
-    except (OSError, *database.errors) as exc:
+    except failures as exc:
         reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise StoreUnavailable(f"cannot open {database.url}: {reason}") from exc
 

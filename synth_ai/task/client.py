@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, overload
+from typing import TYPE_CHECKING, Any, Self, cast, overload
 
 import httpx
 
@@ -402,7 +402,8 @@ class SyncTaskAppClient:
     def task_info(
         self, seeds: int | Sequence[int] | None = None
     ) -> dict[str, Any] | TaskInfo | list[TaskInfo]:
-        return self._runner.run(self._client.task_info(seeds))
+        answer = self._runner.run(self._client.task_info(seeds))
+        return cast("dict[str, Any] | TaskInfo | list[TaskInfo]", answer)
 
     def rollout(self, request: RolloutRequest | dict[str, Any]) -> RolloutResponse:
         return self._runner.run(self._client.rollout(request))

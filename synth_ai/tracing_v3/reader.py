@@ -72,7 +72,8 @@ class TraceReader:
         since: datetime | None = None,
     ) -> list[dict[str, Any]]:
         """Session summaries, newest first, filtered by outcome reward, model and start time."""
-        where, params = ["1 = 1"], []
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
         if min_reward is not None:
             where.append("o.total_reward >= ?")
             params.append(min_reward)
@@ -138,7 +139,8 @@ class TraceReader:
             )
             for row in step_rows
         }
-        history, event_index = [], {}
+        history: list[TraceEvent] = []
+        event_index: dict[int, int] = {}
         for row in db.query(
             "SELECT id, timestep_id, payload FROM events WHERE session_id = ? ORDER BY id",
             [session_id],
