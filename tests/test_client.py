@@ -163,3 +163,13 @@ def test_sync_client_against_the_math_app(math_app_url: str, offline_policy_url:
         )
         assert response.metrics.outcome_score == 1.0
         assert response.pipeline_metadata["inference_url"].endswith("cid=sync-1")
+
+
+def test_sync_client_works_inside_a_running_event_loop(math_app_url: str) -> None:
+    """As in a notebook cell or an async framework's sync callback."""
+
+    async def inside() -> bool:
+        with SyncTaskAppClient(math_app_url, KEY) as client:
+            return bool(client.health()["healthy"])
+
+    assert asyncio.run(inside()) is True
