@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def app_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )
     (tmp_path / "factory_only.py").write_text(ECHO + "\nbuild_config = make('plain')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    registry.discover()  # installed apps stay registered after the test
     monkeypatch.setattr(registry, "_entries", dict(registry._entries))
     monkeypatch.setattr(registry, "_names", dict(registry._names))
     for name in ("single_app", "two_apps", "factory_only"):
@@ -143,3 +145,22 @@ def test_apps_lists_what_is_registered() -> None:
     result = CliRunner().invoke(main, ["apps"])
     assert result.exit_code == 0
     assert any(line.startswith("math ") for line in result.output.splitlines())
+
+
+def test_a_config_factory_that_raises_is_named_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "broken_app.py").write_text(
+        "def build_config():\n    raise RuntimeError('no dataset at /data')\n"
+    )
+    reference = f"{tmp_path / 'broken_app.py'}:build_config"
+    for verbose in ([], ["-v"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "synth_ai", *verbose, "serve", reference],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "ENVIRONMENT_API_KEY": KEY},
+        )
+        assert result.returncode == 1
+        assert "RuntimeError: no dataset at /data" in result.stderr
+        assert "build_config" in result.stderr
+        assert ("Traceback" in result.stderr) == bool(verbose)  # the traceback only with -v

@@ -21,6 +21,7 @@ from synth_ai.eval.verdict import INTERRUPTED, UNREACHABLE
 from synth_ai.jobs import JobEmitter, JobsService, JobState
 from synth_ai.offline_policy import OFFLINE_MODEL, create_offline_policy_app
 from synth_ai.task import TaskAppClient, create_task_app, get_task_app, serve_in_background
+from synth_ai.task.registry import ConfigFactoryFailed
 
 from .eval_report import print_summary, progress_bar
 
@@ -35,7 +36,11 @@ def serve_target(stack: contextlib.ExitStack, target: str) -> str:
         raise click.UsageError(str(exc.args[0])) from None
     if not os.environ.get("ENVIRONMENT_API_KEY"):
         os.environ["ENVIRONMENT_API_KEY"] = secrets.token_urlsafe(24)  # this process only
-    return stack.enter_context(serve_in_background(create_task_app(entry.config_factory())))
+    try:
+        config = entry.build()
+    except ConfigFactoryFailed as exc:
+        raise click.ClickException(str(exc)) from exc
+    return stack.enter_context(serve_in_background(create_task_app(config)))
 
 
 def _json_option(value: str | None, name: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import click
 from synth_ai.task import run_task_app
 from synth_ai.task.auth import configured_keys
 from synth_ai.task.connections import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_ENV
-from synth_ai.task.registry import get_task_app
+from synth_ai.task.registry import ConfigFactoryFailed, get_task_app
 from synth_ai.tracing_v3.settings import (
     DB_VAR,
     ENABLED_VAR,
@@ -20,6 +21,8 @@ from synth_ai.tracing_v3.settings import (
 
 from .env_file import load_env_files
 from .trace_store import location_from_environment, require_engine, trace_target
+
+logger = logging.getLogger("synth_ai.cli")
 
 
 @click.command()
@@ -77,8 +80,19 @@ def serve(
         get_task_app(app)  # a reference that names no app stops here, saying why
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None
+    except ConfigFactoryFailed as exc:
+        raise _factory_failed(exc) from None
     if not configured_keys():
         click.echo(
             "Warning: ENVIRONMENT_API_KEY is not set; protected routes will answer 503.", err=True
         )
-    run_task_app(app, host=host, port=port, reload=reload, max_connections=max_connections)
+    try:
+        run_task_app(app, host=host, port=port, reload=reload, max_connections=max_connections)
+    except ConfigFactoryFailed as exc:
+        raise _factory_failed(exc) from None
+
+
+def _factory_failed(exc: ConfigFactoryFailed) -> click.ClickException:
+    """One line naming the app and the exception; its traceback only with `synth-ai -v`."""
+    logger.debug("the config factory's traceback", exc_info=exc.__cause__)
+    return click.ClickException(str(exc))

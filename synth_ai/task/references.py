@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from .config import TaskAppConfig
-from .registry import TaskAppEntry, registry
+from .registry import ConfigFactoryFailed, TaskAppEntry, registry
 
 
 class AppNotFound(KeyError):
@@ -57,7 +57,12 @@ def entry_of(value: Any, where: str) -> TaskAppEntry:
         config = value
         return TaskAppEntry(config.app_id, lambda: config, description=config.description)
     if callable(value):
-        made = value()
+        try:
+            made = value()
+        except Exception as exc:
+            raise ConfigFactoryFailed(
+                f"{where}: the config factory raised {type(exc).__name__}: {exc}"
+            ) from exc
         if isinstance(made, TaskAppEntry):
             return made
         if isinstance(made, TaskAppConfig):

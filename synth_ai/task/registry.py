@@ -15,6 +15,10 @@ logger = logging.getLogger("synth_ai.task.registry")
 ENTRY_POINT_GROUP = "synth_ai.task_apps"
 
 
+class ConfigFactoryFailed(Exception):
+    """An app's config factory raised; the message names the app and the exception."""
+
+
 @dataclass(frozen=True, slots=True)
 class TaskAppEntry:
     """A task app by name: how to build its config, and the names it answers to."""
@@ -23,6 +27,16 @@ class TaskAppEntry:
     config_factory: Callable[[], TaskAppConfig]
     description: str = ""
     aliases: tuple[str, ...] = ()
+
+    def build(self) -> TaskAppConfig:
+        """The app's config; `ConfigFactoryFailed` (chained to the original) if the factory
+        raises, so a command can say which app failed and how in one line."""
+        try:
+            return self.config_factory()
+        except Exception as exc:
+            raise ConfigFactoryFailed(
+                f"task app {self.app_id!r}: its config factory raised {type(exc).__name__}: {exc}"
+            ) from exc
 
 
 class TaskAppRegistry:

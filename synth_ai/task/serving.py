@@ -84,7 +84,7 @@ def run_app(
 def app_from_environment() -> ASGIApp:
     """Factory for uvicorn's `--reload`: the app `SYNTH_TASK_APP` refers to."""
     entry = get_task_app(os.environ.get(APP_ENV_VAR, "math"))
-    return create_task_app(entry.config_factory())
+    return create_task_app(entry.build())
 
 
 def run_task_app(
@@ -112,7 +112,7 @@ def run_task_app(
             reload=True,
         )
     else:
-        app = create_task_app(entry.config_factory())
+        app = create_task_app(entry.build())
         run_app(app, host=host, port=port, max_connections=max_connections)
 
 
