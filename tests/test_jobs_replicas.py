@@ -70,7 +70,7 @@ async def read_all(urls: list[str], job_id: str) -> list[tuple[int, str, dict[st
                 async for sse in source.aiter_sse():
                     if sse.event == "end":
                         return seen
-                    if sse.id:
+                    if sse.id and sse.data:  # a keep-alive comment comes as an event with no data
                         seen.append((int(sse.id), sse.event, json.loads(sse.data)))
         except httpx.TransportError:
             continue  # this replica died: resume on the next

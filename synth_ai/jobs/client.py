@@ -239,8 +239,8 @@ async def stream_job(
                     if sse.event == "lagged":
                         logger.info("stream of %s lagged; resuming from %d", job_id, seen.last)
                         break
-                    if not sse.id or sse.event == "reset":
-                        continue
+                    if not sse.id or not sse.data or sse.event == "reset":
+                        continue  # httpx-sse turns a `: keep-alive` into an event with no data
                     event = JobEvent.from_wire(json.loads(sse.data))
                     if seen.add(event.seq):
                         yield event

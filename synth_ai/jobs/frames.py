@@ -70,9 +70,12 @@ async def stream_frames(
         if bus.state.terminal:
             closes_at = loop.time() + service.settings.end_grace_s
         while True:
-            timeout = heartbeat if closes_at is None else min(heartbeat, closes_at - loop.time())
+            grace_left = None if closes_at is None else closes_at - loop.time()
+            timeout = heartbeat if grace_left is None else min(heartbeat, grace_left)
             if timeout <= 0 or not await subscription.wait(timeout):
-                if closes_at is not None and loop.time() >= closes_at:
+                # the wait was for the grace to run out (timers may fire a little early, so
+                # the clock is not asked again): end, with no keep-alive just before it
+                if grace_left is not None and grace_left <= heartbeat:
                     yield control_frame("end", {"state": bus.state.value, "last_seq": bus.last_seq})
                     return
                 yield KEEP_ALIVE
