@@ -58,7 +58,7 @@ class JobsCliError(click.ClickException):
 
     def __init__(self, message: str, code: int) -> None:
         super().__init__(" ".join(message.split()))
-        self.exit_code = code
+        self.exit_code = code  # type: ignore[misc]  # click exits with the instance's code
 
 
 def server_options(retry_for_s: float) -> Any:
@@ -230,11 +230,13 @@ def serve(
     cors_origins: tuple[str, ...],
     max_connections: int | None,
 ) -> None:
-    """Serve the jobs API and event streams; it also runs `eval` jobs itself."""
+    """Serve the jobs API and event streams, and the dashboard at /ui/; it also runs `eval`
+    jobs itself. Prints a sign-in URL for the dashboard (single use, short-lived)."""
     from synth_ai.eval import EvalJobKind
     from synth_ai.jobs import create_jobs_app
     from synth_ai.storage import StoreUnavailable
     from synth_ai.task.serving import run_app
+    from synth_ai.ui import sign_in_banner
 
     try:
         app = create_jobs_app(
@@ -247,6 +249,7 @@ def serve(
         raise click.UsageError(str(exc)) from None
     except StoreUnavailable as exc:
         raise click.ClickException(str(exc)) from None
+    click.echo(sign_in_banner(app.state.signin, host, port, "Dashboard"))
     run_app(app, host=host, port=port, max_connections=max_connections)
 
 

@@ -1,4 +1,5 @@
-"""`synth-ai traces ...`: list, show and export what the trace store holds."""
+"""`synth-ai traces ...`: list, show, export and serve (in a browser) what the trace store
+holds."""
 
 from __future__ import annotations
 
@@ -102,3 +103,28 @@ def export_sft(out: Path, db: str | None, min_reward: float | None, model: str |
             model=model,
         )
     click.echo(f"wrote {count} example(s) to {out}")
+
+
+@traces.command("serve")
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8003, show_default=True, type=click.IntRange(0, 65535))
+def serve(db: str | None, host: str, port: int) -> None:
+    """Serve the trace viewer: sessions filtered by reward and model, each as a transcript,
+    and SFT export. Prints a sign-in URL (single use, short-lived)."""
+    from synth_ai.task.auth import PRIMARY_KEY_VAR, configured_keys
+    from synth_ai.task.serving import run_app
+    from synth_ai.ui import create_traces_app, sign_in_banner
+
+    if not configured_keys():
+        raise click.ClickException(
+            f"the trace viewer signs people in with the operator's key: set {PRIMARY_KEY_VAR}"
+        )
+    with _reader(db) as reader:  # refuse a missing file or an unreachable server now
+        url = reader.url
+    try:
+        app = create_traces_app(url)
+    except ValueError as exc:  # a setting refused at startup; the message names it
+        raise click.UsageError(str(exc)) from None
+    click.echo(sign_in_banner(app.state.signin, host, port, "Trace viewer"))
+    run_app(app, host=host, port=port)

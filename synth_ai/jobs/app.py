@@ -16,6 +16,7 @@ from synth_ai.storage import DatabaseURL
 from synth_ai.task.errors import EXCEPTION_HANDLERS
 from synth_ai.task.server import standard_middleware
 
+from .dashboard import Dashboard
 from .openapi import build_openapi
 from .routes import JobKind, JobsRoutes
 from .service import DEFAULT_JOBS_DB, JobsService
@@ -37,11 +38,13 @@ def create_jobs_app(
 
     `artifacts_dir`: where job files go (default beside a SQLite file, else
     `traces/jobs.artifacts`). `kinds` adds job kinds the server runs itself
-    (`synth_ai.eval.EvalJobKind()` for `eval`).
+    (`synth_ai.eval.EvalJobKind()` for `eval`). The dashboard is served at `/ui/`;
+    `app.state.signin` issues its sign-in links.
     """
     tenant_keys()  # a malformed SYNTH_JOBS_TENANT_KEYS stops the server now, naming it
     service = JobsService(db, settings, artifacts_dir)
     routes = JobsRoutes(service, kinds)
+    dashboard = Dashboard(service)
 
     async def root(request: Request) -> Response:
         return JSONResponse(
@@ -66,9 +69,10 @@ def create_jobs_app(
         Route("/", root, methods=["GET", "HEAD"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         *routes.public,
+        *dashboard.public,
     ]
     app = Starlette(
-        routes=[*public, *routes.protected],
+        routes=[*public, *routes.protected, *dashboard.protected],
         middleware=standard_middleware(
             max_request_bytes=4 * 1024 * 1024,
             cors_origins=cors_origins,
@@ -81,4 +85,5 @@ def create_jobs_app(
         lifespan=lifespan,
     )
     app.state.jobs = service
+    app.state.signin = dashboard.signin
     return app

@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from synth_ai.batch_writer import BatchWriter
-from synth_ai.storage import Connection, Database, DatabaseURL, ensure_schema, open_database
+from synth_ai.storage import (
+    Connection,
+    Database,
+    DatabaseURL,
+    Step,
+    ensure_schema,
+    open_database,
+)
 
 from .models import EventIn, JobEvent, JobState, finite_json, sse_name
 
@@ -71,11 +78,14 @@ def _add_tenant(connection: Connection, database: Database) -> None:
         connection.execute("ALTER TABLE jobs ADD COLUMN tenant TEXT")
 
 
-STEPS = [
+STEPS: list[Step] = [
     FIRST_SCHEMA,
     _add_tenant,
     "ALTER TABLE jobs ADD COLUMN lease_owner TEXT;"
     "ALTER TABLE jobs ADD COLUMN lease_expires_at {REAL}",
+    # single-use tokens (the dashboard's login links) spent on any replica, kept until expiry
+    "CREATE TABLE IF NOT EXISTS spent_tokens (token_id TEXT PRIMARY KEY, "
+    "expires_at {REAL} NOT NULL)",
 ]
 
 
@@ -231,6 +241,18 @@ class JobEventLog:
             (row,) = connection.query("SELECT value FROM server_secrets WHERE name = ?", [name])
         return bytes(row["value"])
 
+    def spend_once(self, token_id: str, expires_at: float) -> bool:
+        """Record a single-use token as spent; False when it was already, here or at any
+        replica on this database. Rows past their expiry are dropped on the way."""
+        with self.database.reading() as connection:
+            connection.execute("DELETE FROM spent_tokens WHERE expires_at < ?", [time.time()])
+            rows = connection.query(
+                "INSERT INTO spent_tokens (token_id, expires_at) VALUES (?, ?) "
+                "ON CONFLICT (token_id) DO NOTHING RETURNING token_id",
+                [token_id, expires_at],
+            )
+        return bool(rows)
+
     # --- leases of server-run jobs ---------------------------------------------------------
 
     def renew_leases(self, owner: str, job_ids: Sequence[str], ttl_s: float) -> None:
@@ -328,7 +350,7 @@ class JobEventLog:
     # --- the writer thread -----------------------------------------------------------------
 
     def _write(self, appends: list[Append]) -> list[list[JobEvent] | BaseException]:
-        refused = (
+        refused: tuple[type[BaseException], ...] = (
             JobNotFound,
             JobFinished,
             LeaseHeld,

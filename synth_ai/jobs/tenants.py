@@ -4,6 +4,11 @@
 `SYNTH_JOBS_TENANT_KEYS="tenant:key,tenant2:key2"` names tenant keys, each seeing only the jobs
 it created. Keys are read on every request (rotation needs no restart) and compared in constant
 time against every valid key; none is ever logged or answered.
+
+Where the app signs browsers in (`app.state.signin`, see `synth_ai.ui.signin`), a request that
+presents no key may instead carry a session cookie: it names the operator or a tenant who is
+still configured, and a state-changing request made with it must also carry the session's CSRF
+token. A presented key always decides on its own, exactly as without sessions.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
@@ -25,6 +31,9 @@ from synth_ai.task.auth import (
     presented_keys,
 )
 from synth_ai.task.errors import error_response
+
+if TYPE_CHECKING:
+    from synth_ai.ui.signin import Session, SignIn
 
 TENANT_KEYS_VAR = "SYNTH_JOBS_TENANT_KEYS"
 TENANT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -88,6 +97,16 @@ def identify(headers: Headers) -> Principal | None:
     return Principal(tenant) if tenant is not None else None
 
 
+def still_configured(tenant: str | None) -> bool:
+    """Whether a session's principal still has a key here (removing a tenant's key, or every
+    operator key, ends its sessions too)."""
+    return bool(configured_keys()) if tenant is None else tenant in tenant_keys().values()
+
+
+def _signin(scope: Scope) -> SignIn | None:
+    return getattr(getattr(scope.get("app"), "state", None), "signin", None)
+
+
 def principal_of(scope: Scope) -> Principal:
     """Who the auth middleware let in (the operator when no tenant middleware ran)."""
     principal = scope.get("state", {}).get("principal")
@@ -95,7 +114,8 @@ def principal_of(scope: Scope) -> Principal:
 
 
 class TenantAuthMiddleware(AuthMiddleware):
-    """The task apps' auth, plus tenant keys: lets a tenant in and says who it is."""
+    """The task apps' auth, plus tenant keys and browser sessions: lets a tenant in and says
+    who it is."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] == "OPTIONS" or self._is_public(scope):
@@ -103,6 +123,12 @@ class TenantAuthMiddleware(AuthMiddleware):
             return
         headers = Headers(scope=scope)
         principal = identify(headers)
+        signin = _signin(scope)
+        if principal is None and signin is not None and not presented_keys(headers):
+            session = signin.session_of(headers)
+            if session is not None and still_configured(session.tenant):
+                await self._with_session(signin, session, headers, scope, receive, send)
+                return
         if principal is None:
             # 401, or 503 when no key at all is configured (tenant keys count as configured)
             refusal = check_api_key(headers, scope["method"], scope["path"])
@@ -113,4 +139,22 @@ class TenantAuthMiddleware(AuthMiddleware):
             await refusal(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+    async def _with_session(
+        self,
+        signin: SignIn,
+        session: Session,
+        headers: Headers,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """In as the session's principal; a state-changing request also needs its CSRF token."""
+        reason = signin.csrf_refusal(session, scope["method"], headers)
+        if reason is not None:
+            await error_response(403, "csrf_failed", reason)(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        state["principal"], state["session"] = Principal(session.tenant), session
         await self.app(scope, receive, send)

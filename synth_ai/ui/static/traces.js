@@ -1,0 +1,54 @@
+// The trace viewer's list: sessions newest first, filtered by reward and model (the filter is
+// the page's query, so a filtered view can be bookmarked), and the SFT export of that filter.
+import { api, duration, el, fmt, onSignedOut, signIn } from "./common.js";
+
+const PAGE = 50;
+const params = new URLSearchParams(location.search);
+const filter = new URLSearchParams();
+for (const name of ["min_reward", "model"]) if (params.get(name)) filter.set(name, params.get(name));
+const $ = (id) => document.getElementById(id);
+let offset = 0;
+
+function row(s) {
+  const link = el("a", { href: `session.html?id=${encodeURIComponent(s.session_id)}` }, el("code", {}, s.session_id));
+  return el(
+    "tr",
+    { "data-session-id": s.session_id },
+    el("th", { scope: "row" }, link),
+    el("td", { class: "num reward" }, fmt(s.reward)),
+    el("td", {}, s.models.join(", ") || "–"),
+    el("td", { class: "num" }, fmt(s.tokens)),
+    el("td", { class: "num" }, duration(s.duration_s)),
+    el("td", { class: "num" }, fmt(s.steps)),
+    el("td", {}, el("time", { datetime: s.created_at }, new Date(s.created_at).toLocaleString())),
+  );
+}
+
+async function load() {
+  try {
+    const query = new URLSearchParams(filter);
+    query.set("limit", String(PAGE));
+    query.set("offset", String(offset));
+    const { sessions } = await api(`/api/traces/sessions?${query}`);
+    document.querySelector("#sessions tbody").append(...sessions.map(row));
+    offset += sessions.length;
+    $("count").textContent = `· ${offset} shown${filter.size ? " (filtered)" : ""}`;
+    $("more").hidden = sessions.length < PAGE;
+  } catch (error) {
+    if (!onSignedOut(error)) $("problem").textContent = `Cannot list sessions: ${error.message}`;
+  }
+}
+
+async function models() {
+  const { models } = await api("/api/traces/models");
+  const select = $("model");
+  select.append(...models.map((m) => el("option", { value: m }, m)));
+  select.value = filter.get("model") || "";
+}
+
+await signIn();
+$("min-reward").value = filter.get("min_reward") || "";
+$("export").href = `/api/traces/export.jsonl${filter.size ? `?${filter}` : ""}`;
+$("more").addEventListener("click", load);
+await models().catch((error) => onSignedOut(error));
+load();
