@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "synth_ai.cli.policy:policy",
         "Policies to roll out with, served locally.",
     ),
+    "init": (
+        "synth_ai.cli.init:init",
+        "Create NAME/: a multi-turn task app, its tests, pyproject.toml and a README.",
+    ),
     "apps": (
         "synth_ai.cli.apps:apps",
         "List the registered task apps (installed entry points and built-ins).",

@@ -104,7 +104,9 @@ class OfflinePolicy:
         if not isinstance(messages, list) or not messages:
             return _openai_error(400, "'messages' must be a non-empty list.")
         text = _text_of(messages)
-        answer = self.answer(text)
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        # the latest question first: in a multi-turn conversation that is the one asked now
+        answer = self.answer(_text_of(users[-1:])) or self.answer(text)
         tool = _chosen_tool(body.get("tools") or [], body.get("tool_choice"))
         number = next(self._ids)
         if tool is None:
