@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -129,6 +130,7 @@ def test_demo_runs_end_to_end_and_its_next_steps_work_pasted(tmp_path: Path) -> 
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "mean reward" in out and "offline stand-in for an LLM" in out
+    assert re.search(r"Watch it .*\n +http://127\.0\.0\.1:\d+/ui/#login=\S+", out)
     job_id = re.search(r"job (job_[0-9a-f]+)", out).group(1)
     assert f"trace DB: {tmp_path / 'synth_ai.db'}" in out
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 12
@@ -150,6 +152,32 @@ def test_demo_runs_end_to_end_and_its_next_steps_work_pasted(tmp_path: Path) -> 
     assert f"stream {job_id}" not in pasted.stderr
     assert "state=running" in pasted.stdout and "state=succeeded" in pasted.stdout
     assert len((tmp_path / "sft.jsonl").read_text().splitlines()) > 0
+
+
+DEMO = [sys.executable, "-m", "synth_ai", "demo"]
+
+
+def test_demo_keeps_serving_its_dashboard_until_ctrl_c(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [*DEMO, "--seeds", "2", "--pace", "0", "--keep-serving", "--dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "ENVIRONMENT_API_KEY"},
+    )
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if "serving until Ctrl-C" in line:
+            break
+    jobs_url = re.search(r"jobs server at (\S+)", "".join(seen)).group(1)
+    page = httpx.get(f"{jobs_url}/ui/")
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=60)
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    assert process.returncode == 0, "".join(seen) + rest
+    assert "Traceback" not in rest
 
 
 def hold_idle_connections(url: str, count: int) -> list[socket.socket]:

@@ -14,7 +14,9 @@ import os
 import secrets
 import shutil
 import sys
+import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
@@ -23,6 +25,7 @@ from synth_ai.eval import EvalConfig, EvalJobKind, read_results
 from synth_ai.jobs import create_jobs_app
 from synth_ai.offline_policy import OFFLINE_MODEL, create_offline_policy_app
 from synth_ai.task import create_task_app, get_task_app, serve_in_background
+from synth_ai.ui import sign_in_banner
 
 from .eval import run_remote
 from .eval_report import print_summary
@@ -46,6 +49,18 @@ OPENAI_URL = "https://api.openai.com/v1"
     help="With OPENAI_API_KEY set: use this real model instead of the offline policy.",
 )
 @click.option(
+    "--pace",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0, 60),
+    help="Seconds the offline policy takes per answer, so the run can be watched live.",
+)
+@click.option(
+    "--keep-serving",
+    is_flag=True,
+    help="Keep the servers (and the dashboard) up after the eval, until Ctrl-C.",
+)
+@click.option(
     "--dir",
     "out_dir",
     default="traces/demo",
@@ -53,7 +68,15 @@ OPENAI_URL = "https://api.openai.com/v1"
     type=click.Path(file_okay=False, path_type=Path),
     help="Where traces and results go.",
 )
-def demo(count: int, concurrency: int, error_rate: float, model: str | None, out_dir: Path) -> None:
+def demo(
+    count: int,
+    concurrency: int,
+    error_rate: float,
+    model: str | None,
+    pace: float,
+    keep_serving: bool,
+    out_dir: Path,
+) -> None:
     """Serve the math app, a policy and a jobs server on loopback; evaluate 50 seeds live."""
     console = Console(soft_wrap=True)  # paths and commands stay whole, to copy and paste
     for name in ("synth_ai.task.access", "synth_ai.jobs", "httpx"):
@@ -75,7 +98,7 @@ def demo(count: int, concurrency: int, error_rate: float, model: str | None, out
             console.print(f"policy: {model} at {OPENAI_URL}")
         else:
             model = OFFLINE_MODEL
-            policy = create_offline_policy_app(error_rate=error_rate)
+            policy = create_offline_policy_app(error_rate=error_rate, latency_s=pace)
             inference_url = stack.enter_context(serve_in_background(policy))
             console.print(f"policy: offline stand-in for an LLM at {inference_url}")
         app_url = stack.enter_context(serve_in_background(create_task_app(config)))
@@ -83,6 +106,9 @@ def demo(count: int, concurrency: int, error_rate: float, model: str | None, out
         jobs_app = create_jobs_app(out_dir / "jobs.db", kinds={"eval": EvalJobKind()})
         jobs_url = stack.enter_context(serve_in_background(jobs_app))
         console.print(f"jobs server at {jobs_url}")
+        where = urlsplit(jobs_url)
+        assert where.hostname is not None and where.port is not None
+        console.print(sign_in_banner(jobs_app.state.signin, where.hostname, where.port, "Watch it"))
         eval_config = EvalConfig(
             task_app_url=app_url,
             api_key=api_key,
@@ -92,6 +118,10 @@ def demo(count: int, concurrency: int, error_rate: float, model: str | None, out
             concurrency=concurrency,
         )
         job_id, summary = asyncio.run(run_remote(eval_config, jobs_url, api_key, results, console))
+        if keep_serving:
+            console.print("serving until Ctrl-C (the dashboard keeps the finished job)")
+            with contextlib.suppress(KeyboardInterrupt):
+                threading.Event().wait()
     # the servers have stopped: the trace writer has flushed everything
     if summary is None:
         raise click.ClickException(f"job {job_id} ended without a summary")

@@ -9,6 +9,7 @@ production.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import json
@@ -74,9 +75,12 @@ class SeenRequest:
 class OfflinePolicy:
     """Decides each answer; keeps the last requests it saw (bounded) for inspection."""
 
-    def __init__(self, error_rate: float = 0.0, seed: int = 0, history: int = 256) -> None:
+    def __init__(
+        self, error_rate: float = 0.0, seed: int = 0, history: int = 256, latency_s: float = 0.0
+    ) -> None:
         if not 0.0 <= error_rate <= 1.0:
             raise ValueError("error_rate must be within [0, 1]")
+        self.latency_s = latency_s
         self.error_rate = error_rate
         self.seed = seed
         self.requests_seen: deque[SeenRequest] = deque(maxlen=history)
@@ -103,6 +107,8 @@ class OfflinePolicy:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return _openai_error(400, "'messages' must be a non-empty list.")
+        if self.latency_s > 0:
+            await asyncio.sleep(self.latency_s)
         text = _text_of(messages)
         users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
         # the latest question first: in a multi-turn conversation that is the one asked now
@@ -153,9 +159,12 @@ class OfflinePolicy:
         )
 
 
-def create_offline_policy_app(error_rate: float = 0.0, seed: int = 0) -> Starlette:
-    """The offline stand-in as an ASGI app; `app.state.policy` is its `OfflinePolicy`."""
-    policy = OfflinePolicy(error_rate=error_rate, seed=seed)
+def create_offline_policy_app(
+    error_rate: float = 0.0, seed: int = 0, latency_s: float = 0.0
+) -> Starlette:
+    """The offline stand-in as an ASGI app; `app.state.policy` is its `OfflinePolicy`.
+    `latency_s`: how long each answer takes (the demo's pace, so a person can watch it)."""
+    policy = OfflinePolicy(error_rate=error_rate, seed=seed, latency_s=latency_s)
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", policy.chat_completions, methods=["POST"]),
