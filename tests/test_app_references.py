@@ -164,3 +164,11 @@ def test_a_config_factory_that_raises_is_named_in_one_line(tmp_path: Path) -> No
         assert "RuntimeError: no dataset at /data" in result.stderr
         assert "build_config" in result.stderr
         assert ("Traceback" in result.stderr) == bool(verbose)  # the traceback only with -v
+
+
+def test_check_takes_an_app_file_and_serves_it(app_dir: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["check", str(app_dir / "single_app.py"), "--offline-policy", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert '"passed": true' in result.output

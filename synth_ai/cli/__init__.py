@@ -43,7 +43,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "check": (
         "synth_ai.cli.check:check",
-        "Check the task app at URL; exit 0 only when every required check passes.",
+        "Check a task app (a URL, or an app served in-process); exit 0 only when every "
+        "required check passes.",
     ),
 }
 """name -> (module:attribute, the one-line help `--help` shows)."""

@@ -16,9 +16,11 @@ from synth_ai.offline_policy import OFFLINE_MODEL, create_offline_policy_app
 from synth_ai.task import serve_in_background
 from synth_ai.task.conformance import check_conformance
 
+from .app_target import serve_target
+
 
 @click.command()
-@click.argument("url")
+@click.argument("target", metavar="APP_OR_URL")
 @click.option("--api-key", default=None, help="The app's key (default: $ENVIRONMENT_API_KEY).")
 @click.option("--seeds", "seed_spec", default="0-2", show_default=True)
 @click.option("--inference-url", default=None, help="A policy for the rollout checks.")
@@ -26,7 +28,7 @@ from synth_ai.task.conformance import check_conformance
 @click.option("--offline-policy", is_flag=True, help="Use the offline stand-in policy.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check(
-    url: str,
+    target: str,
     api_key: str | None,
     seed_spec: str,
     inference_url: str | None,
@@ -34,15 +36,17 @@ def check(
     offline_policy: bool,
     as_json: bool,
 ) -> None:
-    """Check the task app at URL; exit 0 only when every required check passes."""
-    key = api_key or os.environ.get("ENVIRONMENT_API_KEY")
-    if not key:
-        raise click.UsageError("pass --api-key or set ENVIRONMENT_API_KEY")
+    """Check a task app (a URL, or an app served in-process); exit 0 only when every required
+    check passes."""
     try:
         seeds = parse_seeds(seed_spec)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--seeds") from None
     with contextlib.ExitStack() as stack:
+        url = serve_target(stack, target)
+        key = api_key or os.environ.get("ENVIRONMENT_API_KEY")
+        if not key:
+            raise click.UsageError("pass --api-key or set ENVIRONMENT_API_KEY")
         if offline_policy:
             inference_url = stack.enter_context(serve_in_background(create_offline_policy_app()))
             model = model or OFFLINE_MODEL

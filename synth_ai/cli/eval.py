@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import signal
 from pathlib import Path
 from typing import Any
@@ -20,27 +19,10 @@ from synth_ai.eval.job_kind import RESULTS_NAME
 from synth_ai.eval.verdict import INTERRUPTED, UNREACHABLE
 from synth_ai.jobs import JobEmitter, JobsService, JobState
 from synth_ai.offline_policy import OFFLINE_MODEL, create_offline_policy_app
-from synth_ai.task import TaskAppClient, create_task_app, get_task_app, serve_in_background
-from synth_ai.task.registry import ConfigFactoryFailed
+from synth_ai.task import TaskAppClient, serve_in_background
 
+from .app_target import serve_target
 from .eval_report import print_summary, progress_bar
-
-
-def serve_target(stack: contextlib.ExitStack, target: str) -> str:
-    """A URL as given, or a registered app served in this process on a free loopback port."""
-    if target.startswith(("http://", "https://")):
-        return target.rstrip("/")
-    try:
-        entry = get_task_app(target)
-    except KeyError as exc:
-        raise click.UsageError(str(exc.args[0])) from None
-    if not os.environ.get("ENVIRONMENT_API_KEY"):
-        os.environ["ENVIRONMENT_API_KEY"] = secrets.token_urlsafe(24)  # this process only
-    try:
-        config = entry.build()
-    except ConfigFactoryFailed as exc:
-        raise click.ClickException(str(exc)) from exc
-    return stack.enter_context(serve_in_background(create_task_app(config)))
 
 
 def _json_option(value: str | None, name: str) -> dict[str, Any]:
