@@ -17,11 +17,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check synth_ai examples tests bench modal_entry.py
+	$(BIN)/mypy synth_ai
 	$(BIN)/python -m pytest
 
 # Each script measures ratios in one run and rewrites its section of bench/RESULTS.md.
 bench: $(STAMP)
 	$(BIN)/python -m bench.tracing_overhead
+	$(BIN)/python -m bench.trace_fleet
 	$(BIN)/python -m bench.durability
 	$(BIN)/python -m bench.sse_fanout
 	$(BIN)/python -m bench.eval_throughput

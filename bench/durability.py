@@ -1,10 +1,15 @@
 """Events acknowledged per second by the jobs API now that a 201 means committed, against the
-version before (commit b82202a), which answered before writing; measured in the same run.
+version before (commit b82202a), which answered before writing, and this checkout on PostgreSQL;
+measured in the same run.
 
 This checkout's jobs server runs forked, as the other benches' servers do. The previous version
 runs from a git worktree of BEFORE in a temp dir, in a fresh interpreter of this venv with the
 worktree first on PYTHONPATH (the child reports which `synth_ai` it imported, and it is checked).
 Without git history (a source tarball) the "before" rows are skipped with a note.
+
+PostgreSQL: a fresh database per round on the server of $SYNTH_BENCH_POSTGRES_URL (default
+postgresql://postgres@127.0.0.1:5432/test), dropped afterwards; without a server (or psycopg) its
+rows are skipped with a note. Its acknowledged events are counted in the database as SQLite's are.
 
 Tracing with durable acknowledgement (a traced /rollout answers after its session commits) is
 measured by bench/tracing_overhead.py; run it too (`make bench` does).
@@ -12,15 +17,19 @@ measured by bench/tracing_overhead.py; run it too (`make bench` does).
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from textwrap import fill
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -35,6 +44,56 @@ DURATION_S = 4.0
 BATCH = 100
 # name -> (events per post, concurrent producers)
 LOADS = {"single events": (1, 16), f"{BATCH}-event batches": (BATCH, 4)}
+HEADER = (
+    "| server | store | load | producers | posts/s | events/s | p50 ms | p99 ms | errors "
+    "| unwritten | lost |\n" + "|---" * 11 + "|"
+)
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+Store = Path | str  # a SQLite file, or a postgresql:// URL
+
+
+def admin_url() -> str:
+    return os.environ.get("SYNTH_BENCH_POSTGRES_URL") or DEFAULT_ADMIN_URL
+
+
+def postgres_server() -> str:
+    """The admin URL's host and port (never its password)."""
+    parts = urlsplit(admin_url())
+    return f"{parts.hostname}:{parts.port or 5432}"
+
+
+def postgres_settings() -> str | None:
+    """The server's version and commit settings; None (saying why) when none can be reached."""
+    try:
+        import psycopg
+    except ImportError:
+        print("psycopg is not installed (the postgres extra): PostgreSQL is not measured")
+        return None
+    try:
+        with psycopg.connect(admin_url(), autocommit=True, connect_timeout=5) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]
+            commit = conn.execute("SHOW synchronous_commit").fetchone()[0]
+            fsync = conn.execute("SHOW fsync").fetchone()[0]
+    except psycopg.Error as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"no PostgreSQL at {postgres_server()}: {reason[:200]}: PostgreSQL is not measured")
+        return None
+    return f"PostgreSQL {version} (synchronous_commit={commit}, fsync={fsync})"
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new, empty database on the admin URL's server, dropped afterwards."""
+    import psycopg
+
+    name = f"synth_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(admin_url())._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(admin_url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass
@@ -45,10 +104,10 @@ class Run:
     on_disk_after_stop: int = 0  # ... once the server has shut down
 
 
-def jobs_app(db_path: str) -> object:
+def jobs_app(db: str, artifacts_dir: str | None = None) -> object:
     from synth_ai.jobs import create_jobs_app
 
-    return create_jobs_app(db_path)
+    return create_jobs_app(db, artifacts_dir=artifacts_dir)
 
 
 def event_body(size: int) -> Callable[[int], dict]:
@@ -59,7 +118,14 @@ def event_body(size: int) -> Callable[[int], dict]:
     }
 
 
-def count_events(db: Path, job_id: str) -> int:
+def count_events(db: Store, job_id: str) -> int:
+    if isinstance(db, str):
+        import psycopg
+
+        with psycopg.connect(db) as conn:
+            return conn.execute(
+                "SELECT COUNT(*) FROM job_events WHERE job_id = %s", [job_id]
+            ).fetchone()[0]
     connection = sqlite3.connect(db, timeout=30)
     try:
         return connection.execute(
@@ -69,7 +135,7 @@ def count_events(db: Path, job_id: str) -> int:
         connection.close()
 
 
-def measure(url: str, db: Path) -> dict[str, tuple[str, Run]]:
+def measure(url: str, db: Store) -> dict[str, tuple[str, Run]]:
     runs = {}
     for name, (size, producers) in LOADS.items():
         job = httpx.post(f"{url}/api/jobs", json={"kind": "custom"}, headers={"X-API-Key": KEY})
@@ -90,20 +156,54 @@ def measure(url: str, db: Path) -> dict[str, tuple[str, Run]]:
     return runs
 
 
-def finish(runs: dict[str, tuple[str, Run]], db: Path) -> dict[str, Run]:
-    """After the server stopped: how many events its file holds."""
+def finish(runs: dict[str, tuple[str, Run]], db: Store) -> dict[str, Run]:
+    """After the server stopped: how many events its file (or database) holds."""
     for job_id, run in runs.values():
         run.on_disk_after_stop = count_events(db, job_id)
     return {name: run for name, (_, run) in runs.items()}
 
 
-def this_server(db: Path) -> AbstractContextManager[str]:
-    return server_process(lambda: jobs_app(str(db)), {"ENVIRONMENT_API_KEY": KEY})
+def this_server(db: Store, artifacts_dir: Path) -> AbstractContextManager[str]:
+    return server_process(
+        lambda: jobs_app(str(db), str(artifacts_dir)), {"ENVIRONMENT_API_KEY": KEY}
+    )
 
 
 @contextmanager
-def before_worktree() -> Iterator[Path | None]:
-    """A detached worktree of BEFORE in a temp dir (removed afterwards), or None without git."""
+def store_for(postgres: bool, file: Path) -> Iterator[Store]:
+    """A fresh store: a new PostgreSQL database (dropped afterwards), else the SQLite `file`."""
+    if not postgres:
+        yield file
+        return
+    with fresh_database() as url:
+        yield url
+
+
+def missing_requirements(tree: Path) -> list[str]:
+    """The dependencies in the tree's pyproject.toml that this interpreter has no distribution of
+    (sqlite-utils, which BEFORE needs and this checkout no longer installs)."""
+    import re
+    import tomllib
+    from importlib import metadata
+
+    project = tomllib.loads((tree / "pyproject.toml").read_text())["project"]
+    missing = []
+    for requirement in project.get("dependencies", []):
+        name = re.match(r"[A-Za-z0-9._-]+", requirement)
+        try:
+            metadata.distribution(name.group(0) if name else requirement)
+        except metadata.PackageNotFoundError:
+            missing.append(requirement)
+    return missing
+
+
+@contextmanager
+def before_worktree(skipped: list[str]) -> Iterator[tuple[Path, str] | None]:
+    """A detached worktree of BEFORE in a temp dir (removed afterwards) and the PYTHONPATH its
+    server runs with; or None, with the reason appended to `skipped`.
+
+    The dependencies of BEFORE that this venv lacks are installed (with theirs) by this venv's
+    pip into a folder of the temp dir, after the worktree on that PYTHONPATH."""
     try:
         found = subprocess.run(
             ["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet", f"{BEFORE}^{{commit}}"],
@@ -112,6 +212,7 @@ def before_worktree() -> Iterator[Path | None]:
     except OSError:
         found = None
     if found is None or found.returncode != 0:
+        skipped.append("no git history here (a source tarball?)")
         yield None
         return
     tmp = Path(tempfile.mkdtemp(prefix="bench-before-"))
@@ -121,7 +222,33 @@ def before_worktree() -> Iterator[Path | None]:
         check=True,
     )
     try:
-        yield tree
+        path = [str(tree)]
+        missing = missing_requirements(tree)
+        if missing:
+            deps = tmp / "deps"
+            print(f"before: installing {', '.join(missing)} (not in this venv) into {deps}")
+            installed = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--target",
+                    str(deps),
+                    *missing,
+                ],
+                capture_output=True,
+                text=True,
+            )
+            if installed.returncode != 0:
+                reason = (installed.stderr.strip().splitlines() or ["pip failed"])[-1][:200]
+                skipped.append(f"its dependencies {', '.join(missing)} could not be installed")
+                print(f"before: pip install failed: {reason}")
+                yield None
+                return
+            path.append(str(deps))
+        yield tree, os.pathsep.join(path)
     finally:
         subprocess.run(
             ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False
@@ -130,10 +257,10 @@ def before_worktree() -> Iterator[Path | None]:
 
 
 @contextmanager
-def before_server(tree: Path, db: Path, checked: list[str]) -> Iterator[str]:
+def before_server(tree: Path, pythonpath: str, db: Path, checked: list[str]) -> Iterator[str]:
     """The jobs server of the worktree; its stderr (a warning per event it drops) goes to a file
     next to `db`, summarised here."""
-    env = {"ENVIRONMENT_API_KEY": KEY, "PYTHONPATH": str(tree)}
+    env = {"ENVIRONMENT_API_KEY": KEY, "PYTHONPATH": pythonpath}
     log = db.with_suffix(".stderr")
     with (
         log.open("w") as stderr,
@@ -187,25 +314,39 @@ def main() -> None:
 
     label = checkout()
     print(f"this checkout ({label}): synth_ai from {synth_ai.__file__}", flush=True)
-    now, before = "this checkout", f"before ({BEFORE})"
+    # a variant is (server, store)
+    now, before = ("this checkout", "SQLite"), (f"before ({BEFORE})", "SQLite")
+    now_pg = ("this checkout", "PostgreSQL")
+    files = {now: "now", before: "before", now_pg: "now-pg"}
+    settings = postgres_settings()
+    skipped: list[str] = []
     work = Path(tempfile.mkdtemp(prefix="bench-durability-"))
-    rounds: dict[str, list[dict[str, Run]]] = {now: []}
+    rounds: dict[tuple[str, str], list[dict[str, Run]]] = {now: []}
     try:
-        with before_worktree() as tree:
-            if tree is not None:
+        with before_worktree(skipped) as worktree:
+            if worktree is not None:
                 rounds[before] = []
+            if settings is not None:
+                rounds[now_pg] = []
             checked: list[str] = []
-            for n in range(ROUNDS):  # alternate, so drift in the machine hits both alike
+            for n in range(ROUNDS):  # alternate, so drift in the machine hits all alike
                 for variant in rounds:
-                    db = work / f"{'now' if variant == now else 'before'}-{n}.db"
-                    server = (
-                        this_server(db)
-                        if tree is None or variant == now
-                        else before_server(tree, db, checked)
+                    file = work / f"{files[variant]}-{n}.db"
+                    with store_for(variant == now_pg, file) as db:
+                        server = (
+                            before_server(*worktree, file, checked)
+                            if worktree is not None and variant == before
+                            else this_server(db, file.with_suffix(".artifacts"))
+                        )
+                        with server as url:
+                            runs = measure(url, db)
+                        rounds[variant].append(finish(runs, db))
+                    done = rounds[variant][-1].items()
+                    print(
+                        f"round {n + 1}, {variant[0]} on {variant[1]}: "
+                        + ", ".join(f"{k} {r.result.rps:.0f} posts/s" for k, r in done),
+                        flush=True,
                     )
-                    with server as url:
-                        runs = measure(url, db)
-                    rounds[variant].append(finish(runs, db))
         fs = filesystem(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -215,36 +356,39 @@ def main() -> None:
         for variant, per_round in rounds.items()
     }
     rows = []
-    for variant, by_load in results.items():
+    for (server, store), by_load in results.items():
         for name, run in by_load.items():
             size = LOADS[name][0]
             r = run.result
             unwritten = run.acked - run.on_disk_at_end
             lost = run.acked - run.on_disk_after_stop
             rows.append(
-                f"| {variant} | {name} | {LOADS[name][1]} | {r.rps:.0f} | {r.rps * size:.0f} "
-                f"| {r.percentile(50):.1f} | {r.percentile(99):.1f} | {r.errors} "
-                f"| {unwritten} | {lost} |"
+                f"| {server} | {store} | {name} | {LOADS[name][1]} | {r.rps:.0f} "
+                f"| {r.rps * size:.0f} | {r.percentile(50):.1f} | {r.percentile(99):.1f} "
+                f"| {r.errors} | {unwritten} | {lost} |"
             )
     table = "\n".join(rows)
     losses = "".join(
         "\n\n"
         + wrap(
-            f"**{variant}, {name}: {run.acked - run.on_disk_after_stop} of {run.acked} "
+            f"**{server} on {store}, {name}: {run.acked - run.on_disk_after_stop} of {run.acked} "
             f"acknowledged events were never written** "
             f"({(run.acked - run.on_disk_after_stop) / run.acked:.0%}; the median round)."
         )
-        for variant, by_load in results.items()
+        for (server, store), by_load in results.items()
         for name, run in by_load.items()
         if run.acked > run.on_disk_after_stop
     )
-    if len(results) > 1:
-        ratios = ", ".join(
-            f"{name} **{results[now][name].result.rps / results[before][name].result.rps:.2f}x**"
+
+    def ratios(top: tuple[str, str], bottom: tuple[str, str]) -> str:
+        return ", ".join(
+            f"{name} **{results[top][name].result.rps / results[bottom][name].result.rps:.2f}x**"
             for name in LOADS
         )
+
+    if before in results:
         before_note = (
-            f"**Events/s now / before:** {ratios}.\n\n"
+            f"**Events/s now / before (both on SQLite):** {ratios(now, before)}.\n\n"
             f"Before ({BEFORE}) the server acknowledged an event before writing it: the 201 came "
             "once the event was queued, and a batching thread wrote it later (batches of up to "
             "500, collected for at most 100 ms). When its 10,000-event queue was full it dropped "
@@ -254,26 +398,43 @@ def main() -> None:
         )
         before_note = "\n\n".join(wrap(part) for part in before_note.split("\n\n"))
     else:
-        before_note = wrap(
-            f"No git history here (a source tarball?), so the version before ({BEFORE}) was not "
-            "measured."
+        before_note = wrap(f"The version before ({BEFORE}) was not measured: {'; '.join(skipped)}.")
+    if settings is not None:
+        postgres = wrap(
+            f"PostgreSQL: {settings}, on this machine (sharing its cores with the server and "
+            "the producers), a fresh database per round."
+        )
+        postgres_note = wrap(
+            f"**Events/s this checkout on PostgreSQL / on SQLite:** {ratios(now_pg, now)}. "
+            "Every acknowledged event of both engines was counted in the database once the "
+            'server had stopped ("lost" above).'
+        )
+    else:
+        postgres = "PostgreSQL: not measured."
+        postgres_note = wrap(
+            f"PostgreSQL was not measured: no server answered at {postgres_server()} (set "
+            "SYNTH_BENCH_POSTGRES_URL), or psycopg is not installed."
         )
     record(
         "durability",
         f"""
 `POST /api/jobs/{{id}}/events` on a jobs server over SQLite on {fs} (WAL, synchronous=NORMAL, as
-before this change: a commit survives the process being killed, not a power cut); each server in its
-own process under the same uvicorn settings, producers on keep-alive connections, one job per
-load; {WARMUP_S:g} s warm-up then {DURATION_S:g} s measured; the median of {ROUNDS} alternating
-rounds shown. Latency is per post. "Unwritten" counts the load's acknowledged events not yet
-committed when its last answer arrived (a snapshot); "lost", those still missing once the server
-had shut down. "This checkout" was {label}.
+before this change: a commit survives the process being killed, not a power cut), and this
+checkout's over PostgreSQL; each server in its own process under the same uvicorn settings,
+producers on keep-alive connections, one job per load; {WARMUP_S:g} s warm-up then
+{DURATION_S:g} s measured; the median of {ROUNDS} alternating rounds shown. Latency is per post.
+"Unwritten" counts the load's acknowledged events not yet committed when its last answer arrived
+(a snapshot); "lost", those still missing once the server had shut down. "This checkout" was
+{label}.
 
-| server | load | producers | posts/s | events/s | p50 ms | p99 ms | errors | unwritten | lost |
-|---|---|---|---|---|---|---|---|---|---|
+{postgres}
+
+{HEADER}
 {table}{losses}
 
 {before_note}
+
+{postgres_note}
 
 Tracing with durable acknowledgement (a traced /rollout answers after its session commits):
 see "tracing overhead".

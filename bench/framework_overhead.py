@@ -1,56 +1,105 @@
-"""/rollout throughput with a trivial executor: this framework versus a bare Starlette handler
-returning the same JSON, and versus the same app on the published `synth-ai==0.2.24`; plus
-/health throughput and p99 under 64 connections.
+"""/rollout throughput with a trivial executor, against bare handlers and published peers.
 
-Goals (DESIGN.md 8): at least 0.85x the bare handler and at least 2x the published framework.
-The published release is installed by this script into bench/.cache/published.
+Servers, each alone on one core (the load generators on another, when there are two):
+- this framework;
+- a bare Starlette handler answering the same bytes (parses the JSON, writes a fixed answer);
+- a bare Starlette handler that validates the request and writes the response with this
+  project's contract models: the least a correct task app does;
+- the same app on the published `synth-ai==0.2.24`;
+- OpenEnv's published server (`openenv-core`), a trivial environment on `POST /step`.
+Every server runs under the same uvicorn, once on its pure-Python parts (asyncio, h11) and once
+on uvloop and httptools (the `standard` extra), each load measured by the in-repo load generator
+and cross-checked by wrk. The per-request work of the in-repo apps is also timed in-process (no
+server, no sockets): the gap between them is what the framework costs.
+
+Goals (DESIGN.md 8): at least 0.90x the validating bare handler, 3x synth-ai 0.2.24 and 2x
+openenv-core. The peers are installed by this script into virtualenvs under bench/.cache.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import importlib.metadata
 import os
-import socket
+import shutil
+import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from bench.harness import LoadResult, load, median_run, record, server_process
+from bench.harness import (
+    FAST,
+    LOAD_CORE,
+    PURE,
+    SERVER_CORE,
+    LoadResult,
+    Served,
+    ServerSetup,
+    WrkResult,
+    cpu_seconds,
+    foreign_server,
+    forked_server,
+    in_process_us,
+    load,
+    median_run,
+    pinning,
+    record,
+    wrk_load,
+)
 
 KEY = "bench-key"
 PUBLISHED = "synth-ai==0.2.24"
+OPENENV = "openenv-core==0.3.0"
 CACHE = Path(__file__).with_name(".cache")
 PUBLISHED_VENV = CACHE / "published"
-ROUNDS = 3
+OPENENV_VENV = CACHE / "openenv"
+FAST_PARTS = CACHE / "standard"
+"""uvloop and httptools, installed with `pip --target` for the peers' interpreters: their
+virtualenvs stay as published (import_cost.py measures the published one's footprint)."""
+ROUNDS = 5
 CONCURRENCY = 32
+WARMUP_S = 1.0
+DURATION_S = 3.0
+THIS, BARE, VALIDATING, OPENENV_NAME = (
+    "synth-ai (this)",
+    "bare Starlette",
+    "bare Starlette, validating",
+    "openenv-core 0.3.0",
+)
+GOALS = {VALIDATING: 0.90, PUBLISHED: 3.0, OPENENV_NAME: 2.0}
 
 
-def trivial_response(run_id: str, seed: int | None) -> dict:
-    return {
-        "run_id": run_id,
-        "trajectories": [
-            {
-                "env_id": "trivial",
-                "policy_id": "p",
-                "length": 1,
-                "steps": [{"obs": {"seed": seed}, "tool_calls": [], "reward": 1.0, "done": True}],
-            }
+# --- the apps -----------------------------------------------------------------------------------
+
+
+def trivial_response(run_id: str | None, seed: int | None) -> Any:
+    """The trivial executor's answer, built with the contract models (as 0.2.24's app does)."""
+    from synth_ai.task import RolloutMetrics, RolloutResponse, RolloutStep, RolloutTrajectory
+
+    return RolloutResponse(
+        run_id=run_id,
+        trajectories=[
+            RolloutTrajectory(
+                env_id="trivial",
+                policy_id="p",
+                length=1,
+                steps=[RolloutStep(obs={"seed": seed}, tool_calls=[], reward=1.0, done=True)],
+            )
         ],
-        "metrics": {
-            "episode_returns": [1.0],
-            "mean_return": 1.0,
-            "num_steps": 1,
-            "outcome_score": 1.0,
-        },
-    }
+        metrics=RolloutMetrics(
+            episode_returns=[1.0], mean_return=1.0, num_steps=1, outcome_score=1.0
+        ),
+    )
 
 
-def ours() -> object:
+def ours() -> Any:
     from synth_ai.task import TaskAppConfig, TaskDescriptor, TaskInfo, create_task_app
 
-    async def rollout(request, context):
+    async def rollout(request: Any, context: Any) -> Any:
         return trivial_response(request.run_id, request.env.seed)
 
     base = TaskInfo(task=TaskDescriptor(id="trivial", name="Trivial"), environment="trivial")
@@ -65,17 +114,15 @@ def ours() -> object:
     )
 
 
-def bare() -> object:
+def bare() -> Any:
     """A bare Starlette handler answering the JSON our app answers (captured once)."""
-    import asyncio
-
     import httpx
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    async def capture() -> dict:
+    async def capture() -> Any:
         transport = httpx.ASGITransport(app=ours())
         async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
             response = await client.post("/rollout", json=body(0), headers={"X-API-Key": KEY})
@@ -90,7 +137,26 @@ def bare() -> object:
     return Starlette(routes=[Route("/rollout", rollout, methods=["POST"])])
 
 
-def body(n: int) -> dict:
+def validating() -> Any:
+    """A bare Starlette handler that parses the request and writes the response with the
+    contract models, with no auth, limits, deadline, cid rule or error envelope."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from synth_ai.task import RolloutRequest
+
+    async def rollout(request: Request) -> Response:
+        parsed = RolloutRequest.model_validate_json(await request.body())
+        answer = trivial_response(parsed.run_id, parsed.env.seed)
+        answer.trace_correlation_id = parsed.trace_correlation_id
+        return Response(answer.model_dump_json(), media_type="application/json")
+
+    return Starlette(routes=[Route("/rollout", rollout, methods=["POST"])])
+
+
+def body(n: int) -> dict[str, Any]:
     return {
         "run_id": f"r{n}",
         "env": {"seed": n % 1000, "config": {}},
@@ -100,106 +166,344 @@ def body(n: int) -> dict:
     }
 
 
-def ensure_published() -> Path | None:
-    python = PUBLISHED_VENV / "bin" / "python"
+def step_body(n: int) -> dict[str, Any]:
+    return {"action": {"seed": n % 1000}}
+
+
+# --- peers in their own virtualenvs -----------------------------------------------------------
+
+
+def _ensure_venv(venv: Path, requirement: str) -> Path | None:
+    python = venv / "bin" / "python"
     if not python.exists():
-        print(f"installing {PUBLISHED} into {PUBLISHED_VENV} (once)...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(PUBLISHED_VENV)], check=True)
-        done = subprocess.run([str(python), "-m", "pip", "install", "-q", PUBLISHED])
+        print(f"installing {requirement} into {venv} (once)...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        done = subprocess.run([str(python), "-m", "pip", "install", "-q", requirement])
         if done.returncode != 0:
+            shutil.rmtree(venv, ignore_errors=True)
             return None
     return python
 
 
-@contextlib.contextmanager
-def published_server(python: Path) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "ENVIRONMENT_API_KEY": KEY}
-    process = subprocess.Popen(
-        [str(python), str(Path(__file__).with_name("published_app.py")), str(port)], env=env
-    )
+def ensure_published() -> Path | None:
+    """The python of a virtualenv with the published synth-ai 0.2.24, made once."""
+    return _ensure_venv(PUBLISHED_VENV, PUBLISHED)
+
+
+def ensure_openenv() -> Path | None:
+    """The python of a virtualenv with the published openenv-core, made once."""
+    return _ensure_venv(OPENENV_VENV, OPENENV)
+
+
+def fast_parts() -> list[str] | None:
+    """The versions of uvloop and httptools this venv has (the `standard` extra), also put
+    where the peers' interpreters find them; None when this venv lacks them."""
     try:
-        deadline = time.monotonic() + 120
-        while True:  # a bench waits for a foreign server to listen; tests never do this
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("the published app did not start")
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(30)
+        pins = [f"{name}=={importlib.metadata.version(name)}" for name in ("uvloop", "httptools")]
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    stamp = FAST_PARTS / ".installed"
+    if not stamp.exists() or stamp.read_text() != " ".join(pins):
+        shutil.rmtree(FAST_PARTS, ignore_errors=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--target", str(FAST_PARTS), *pins]
+        )
+        if done.returncode != 0:
+            return None
+        stamp.write_text(" ".join(pins))
+    return pins
 
 
-def measure(url: str, *, auth: bool = True) -> LoadResult:
-    headers = {"X-API-Key": KEY} if auth else {}
-    return load(
-        url,
-        "/rollout",
-        method="POST",
-        body=body,
-        headers=headers,
-        concurrency=CONCURRENCY,
-        warmup_s=1.0,
-        duration_s=4.0,
-    )
+# --- the run ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    path: str
+    body: Callable[[int], dict[str, Any]]
+    auth: bool
+    serve: Callable[[ServerSetup], contextlib.AbstractContextManager[Served]]
+
+
+@dataclass
+class Round:
+    """One target on one server setup: each load, and the server's CPU microseconds per
+    request under it (robust where other work shares the machine: it counts only the time
+    the server ran)."""
+
+    load: LoadResult
+    load_cpu_us: float | None
+    wrk: WrkResult | None
+    wrk_cpu_us: float | None
+
+
+def _cpu_us(pid: int, before: float | None, requests: int) -> float | None:
+    after = cpu_seconds(pid)
+    if before is None or after is None or not requests:
+        return None
+    return (after - before) / requests * 1e6
+
+
+def measure(target: Target, setup: ServerSetup, use_wrk: bool) -> Round:
+    headers = {"X-API-Key": KEY} if target.auth else {}
+    options: dict[str, Any] = {
+        "headers": headers,
+        "concurrency": CONCURRENCY,
+        "warmup_s": WARMUP_S,
+        "duration_s": DURATION_S,
+    }
+    with target.serve(setup) as served:
+        before = cpu_seconds(served.pid)
+        result = load(served.url, target.path, method="POST", body=target.body, **options)
+        load_cpu = _cpu_us(served.pid, before, sum(result.statuses.values()))
+        cross = wrk_cpu = None
+        if use_wrk:
+            before = cpu_seconds(served.pid)
+            cross = wrk_load(served.url, target.path, body=target.body(0), **options)
+            wrk_cpu = _cpu_us(served.pid, before, cross.requests)
+    return Round(result, load_cpu, cross, wrk_cpu)
+
+
+@dataclass
+class Summary:
+    """The medians of a target's rounds on one setup."""
+
+    load: LoadResult
+    wrk: WrkResult | None
+    cpu_us: float | None
+    wrk_cpu_us: float | None
+
+    @classmethod
+    def of(cls, rounds: list[Round]) -> Summary:
+        wrks = sorted((r.wrk for r in rounds if r.wrk is not None), key=lambda w: w.rps)
+        return cls(
+            median_run([r.load for r in rounds]),
+            wrks[len(wrks) // 2] if wrks else None,
+            _median([r.load_cpu_us for r in rounds]),
+            _median([r.wrk_cpu_us for r in rounds]),
+        )
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def ratio_cell(ours: float | None, theirs: float | None, goal: float | None) -> str:
+    if not ours or not theirs:
+        return "n/a"
+    ratio = ours / theirs
+    if goal is None:
+        return f"{ratio:.2f}x"
+    return f"**{ratio:.2f}x** ({'meets' if ratio >= goal else 'misses'})"
 
 
 def main() -> None:
-    python = ensure_published()
-    runs: dict[str, list[LoadResult]] = {"synth-ai (this)": [], "bare Starlette": []}
-    if python is not None:
-        runs[PUBLISHED] = []
+    if pinning():
+        os.sched_setaffinity(0, {LOAD_CORE})  # this process drives the load (and wrk inherits it)
+    published, openenv = ensure_published(), ensure_openenv()
+    fast = fast_parts()
+    use_wrk = shutil.which("wrk") is not None
     env = {"ENVIRONMENT_API_KEY": KEY}
-    for _ in range(ROUNDS):
-        with server_process(ours, env) as url:
-            runs["synth-ai (this)"].append(measure(url))
-        with server_process(bare, env) as url:
-            runs["bare Starlette"].append(measure(url, auth=False))
-        if python is not None:
-            with published_server(python) as url:
-                runs[PUBLISHED].append(measure(url))
-    with server_process(ours, env) as url:
-        health = load(
-            url, "/health", headers={"X-API-Key": KEY}, concurrency=64, warmup_s=1.0, duration_s=4.0
+    os.environ.update(env)  # the in-process measurement checks keys in this process
+
+    def forked(factory: Callable[[], Any]) -> Callable[[ServerSetup], Any]:
+        return lambda setup: forked_server(factory, {**env, **setup.env})
+
+    def foreign(python: Path, spec: str) -> Callable[[ServerSetup], Any]:
+        def serve(setup: ServerSetup) -> Any:
+            extra = {**env, **setup.env}
+            if setup is FAST:
+                extra["PYTHONPATH"] = str(FAST_PARTS)
+            return foreign_server(python, spec, extra)
+
+        return serve
+
+    targets = [
+        Target(THIS, "/rollout", body, True, forked(ours)),
+        Target(BARE, "/rollout", body, False, forked(bare)),
+        Target(VALIDATING, "/rollout", body, False, forked(validating)),
+    ]
+    if published is not None:
+        targets.append(
+            Target(PUBLISHED, "/rollout", body, True, foreign(published, "published_app:app"))
         )
-    results = {name: median_run(rounds) for name, rounds in runs.items()}
-    for name, result in results.items():
-        assert result.errors == 0, f"{name}: {result.errors} errors"
-    ours_rps = results["synth-ai (this)"].rps
-    vs_bare = ours_rps / results["bare Starlette"].rps
-    rows = "\n".join(
-        f"| {name} | {r.rps:.0f} | {r.percentile(50):.1f} | {r.percentile(99):.1f} |"
-        for name, r in results.items()
-    )
-    published_line = (
-        f"**vs {PUBLISHED}: {ours_rps / results[PUBLISHED].rps:.2f}x** (goal >= 2x: "
-        f"{'meets' if ours_rps / results[PUBLISHED].rps >= 2 else 'misses'})."
-        if PUBLISHED in results
-        else f"{PUBLISHED} could not be installed on this machine."
-    )
+    if openenv is not None:
+        targets.append(
+            Target(OPENENV_NAME, "/step", step_body, False, foreign(openenv, "openenv_app:app"))
+        )
+    setups = [PURE, FAST] if fast is not None else [PURE]
+
+    work = {
+        name: in_process_us(factory(), "/rollout", body(0), headers)
+        for name, factory, headers in (
+            (THIS, ours, {"X-API-Key": KEY}),
+            (BARE, bare, {}),
+            (VALIDATING, validating, {}),
+        )
+    }
+    rounds: dict[tuple[str, ServerSetup], list[Round]] = {
+        (t.name, s): [] for t in targets for s in setups
+    }
+    for _ in range(ROUNDS):
+        for setup in setups:
+            for target in targets:
+                rounds[target.name, setup].append(measure(target, setup, use_wrk))
+    for key, measured in rounds.items():
+        for one in measured:
+            assert one.load.errors == 0, f"{key}: {one.load.errors} errors"
+            assert one.wrk is None or one.wrk.errors == 0, f"{key} (wrk): {one.wrk.errors} errors"
+    health_setup = setups[-1]
+    with forked_server(ours, {**env, **health_setup.env}) as served:
+        health = load(
+            served.url,
+            "/health",
+            headers={"X-API-Key": KEY},
+            concurrency=64,
+            warmup_s=1.0,
+            duration_s=4.0,
+        )
+    summaries = {key: Summary.of(measured) for key, measured in rounds.items()}
     record(
         "framework overhead",
-        f"""
-POST /rollout with a trivial executor, each server in its own process under the same uvicorn
-settings, {CONCURRENCY} keep-alive clients; median of {ROUNDS} alternating rounds.
-
-| server | requests/s | p50 ms | p99 ms |
-|---|---|---|---|
-{rows}
-
-**vs bare Starlette: {vs_bare:.2f}x** (goal >= 0.85x: {"meets" if vs_bare >= 0.85 else "misses"}).
-{published_line}
-
-GET /health under 64 connections: {health.rps:.0f} requests/s, p99 {health.percentile(99):.1f} ms.
-""",
+        report(targets, setups, summaries, work, (health_setup, health), fast, use_wrk),
     )
-    print(
-        f"vs bare {vs_bare:.2f}x; " + ", ".join(f"{n}: {r.rps:.0f}/s" for n, r in results.items())
+    for setup in setups:
+        print(
+            f"{setup.label}: "
+            + ", ".join(f"{t.name}: {summaries[t.name, setup].load.rps:.0f}/s" for t in targets)
+        )
+
+
+def report(
+    targets: list[Target],
+    setups: list[ServerSetup],
+    summaries: dict[tuple[str, ServerSetup], Summary],
+    work: dict[str, float],
+    health: tuple[ServerSetup, LoadResult],
+    fast: list[str] | None,
+    use_wrk: bool,
+) -> str:
+    """The section of RESULTS.md: throughput, server CPU per request, ratios against the
+    goals, and notes."""
+    names = [t.name for t in targets]
+    gens = ("in-repo", "wrk") if use_wrk else ("in-repo",)
+    columns = [f"{s.label}, {gen}" for s in setups for gen in gens]
+
+    def table(head: str, rows: list[list[str]], labels: list[str]) -> str:
+        lines = [f"| {head} | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+
+    def rps_cells(name: str) -> list[str]:
+        cells = []
+        for setup in setups:
+            summary = summaries[name, setup]
+            load_ = summary.load
+            cells.append(
+                f"{load_.rps:.0f} ({load_.percentile(50):.1f} / {load_.percentile(99):.1f})"
+            )
+            if use_wrk and summary.wrk is not None:
+                cells.append(
+                    f"{summary.wrk.rps:.0f} ({summary.wrk.p50_ms:.1f} / {summary.wrk.p99_ms:.1f})"
+                )
+        return cells
+
+    def cpu_cells(name: str) -> list[str]:
+        cells = []
+        for setup in setups:
+            summary = summaries[name, setup]
+            values = [summary.cpu_us, summary.wrk_cpu_us] if use_wrk else [summary.cpu_us]
+            cells += [f"{v:.0f}" if v is not None else "n/a" for v in values]
+        return cells
+
+    ratio_rows, misses = [], []
+    for name in names[1:]:
+        goal = GOALS.get(name)
+        cells = []
+        for setup in setups:
+            ours_, theirs = summaries[THIS, setup], summaries[name, setup]
+            ratio = ours_.load.rps / theirs.load.rps if theirs.load.rps else 0.0
+            if goal is not None and ratio < goal:
+                misses.append((name, setup, ratio, goal))
+            cells.append(ratio_cell(ours_.load.rps, theirs.load.rps, goal))
+            if use_wrk:
+                cells.append(
+                    ratio_cell(
+                        ours_.wrk.rps if ours_.wrk else None,
+                        theirs.wrk.rps if theirs.wrk else None,
+                        goal,
+                    )
+                )
+            cells.append(ratio_cell(theirs.cpu_us, ours_.cpu_us, goal))  # less CPU is faster
+        ratio_rows.append([f"this / {name}", *cells])
+    ratio_labels = [f"{s.label}, {gen}" for s in setups for gen in (*gens, "CPU")]
+    over = work[THIS] - work[VALIDATING]
+    notes = [
+        "Per-request work in-process (each ASGI app called directly, no server; CPU time): "
+        f"this {work[THIS]:.0f} us, the validating bare handler {work[VALIDATING]:.0f} us, the "
+        f"plain bare handler {work[BARE]:.0f} us. The framework (auth, body limit, admission, "
+        "deadline and disconnect watching, the cid rule) costs "
+        + (
+            f"**{over:.0f} us** per request over the least a correct app does."
+            if over > 0
+            else f"nothing measurable over the least a correct app does ({over:.0f} us)."
+        )
+    ]
+    for name, setup, ratio, goal in misses:
+        floor, ours_cpu = summaries[BARE, setup], summaries[THIS, setup].cpu_us
+        theirs = summaries[name, setup]
+        notes.append(
+            f"**Missed:** this / {name} on {setup.label} is {ratio:.2f}x, {goal - ratio:.2f} "
+            f"short of {goal:g}x ({(goal / ratio - 1) * 100:.0f}% more throughput needed). "
+            f"The plain bare handler (uvicorn and Starlette doing no work) reaches "
+            f"{floor.load.rps / theirs.load.rps:.2f}x {name} here"
+            + (
+                f"; of this framework's {ours_cpu:.0f} us of server CPU per request, "
+                f"{floor.cpu_us:.0f} us are that floor."
+                if ours_cpu is not None and floor.cpu_us is not None
+                else "."
+            )
+        )
+    missing_peers = [p for p in (PUBLISHED, OPENENV_NAME) if p not in names]
+    if missing_peers:
+        notes.append(f"Not measured (could not be installed here): {', '.join(missing_peers)}.")
+    if fast is None:
+        notes.append("uvloop and httptools are not installed in this venv: only asyncio + h11 ran.")
+    placement = (
+        f"each server pinned to core {SERVER_CORE}, the load generators to core {LOAD_CORE}"
+        if pinning()
+        else "one core: servers and load generators share it (ratios are pulled toward 1)"
     )
+    goals = ", ".join(f"{goal:g}x {name}" for name, goal in GOALS.items())
+    return f"""
+POST /rollout with a trivial executor (OpenEnv: POST /step, one episode per request), each
+server in its own process under the same uvicorn, {placement}; {CONCURRENCY} keep-alive
+connections, {WARMUP_S:g} s warm-up then {DURATION_S:g} s measured; median of {ROUNDS} alternating
+rounds. Each server ran on {" and on ".join(s.label for s in setups)}
+({", ".join(fast) if fast else "no standard extra"}); each load was driven by the in-repo
+asyncio load generator{" and again by wrk (`-t1 -c32`, a cross-check)" if use_wrk else ""}.
+
+Requests/s (p50 / p99 ms):
+
+{table("server", [[n, *rps_cells(n)] for n in names], columns)}
+
+Server CPU microseconds per request (counts only the time the server ran, so other work on
+the machine does not skew it):
+
+{table("server", [[n, *cpu_cells(n)] for n in names], columns)}
+
+Ratios (throughput; CPU: the inverse ratio of CPU per request, in-repo load); goals: {goals}.
+The goals are judged on the in-repo load's throughput.
+
+{table("ratio", ratio_rows, ratio_labels)}
+
+{chr(10).join(chr(10) + n for n in notes).strip()}
+
+GET /health on this framework under 64 connections ({health[0].label}):
+{health[1].rps:.0f} requests/s, p99 {health[1].percentile(99):.1f} ms.
+"""
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -85,6 +86,95 @@ def command_server(
         if not origin:
             raise RuntimeError(f"{spec} did not start (exit status {process.wait(30)})")
         yield f"http://127.0.0.1:{sock.getsockname()[1]}", origin
+    finally:
+        process.terminate()
+        process.wait(30)
+        sock.close()
+
+
+SERVER_CORE, LOAD_CORE = 0, 1
+"""Where `pinning()` puts servers and load generators: apart, so neither slows the other."""
+
+
+def pinning() -> bool:
+    """Whether servers and load generators can each have a core of their own."""
+    return hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
+
+
+def _pin_server() -> None:
+    if pinning():
+        os.sched_setaffinity(0, {SERVER_CORE})
+
+
+@dataclass(frozen=True)
+class ServerSetup:
+    """uvicorn's event loop and HTTP parser for a server started through serve_app.py."""
+
+    label: str
+    loop: str
+    http: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"BENCH_UVICORN_LOOP": self.loop, "BENCH_UVICORN_HTTP": self.http}
+
+
+PURE = ServerSetup("asyncio + h11", "asyncio", "h11")
+FAST = ServerSetup("uvloop + httptools", "uvloop", "httptools")
+
+
+@dataclass(frozen=True)
+class Served:
+    """A server in its own process: where it listens, and its pid (for its CPU time)."""
+
+    url: str
+    pid: int
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far; None where /proc cannot tell."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def forked_server(factory: Callable[[], Any], env: dict[str, str]) -> Iterator[Served]:
+    """`factory()` served from a fork of this process, moved to the server core."""
+    pid = multiprocessing.Value("i", 0)  # shared memory: the child writes its pid here
+
+    def make() -> Any:
+        pid.value = os.getpid()
+        _pin_server()
+        return factory()
+
+    with server_process(make, env) as url:
+        deadline = time.monotonic() + 30
+        while not pid.value and time.monotonic() < deadline:
+            time.sleep(0.01)
+        yield Served(url, pid.value)
+
+
+@contextmanager
+def foreign_server(python: Path, spec: str, env: dict[str, str]) -> Iterator[Served]:
+    """Serve `spec` (module:factory in bench/) from another interpreter via serve_app.py, on
+    the server core; the socket listens before the start, so the URL works at once."""
+    sock = listening_socket()
+    process = subprocess.Popen(
+        [str(python), str(Path(__file__).with_name("serve_app.py")), str(sock.fileno()), spec],
+        env={**os.environ, **env},
+        pass_fds=(sock.fileno(),),
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_pin_server,
+    )
+    try:
+        assert process.stdout is not None
+        if not process.stdout.readline().strip():
+            raise RuntimeError(f"{spec} did not start (exit status {process.wait(30)})")
+        yield Served(f"http://127.0.0.1:{sock.getsockname()[1]}", process.pid)
     finally:
         process.terminate()
         process.wait(30)
@@ -197,6 +287,154 @@ def load(
     return asyncio.run(
         _load(url, method, path, body, headers or {}, concurrency, warmup_s, duration_s)
     )
+
+
+def load_all(
+    targets: list[tuple[str, Callable[[int], Any] | None]],
+    path: str,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    concurrency: int = 32,
+    warmup_s: float = 2.0,
+    duration_s: float = 8.0,
+) -> list[LoadResult]:
+    """`load` on several servers at once, over the same window from one event loop: each
+    target is a URL and its body function, each driven by `concurrency` clients."""
+
+    async def run() -> list[LoadResult]:
+        return await asyncio.gather(
+            *(
+                _load(url, method, path, body, headers or {}, concurrency, warmup_s, duration_s)
+                for url, body in targets
+            )
+        )
+
+    return asyncio.run(run())
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # non-2xx answers and socket errors
+    requests: int  # every request, warm-up included
+
+
+_WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _wrk_latency_ms(text: str, percent: str) -> float:
+    found = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    return float(found[1]) * _WRK_UNITS[found[2]] if found else float("nan")
+
+
+def wrk_load(
+    url: str,
+    path: str,
+    *,
+    body: Any,
+    headers: dict[str, str] | None = None,
+    concurrency: int = 32,
+    warmup_s: float = 2.0,
+    duration_s: float = 8.0,
+) -> WrkResult:
+    """`load`'s cross-check: wrk (one thread, `concurrency` connections) POSTing the same JSON
+    body every time, after a warm-up run of its own. Needs the `wrk` binary on PATH."""
+    lines = [
+        'wrk.method = "POST"',
+        f"wrk.body = {json.dumps(json.dumps(body))}",
+        'wrk.headers["Content-Type"] = "application/json"',
+        *(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in (headers or {}).items()),
+    ]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write("\n".join(lines) + "\n")
+        script.flush()
+
+        def run(seconds: float) -> str:
+            # wrk takes whole seconds
+            command = [
+                "wrk",
+                "-t1",
+                f"-c{concurrency}",
+                f"-d{max(1, round(seconds))}s",
+                "--latency",
+            ]
+            command += ["-s", script.name, url + path]
+            return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+        warmup = run(warmup_s)
+        out = run(duration_s)
+    done = [re.search(r"(\d+) requests in", text) for text in (warmup, out)]
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+)", out)
+    errors = int(non_2xx[1]) if non_2xx else 0
+    errors += sum(map(int, socket_errors.groups())) if socket_errors else 0
+    return WrkResult(
+        float(rps[1]) if rps else 0.0,
+        _wrk_latency_ms(out, "50"),
+        _wrk_latency_ms(out, "99"),
+        errors,
+        sum(int(found[1]) for found in done if found),
+    )
+
+
+def in_process_us(app: Any, path: str, body: Any, headers: dict[str, str] | None = None) -> float:
+    """CPU microseconds per POST of a JSON body to an ASGI app called directly (best of five
+    runs of 3,000): the app's own work, without a server, sockets or a load generator."""
+    raw = json.dumps(body).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-length", str(len(raw)).encode()),
+            (b"content-type", b"application/json"),
+            *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+    async def one() -> None:
+        delivered = False
+        status = 0
+
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if delivered:
+                await asyncio.Event().wait()  # the client stays connected
+            delivered = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            status = message.get("status", status)
+
+        await app(dict(scope, state={}), receive, send)
+        if status != 200:
+            raise RuntimeError(f"{path} answered {status}")
+
+    async def run(n: int) -> float:
+        started = time.process_time()  # CPU time: a busy machine's preemptions do not count
+        for _ in range(n):
+            await one()
+        return (time.process_time() - started) / n * 1e6
+
+    async def best() -> float:
+        await run(500)
+        return min([await run(3000) for _ in range(5)])
+
+    return asyncio.run(best())
 
 
 def median_run(runs: list[LoadResult]) -> LoadResult:

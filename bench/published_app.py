@@ -1,7 +1,8 @@
 """The same trivial task app on the published `synth-ai==0.2.24`, for comparison.
 
 Runs only inside the bench's own virtualenv of that release (bench/.cache/published), never
-in the project's; started by `framework_overhead.py` as `python published_app.py PORT`.
+in the project's; started as `python published_app.py PORT`, or served by serve_app.py as
+`published_app:app` (so its uvicorn settings match the other servers').
 """
 
 import sys
@@ -60,9 +61,14 @@ config = TaskAppConfig(
     rollout=rollout,
 )
 
+
+def app():
+    return create_task_app(config)
+
+
 if __name__ == "__main__":
     uvicorn.run(
-        create_task_app(config),
+        app(),
         host="127.0.0.1",
         port=int(sys.argv[1]),
         log_level="warning",

@@ -8,11 +8,16 @@ interpreter or another checkout, on a listening socket inherited as a file descr
 serves `factory(*ARGS)` on FD, after printing one line to stdout: the file its top-level package
 was imported from (so a caller can check which copy of the code it is running). Imports nothing
 from the project itself, so it runs against any checkout on PYTHONPATH.
+
+`BENCH_UVICORN_LOOP` and `BENCH_UVICORN_HTTP` choose uvicorn's event loop and HTTP parser (default
+`auto`, uvicorn's own: uvloop and httptools when installed), so servers can be compared on the
+pure-Python ones (`asyncio`, `h11`) and on the fast ones alike.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import socket
 import sys
 from typing import Any
@@ -24,7 +29,14 @@ def serve(app: Any, sock: socket.socket) -> None:
     import uvicorn
 
     logging.disable(logging.INFO)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        loop=os.environ.get("BENCH_UVICORN_LOOP", "auto"),
+        http=os.environ.get("BENCH_UVICORN_HTTP", "auto"),
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 

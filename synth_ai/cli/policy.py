@@ -37,8 +37,7 @@ def serve(offline: bool, host: str, port: int, error_rate: float) -> None:
             "(for a real model, point --inference-url at its OpenAI-compatible endpoint)"
         )
     click.echo(
-        f"offline stand-in policy (not an LLM), model {OFFLINE_MODEL!r}: "
-        f"http://{host}:{port}/v1",
+        f"offline stand-in policy (not an LLM), model {OFFLINE_MODEL!r}: http://{host}:{port}/v1",
         err=True,
     )
     run_app(create_offline_policy_app(error_rate=error_rate), host=host, port=port)

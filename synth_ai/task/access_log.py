@@ -11,7 +11,7 @@ import logging
 import time
 from urllib.parse import unquote_plus
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 logger = logging.getLogger("synth_ai.task.access")
 
@@ -64,34 +64,14 @@ def request_target(scope: Scope) -> str:
     return loggable(f"{path}?{mask_query(query)}" if query else path, MAX_TARGET_CHARS)
 
 
-class AccessLogMiddleware:
-    """Logs at INFO through `logging`; the correlation id is what the route put on `state`."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not logger.isEnabledFor(logging.INFO):
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            cid = scope.get("state", {}).get("correlation_id")
-            logger.info(
-                "%s %s %d %.1fms cid=%s",
-                loggable(scope["method"], 32),
-                request_target(scope),
-                status,
-                (time.perf_counter() - started) * 1000,
-                loggable(str(cid), MAX_CID_CHARS) if cid is not None else "-",
-            )
+def log_request(scope: Scope, status: int, started: float) -> None:
+    """Log the request's one line; the correlation id is what the route put in its state."""
+    cid = scope.get("state", {}).get("correlation_id")
+    logger.info(
+        "%s %s %d %.1fms cid=%s",
+        loggable(scope["method"], 32),
+        request_target(scope),
+        status,
+        (time.perf_counter() - started) * 1000,
+        loggable(str(cid), MAX_CID_CHARS) if cid is not None else "-",
+    )

@@ -42,22 +42,83 @@ def configured_keys(environ: Mapping[str, str] | None = None) -> list[str]:
     return keys
 
 
+_RAW_NAMES = (os.fsencode(PRIMARY_KEY_VAR), os.fsencode(ALIASES_VAR))
+
+
+def _key_sources() -> tuple[object, object]:
+    """The primary and alias variables as they are now, in a form only compared for change.
+
+    On POSIX, os.environ keeps raw bytes (`_data`, which its setters update) and decodes every
+    value it hands out, which was most of the cost of checking a key; the raw values tell a
+    change just as well. Elsewhere, the decoded values.
+    """
+    data = getattr(os.environ, "_data", None) if os.name == "posix" else None
+    if isinstance(data, dict):
+        return data.get(_RAW_NAMES[0]), data.get(_RAW_NAMES[1])
+    return os.environ.get(PRIMARY_KEY_VAR), os.environ.get(ALIASES_VAR)
+
+
+class _EncodedKeys:
+    """`configured_keys()` as bytes, re-derived only when the variables it reads change.
+
+    The variables are still looked at on every request (rotation needs no restart); what is
+    saved is decoding, parsing and encoding them again when they have not changed.
+    """
+
+    __slots__ = ("_keys", "_source")
+
+    def __init__(self) -> None:
+        self._source: tuple[object, object] | None = None
+        self._keys: tuple[bytes, ...] = ()
+
+    def current(self) -> tuple[bytes, ...]:
+        source = _key_sources()
+        if source == self._source:
+            return self._keys
+        keys = tuple(key.encode() for key in configured_keys())
+        primary = source[0]
+        if isinstance(primary, str | bytes) and primary.strip():  # else a dev key may stand in
+            self._source, self._keys = source, keys
+        return keys
+
+
+_encoded_keys = _EncodedKeys()
+
+
+def presented_from(
+    x_api_key: str | None, x_api_keys: str | None, authorization: str | None
+) -> list[str]:
+    """Keys sent as `X-API-Key`, `X-API-Keys` (comma-separated) or a bearer token."""
+    if x_api_keys is None and authorization is None and x_api_key and "," not in x_api_key:
+        key = x_api_key.strip()  # the usual request: one X-API-Key
+        return [key] if key else []
+    keys = _split(x_api_key) + _split(x_api_keys)
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            keys.append(token.strip())
+    return keys
+
+
 def presented_keys(headers: Headers) -> list[str]:
     """Keys the caller sent as `X-API-Key`, `X-API-Keys` (comma-separated) or a bearer token."""
-    keys = _split(headers.get("x-api-key")) + _split(headers.get("x-api-keys"))
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        keys.append(token.strip())
-    return keys
+    return presented_from(
+        headers.get("x-api-key"), headers.get("x-api-keys"), headers.get("authorization")
+    )
+
+
+def _matches(presented: Iterable[str], valid: Sequence[bytes]) -> bool:
+    matched = False
+    for candidate in presented:
+        encoded = candidate.encode()
+        for key in valid:
+            matched |= hmac.compare_digest(encoded, key)
+    return matched
 
 
 def key_matches(presented: Iterable[str], valid: Sequence[str]) -> bool:
     """Constant-time comparison of every presented key against every valid one."""
-    matched = False
-    for candidate in presented:
-        for key in valid:
-            matched |= hmac.compare_digest(candidate.encode(), key.encode())
-    return matched
+    return _matches(presented, [key.encode() for key in valid])
 
 
 def expected_prefix(keys: Sequence[str]) -> str | None:
@@ -65,9 +126,11 @@ def expected_prefix(keys: Sequence[str]) -> str | None:
     return f"{keys[0][:4]}..." if keys else None
 
 
-def check_api_key(headers: Headers, method: str, path: str) -> JSONResponse | None:
-    """None when the request carries a valid key; else the 503/401 answer to send."""
-    valid = configured_keys()
+def refusal_for(presented: list[str], method: str, path: str) -> JSONResponse | None:
+    """None when a presented key is valid; else the 503/401 answer to send (and a log line)."""
+    valid = _encoded_keys.current()
+    if valid and _matches(presented, valid):
+        return None
     if not valid:
         logger.error("refused %s %s: no %s is configured", method, loggable(path), PRIMARY_KEY_VAR)
         return error_response(
@@ -75,9 +138,6 @@ def check_api_key(headers: Headers, method: str, path: str) -> JSONResponse | No
             "missing_environment_api_key",
             f"The server has no API key configured; set {PRIMARY_KEY_VAR} on the server.",
         )
-    presented = presented_keys(headers)
-    if key_matches(presented, valid):
-        return None
     reason = "key not recognised" if presented else "no key presented"
     logger.warning("refused %s %s: %s", method, loggable(path), reason)
     return error_response(
@@ -88,30 +148,53 @@ def check_api_key(headers: Headers, method: str, path: str) -> JSONResponse | No
     )
 
 
-class AuthMiddleware:
-    """Answers 401/503 in the error envelope for every route but the public ones."""
+def check_api_key(headers: Headers, method: str, path: str) -> JSONResponse | None:
+    """None when the request carries a valid key; else the 503/401 answer to send."""
+    return refusal_for(presented_keys(headers), method, path)
 
-    def __init__(self, app: ASGIApp, public_routes: Sequence[BaseRoute] = ()) -> None:
-        self.app = app
-        self.public_routes = list(public_routes)
-        self.public_paths = {
+
+class PublicRoutes:
+    """The routes that need no key: plain paths by a set lookup, patterned ones by matching."""
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        self.paths = {
             route.path
-            for route in self.public_routes
+            for route in routes
             if isinstance(route, Route) and not route.param_convertors
         }
         self.patterned = [
-            route
-            for route in self.public_routes
-            if getattr(route, "path", None) not in self.public_paths
+            route for route in routes if getattr(route, "path", None) not in self.paths
         ]
 
-    def _is_public(self, scope: Scope) -> bool:
-        if scope["path"] in self.public_paths:
+    def match(self, scope: Scope) -> bool:
+        if scope["path"] in self.paths:
             return True
-        return any(route.matches(scope)[0] is not Match.NONE for route in self.patterned)
+        return bool(self.patterned) and any(
+            route.matches(scope)[0] is not Match.NONE for route in self.patterned
+        )
+
+
+def exempt(scope: Scope, public: PublicRoutes) -> bool:
+    """Requests auth lets through unchecked: CORS preflights and public routes."""
+    return scope["method"] == "OPTIONS" or public.match(scope)
+
+
+class AuthMiddleware:
+    """Answers 401/503 in the error envelope for every route but the public ones.
+
+    `standard_middleware` folds this check into its one edge layer; the class stays for
+    stacks that need auth as a layer of its own (after CORS) and for subclasses.
+    """
+
+    def __init__(self, app: ASGIApp, public_routes: Sequence[BaseRoute] = ()) -> None:
+        self.app = app
+        self.public = PublicRoutes(public_routes)
+
+    def _is_public(self, scope: Scope) -> bool:
+        return self.public.match(scope)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] == "OPTIONS" or self._is_public(scope):
+        if scope["type"] != "http" or exempt(scope, self.public):
             await self.app(scope, receive, send)
             return
         refusal = check_api_key(Headers(scope=scope), scope["method"], scope["path"])

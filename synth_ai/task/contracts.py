@@ -46,8 +46,8 @@ TimeoutSeconds = Annotated[StrictFloat, Field(gt=0.0, le=MAX_TIMEOUT_S, allow_in
 class WireModel(BaseModel):
     """Base for every contract model: extra keys are accepted and carried through.
 
-    Defaults that are models use `model_construct`: their defaults are valid by definition, and
-    skipping validation there keeps request parsing cheap on the hot path.
+    Defaults that are models are made by the class itself (`default_factory=Model`): validating
+    `{}` in pydantic-core takes about a quarter of the time `model_construct` spends in Python.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -203,12 +203,12 @@ class RolloutRequest(WireModel):
 
     run_id: Id | None = None
     trace_correlation_id: Id | None = None
-    env: RolloutEnvSpec = Field(default_factory=RolloutEnvSpec.model_construct)
-    policy: RolloutPolicySpec = Field(default_factory=RolloutPolicySpec.model_construct)
+    env: RolloutEnvSpec = Field(default_factory=RolloutEnvSpec)
+    policy: RolloutPolicySpec = Field(default_factory=RolloutPolicySpec)
     ops: list[str | dict[str, Any]] = Field(default_factory=list)
-    record: RolloutRecordConfig = Field(default_factory=RolloutRecordConfig.model_construct)
+    record: RolloutRecordConfig = Field(default_factory=RolloutRecordConfig)
     on_done: str = "reset"
-    safety: RolloutSafetyConfig = Field(default_factory=RolloutSafetyConfig.model_construct)
+    safety: RolloutSafetyConfig = Field(default_factory=RolloutSafetyConfig)
     training_session_id: str | None = None
     synth_base_url: str | None = None
     mode: RolloutMode = RolloutMode.EVAL
@@ -286,7 +286,7 @@ class RolloutResponse(WireModel):
     trace_correlation_id: str | None = None
     trajectories: list[RolloutTrajectory] = Field(default_factory=list)
     branches: dict[str, Any] = Field(default_factory=dict)
-    metrics: RolloutMetrics = Field(default_factory=RolloutMetrics.model_construct)
+    metrics: RolloutMetrics = Field(default_factory=RolloutMetrics)
     aborted: bool = False
     ops_executed: int = 0
     trace: dict[str, Any] | None = None

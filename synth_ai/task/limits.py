@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from .errors import TaskAppError, error_response
+from .errors import TaskAppError
 
 
 def overloaded(retry_after_s: int = 1) -> TaskAppError:
@@ -39,13 +36,17 @@ class RolloutLimiter:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    def slot(self) -> _Slot:
-        """`async with limiter.slot():` holds one running place for the block."""
-        return _Slot(self)
-
-    async def _acquire(self) -> None:
+    def try_acquire(self) -> bool:
+        """Take a running place if one is free and nobody waits (no await on the hot path)."""
         if self.running < self.max_concurrent and not self._waiters:
             self.running += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Take a running place, waiting in line for one; 429 when the line is full.
+        Every successful acquire is paired with one `release()`."""
+        if self.try_acquire():
             return
         if len(self._waiters) >= self.max_queued:
             raise overloaded()
@@ -55,12 +56,12 @@ class RolloutLimiter:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self._release()  # a slot was handed over just as we were cancelled
+                self.release()  # a slot was handed over just as we were cancelled
             else:
                 self._waiters.remove(waiter)
             raise
 
-    def _release(self) -> None:
+    def release(self) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -69,68 +70,8 @@ class RolloutLimiter:
         self.running -= 1
 
 
-class _Slot:
-    """A plain context manager (cheaper than a generator-based one on the hot path)."""
-
-    __slots__ = ("_limiter",)
-
-    def __init__(self, limiter: RolloutLimiter) -> None:
-        self._limiter = limiter
-
-    async def __aenter__(self) -> None:
-        await self._limiter._acquire()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._limiter._release()
-
-
 class RequestTooLarge(TaskAppError):
     def __init__(self, limit: int) -> None:
         super().__init__(
             413, "request_too_large", f"The request body is larger than {limit} bytes.", limit=limit
         )
-
-
-class BodyLimitMiddleware:
-    """Refuses bodies over `max_bytes`: at once by Content-Length, else while they stream in.
-
-    `limit_for(scope)` may name another limit for some requests (uploads), else None.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        max_bytes: int,
-        limit_for: Callable[[Scope], int | None] | None = None,
-    ) -> None:
-        self.app = app
-        self.default_max_bytes = max_bytes
-        self.limit_for = limit_for
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.limit_for(scope) if self.limit_for is not None else None
-        max_bytes = self.default_max_bytes if limit is None else limit
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if not value.isdigit():
-                    response = error_response(400, "bad_request", "Content-Length is not a number.")
-                    await response(scope, receive, send)
-                    return
-                if int(value) > max_bytes:
-                    await RequestTooLarge(max_bytes).to_response()(scope, receive, send)
-                    return
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > max_bytes:
-                    raise RequestTooLarge(max_bytes)
-            return message
-
-        await self.app(scope, counting_receive, send)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import ValidationError
-from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 
 from .access_log import loggable
 from .config import TaskAppConfig
@@ -37,6 +37,7 @@ from .errors import InfrastructureError, TaskAppError, invalid_request, validati
 from .inference import SharedHttpClient
 from .limits import RolloutLimiter
 from .tracing import RolloutTracing
+from .watchdog import Watch, Watchdog
 
 if TYPE_CHECKING:
     from synth_ai.tracing_v3 import TraceSession
@@ -95,34 +96,31 @@ def parse_rollout_request(content_type: str, body: bytes) -> RolloutRequest:
 def apply_correlation(
     response: RolloutResponse, request: RolloutRequest, context: RolloutContext
 ) -> RolloutResponse:
-    """Enforce the cid rule on whatever the executor answered."""
+    """Enforce the cid rule on whatever the executor answered, in place."""
     cid = context.correlation_id
-    url = (
-        context.inference_url
-        or response.pipeline_metadata.get("inference_url")
-        or response.inference_url
-    )
+    metadata = response.pipeline_metadata
+    url = context.inference_url or metadata.get("inference_url") or response.inference_url
     if url:
         url = stamp_inference_url(url, cid)
-    response.run_id = response.run_id or request.run_id
+    if not response.run_id:
+        response.run_id = request.run_id
     response.trace_correlation_id = cid
-    response.inference_url = url
-    response.pipeline_metadata = {
-        **response.pipeline_metadata,
-        "run_id": response.run_id,
-        "trace_correlation_id": cid,
-        "inference_url": url,
-    }
+    if response.inference_url != url:
+        response.inference_url = url
+    metadata["run_id"] = response.run_id
+    metadata["trace_correlation_id"] = cid
+    metadata["inference_url"] = url
     for trajectory in response.trajectories:
         trajectory.trace_correlation_id = cid
         if url:
             trajectory.inference_url = url
             for step in trajectory.steps:
                 meta = step.info.get("meta")
-                step.info["meta"] = {
-                    **(meta if isinstance(meta, dict) else {}),
-                    "inference_url": url,
-                }
+                if not isinstance(meta, dict):
+                    step.info["meta"] = {"inference_url": url}
+                elif meta.get("inference_url") != url:
+                    # a copy: the executor may share one meta dict between steps or rollouts
+                    step.info["meta"] = {**meta, "inference_url": url}
     return response
 
 
@@ -146,21 +144,24 @@ def _is_async(executor: Any) -> bool:
     )
 
 
-async def read_body(request: Request) -> bytes:
-    """The whole body, read straight from `receive` (lighter than Starlette's stream)."""
-    chunks = []
+async def read_body(receive: Receive) -> bytes:
+    """The whole body, read straight from `receive` (no Request object on the hot path)."""
+    chunks: list[bytes] = []
     while True:
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.disconnect":
             raise TaskAppError(499, "client_disconnected", "The client went away.")
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _wait_for_disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
+def content_type(scope: Scope) -> str:
+    """The request's first Content-Type header, as `Headers.get` would read it."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return value.decode("latin-1")
+    return ""
 
 
 def _logged(context: RolloutContext) -> str:
@@ -169,11 +170,14 @@ def _logged(context: RolloutContext) -> str:
 
 
 class RolloutRunner:
-    """Owns one app's rollout limiter, worker pool and shared HTTP client."""
+    """The `/rollout` endpoint, a plain ASGI app: owns one app's rollout limiter, watchdog,
+    worker pool and shared HTTP client. Errors propagate as exceptions to the app's handlers,
+    which answer them in the envelope."""
 
     def __init__(self, config: TaskAppConfig) -> None:
         self.config = config
         self.limiter = RolloutLimiter(config.max_concurrent_rollouts, config.max_queued_rollouts)
+        self.watchdog = Watchdog(WATCH_AFTER_S)
         self.http = SharedHttpClient(credentials=config.credentials)
         self.tracing = RolloutTracing(config)
         self._executor_is_async = _is_async(config.rollout)
@@ -185,6 +189,22 @@ class RolloutRunner:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.handle(scope, receive)
+        # pydantic-core writes the JSON bytes itself: no model_dump, no json.dumps, no encode
+        body = response.__pydantic_serializer__.to_json(response)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(body)),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
     def context_for(self, request: RolloutRequest) -> RolloutContext:
         policy_config = request.policy.config
@@ -214,56 +234,40 @@ class RolloutRunner:
             _http=self.http,
         )
 
-    async def handle(self, http_request: Request) -> RolloutResponse:
-        body = await read_body(http_request)
-        request = parse_rollout_request(http_request.headers.get("content-type", ""), body)
+    async def handle(self, scope: Scope, receive: Receive) -> RolloutResponse:
+        body = await read_body(receive)
+        request = parse_rollout_request(content_type(scope), body)
         context = self.context_for(request)
-        http_request.state.correlation_id = context.correlation_id
-        # The rollout runs in the request's own task. A rollout still running after
-        # WATCH_AFTER_S gets a watcher that cancels it if the client leaves; quick ones never
-        # pay for that task.
-        this_task = asyncio.current_task()
-        assert this_task is not None
-        left = asyncio.Event()
-        watcher: asyncio.Task[None] | None = None
-
-        async def watch() -> None:
-            await _wait_for_disconnect(http_request)
-            left.set()
-            this_task.cancel()
-
-        def start_watching() -> None:
-            nonlocal watcher
-            watcher = asyncio.ensure_future(watch())
-
-        timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, start_watching)
+        scope.setdefault("state", {})["correlation_id"] = context.correlation_id
+        # The rollout runs in the request's own task, which the watchdog cancels if the client
+        # leaves (a rollout running past WATCH_AFTER_S gets a listener) or at the deadline.
+        watch = self.watchdog.watch(receive)
         try:
-            response = await self._admit_and_execute(request, context)
+            response = await self._admit_and_execute(request, context, watch)
         except asyncio.CancelledError:
-            if not left.is_set():
+            if not watch.client_left():
                 raise
-            this_task.uncancel()
             context.cancelled.set()
             logger.info("client disconnected; rollout %s cancelled", _logged(context))
             raise TaskAppError(499, "client_disconnected", "The client went away.") from None
         finally:
-            timer.cancel()
-            if watcher is not None:
-                watcher.cancel()
+            self.watchdog.forget(watch)
         return apply_correlation(response, request, context)
 
     async def _admit_and_execute(
-        self, request: RolloutRequest, context: RolloutContext
+        self, request: RolloutRequest, context: RolloutContext, watch: Watch
     ) -> RolloutResponse:
-        async with self.limiter.slot():
+        if not self.limiter.try_acquire():
+            await self.limiter.acquire()
+        try:
             traced = self.tracing.start(request, context.correlation_id)
             if traced is None:
-                return await self._execute(request, context)
+                return await self._execute(request, context, watch)
             tracer, context.trace = traced
             error: str | None = None
             response: RolloutResponse | None = None
             try:
-                response = await self._execute(request, context)
+                response = await self._execute(request, context, watch)
                 self._complete_trace(response, request, context.trace)
             except BaseException as exc:
                 error = exc.code if isinstance(exc, TaskAppError) else type(exc).__name__
@@ -276,6 +280,8 @@ class RolloutRunner:
                     if failure is not None:
                         response.pipeline_metadata["trace_error"] = failure
             return response
+        finally:
+            self.limiter.release()
 
     @staticmethod
     def _complete_trace(
@@ -292,13 +298,18 @@ class RolloutRunner:
 
             response.trace = render_trace(session.trace, request.record.trace_format)
 
-    async def _execute(self, request: RolloutRequest, context: RolloutContext) -> RolloutResponse:
+    async def _execute(
+        self, request: RolloutRequest, context: RolloutContext, watch: Watch
+    ) -> RolloutResponse:
+        watch.start_deadline(context.deadline_s, self.watchdog.period)
         try:
-            async with asyncio.timeout(context.deadline_s) as deadline:
+            try:
                 result = await self._call_executor(request, context)
-        except TimeoutError as exc:
-            if not deadline.expired():
-                raise self._executor_failed(context, exc) from None
+            finally:
+                timed_out = watch.stop_deadline()
+        except asyncio.CancelledError:
+            if not timed_out:
+                raise
             context.cancelled.set()
             logger.warning("rollout %s timed out after %g s", _logged(context), context.deadline_s)
             raise TaskAppError(
@@ -315,10 +326,12 @@ class RolloutRunner:
                 exc.message,
             )
             return infrastructure_failure(request, context, exc)
-        except (TaskAppError, asyncio.CancelledError):
+        except TaskAppError:
             raise
         except Exception as exc:
             raise self._executor_failed(context, exc) from None
+        if isinstance(result, RolloutResponse):
+            return result  # built by the executor through the model: valid already
         try:
             return RolloutResponse.model_validate(result)
         except ValidationError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,14 +16,13 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Scope
+from starlette.types import ASGIApp, Scope
 
-from .access_log import AccessLogMiddleware
 from .auth import AuthMiddleware, configured_keys, expected_prefix
 from .config import TaskAppConfig
 from .contracts import CONTRACT_VERSION, INT64_MAX, INT64_MIN, TaskInfo
+from .edge import EdgeMiddleware
 from .errors import EXCEPTION_HANDLERS, invalid_request
-from .limits import BodyLimitMiddleware
 from .openapi import build_openapi
 from .rollout import RolloutRunner
 
@@ -150,11 +149,6 @@ class TaskAppRoutes:
         payload = [TaskInfo.model_validate(info).model_dump(mode="json") for info in infos]
         return JSONResponse(payload[0] if len(seeds) == 1 else payload)
 
-    async def rollout(self, request: Request) -> Response:
-        response = await self.runner.handle(request)
-        # pydantic-core writes the JSON itself: far cheaper than model_dump + json.dumps
-        return Response(response.model_dump_json(), media_type="application/json")
-
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         for hook in self.config.startup:
@@ -175,11 +169,25 @@ def standard_middleware(
     auth: type[AuthMiddleware] = AuthMiddleware,
     public_routes: Sequence[BaseRoute],
     body_limit_for: Callable[[Scope], int | None] | None = None,
+    direct: Mapping[str, ASGIApp] | None = None,
 ) -> list[Middleware]:
-    """Access log, body limit, CORS from an allow-list, then API-key auth, outermost first."""
+    """Access log, body limit, CORS from an allow-list, then API-key auth, outermost first.
+
+    The standard auth folds into the edge layer (one pass over the headers per request) unless
+    CORS must sit between them; another auth class (the jobs server's tenants) is a layer of
+    its own. `direct` routes (see `EdgeMiddleware`) are answered from the edge layer when it
+    is the only one; a caller adding middleware of its own after these must not pass them.
+    """
+    alone = not cors_origins and (not require_api_key or auth is AuthMiddleware)
+    folded = require_api_key and alone
     middleware = [
-        Middleware(AccessLogMiddleware),
-        Middleware(BodyLimitMiddleware, max_bytes=max_request_bytes, limit_for=body_limit_for),
+        Middleware(
+            EdgeMiddleware,
+            max_bytes=max_request_bytes,
+            limit_for=body_limit_for,
+            public_routes=public_routes if folded else None,
+            direct=direct if alone else None,
+        )
     ]
     if cors_origins:
         middleware.append(
@@ -196,7 +204,7 @@ def standard_middleware(
                 ],
             )
         )
-    if require_api_key:
+    if require_api_key and not folded:
         middleware.append(Middleware(auth, public_routes=public_routes))
     return middleware
 
@@ -210,7 +218,8 @@ def create_task_app(config: TaskAppConfig) -> Starlette:
         *config.public_routes,
     ]
     protected: list[BaseRoute] = [
-        Route("/rollout", routes.rollout, methods=["POST"]),  # the hot path, matched first
+        # the hot path, matched first; a plain ASGI endpoint (no Request or Response objects)
+        Route("/rollout", routes.runner, methods=["POST"], name="rollout"),
         Route("/health", routes.health, methods=["GET"]),
         Route("/info", routes.info, methods=["GET"]),
         Route("/task_info", routes.task_info, methods=["GET"]),
@@ -221,6 +230,8 @@ def create_task_app(config: TaskAppConfig) -> Starlette:
         cors_origins=config.cors_origins,
         require_api_key=config.require_api_key,
         public_routes=public,
+        # the author's middleware must see every request, so the hot path takes the router
+        direct=None if config.middleware else {"/rollout": routes.runner},
     )
     middleware.extend(config.middleware)
     app = Starlette(
