@@ -14,24 +14,22 @@ postgresql://postgres@127.0.0.1:5432/test), dropped afterwards.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from textwrap import fill
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from bench.durability import filesystem
+from bench.durability import filesystem, fresh_database, postgres_server, postgres_settings
 from bench.framework_overhead import trivial_response
 from bench.harness import LoadResult, load_all, median_run, record, server_process
 
@@ -41,7 +39,6 @@ CONCURRENCIES = (8, 16)  # clients per process: more of them, bigger group commi
 ROUNDS = 3
 WARMUP_S = 1.0
 DURATION_S = 4.0
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 MODES = {
     "off": "tracing off",
     "sqlite": "SQLite, a file per process",
@@ -99,50 +96,6 @@ def traced_app() -> object:
             rollout=rollout,
         )
     )
-
-
-def admin_url() -> str:
-    return os.environ.get("SYNTH_BENCH_POSTGRES_URL") or DEFAULT_ADMIN_URL
-
-
-def server() -> str:
-    """The admin URL's host and port (never its password)."""
-    parts = urlsplit(admin_url())
-    return f"{parts.hostname}:{parts.port or 5432}"
-
-
-@contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new, empty database on the admin URL's server, dropped afterwards."""
-    import psycopg
-
-    name = f"synth_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(admin_url())._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(admin_url(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def postgres_settings() -> str | None:
-    """The server's version and commit settings; None (saying why) when none can be reached."""
-    try:
-        import psycopg
-    except ImportError:
-        print("psycopg is not installed (the postgres extra): PostgreSQL is not measured")
-        return None
-    try:
-        with psycopg.connect(admin_url(), autocommit=True, connect_timeout=5) as conn:
-            version = conn.execute("SHOW server_version").fetchone()[0]
-            commit = conn.execute("SHOW synchronous_commit").fetchone()[0]
-            fsync = conn.execute("SHOW fsync").fetchone()[0]
-    except psycopg.Error as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        print(f"no PostgreSQL at {server()}: {reason[:200]}: PostgreSQL is not measured")
-        return None
-    return f"PostgreSQL {version} (synchronous_commit={commit}, fsync={fsync})"
 
 
 @dataclass
@@ -251,7 +204,7 @@ def summary(results: dict[tuple[str, int], Run], settings: str | None) -> str:
         )
     if settings is None:
         lines.append(
-            f"PostgreSQL was not measured: no server answered at {server()} "
+            f"PostgreSQL was not measured: no server answered at {postgres_server()} "
             "(set SYNTH_BENCH_POSTGRES_URL)."
         )
     return "\n".join(f"- {line}" for line in lines)
