@@ -119,10 +119,13 @@ def test_kill_9_jobs_server_keeps_every_acknowledged_event(database_url: str) ->
 
 
 def test_kill_9_traced_task_app_keeps_every_acknowledged_session(
-    tmp_path: Path, offline_policy_url: str
+    tmp_path: Path, offline_policy_url: str, database_url: str
 ) -> None:
+    """On each engine: a trace directory (SQLite in it), and a PostgreSQL URL."""
+    postgres = database_url.startswith("postgresql://")
     trace_dir = tmp_path / "traces"
-    args = ["serve", "math", "--trace", str(trace_dir)]
+    store = database_url if postgres else str(trace_dir / "synth_ai.db")
+    args = ["serve", "math", "--trace", database_url if postgres else str(trace_dir)]
     process, url, _ = start_server(args)
     acknowledged: list[str] = []
 
@@ -164,9 +167,9 @@ def test_kill_9_traced_task_app_keeps_every_acknowledged_session(
     finally:
         if process.poll() is None:
             kill_9(process)
-    stored = {
-        s["session_id"] for s in TraceReader(trace_dir / "synth_ai.db").list_sessions(limit=10_000)
-    }
+    reader = TraceReader(store)
+    stored = {s["session_id"] for s in reader.list_sessions(limit=10_000)}
+    reader.close()
     lost = [cid for cid in acknowledged if cid not in stored]
     assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged sessions lost"
     # the store opens again after the crash and goes on writing
