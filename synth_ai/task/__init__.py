@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "auth": ("configured_keys",),
-    "client": ("SyncTaskAppClient", "TaskAppClient", "TaskAppClientError"),
+    "client": ("TaskAppClient", "TaskAppClientError"),
+    "sync_client": ("SyncTaskAppClient",),
     "config": ("RolloutExecutor", "TaskAppConfig"),
     "conformance": ("CheckResult", "ConformanceReport", "check_conformance"),
     "contracts": (
@@ -119,7 +120,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .auth import configured_keys
-    from .client import SyncTaskAppClient, TaskAppClient, TaskAppClientError
+    from .client import TaskAppClient, TaskAppClientError
     from .config import RolloutExecutor, TaskAppConfig
     from .conformance import CheckResult, ConformanceReport, check_conformance
     from .contracts import (
@@ -161,4 +162,5 @@ if TYPE_CHECKING:
     from .rollout import RolloutContext
     from .server import create_task_app
     from .serving import run_task_app, serve_in_background
+    from .sync_client import SyncTaskAppClient
     from .validators import validate_rollout_response_for_rl

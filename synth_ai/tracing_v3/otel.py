@@ -24,7 +24,6 @@ from .settings import otlp_configured
 logger = logging.getLogger("synth_ai.tracing_v3")
 
 
-
 def _ns(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp() * 1_000_000_000)
 
