@@ -65,6 +65,21 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
 
+    def invoke(self, ctx: click.Context) -> object:
+        """Any command: an environment variable its settings refuse is one line and exit 2."""
+        try:
+            return super().invoke(ctx)
+        except ValueError as exc:
+            from synth_ai.settings import SettingsError  # here: `--help` never loads pydantic
+
+            if isinstance(exc, SettingsError):
+                raise BadSetting(str(exc)) from None
+            raise
+
+
+class BadSetting(click.ClickException):
+    exit_code = 2
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="synth-ai")

@@ -1,32 +1,28 @@
-"""Reading `KEY=VALUE` env files for the CLI; values are never printed."""
+"""Reading env files for the CLI with python-dotenv; values are never printed."""
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import click
+from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse `KEY=VALUE` lines (`export ` prefix, quotes and `#` comments allowed)."""
-    values: dict[str, str] = {}
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        line = line.removeprefix("export ").strip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not key.replace("_", "").isalnum():
-            raise click.BadParameter(f"{path}:{number}: expected KEY=VALUE")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        values[key] = value
-    return values
+    """`KEY=VALUE` lines as dotenv reads them (`export `, quotes, `#` comments, `${VAR}`); a
+    line it cannot parse, or a name without a value, is refused naming the file and line."""
+    text = path.read_text(encoding="utf-8")
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error or (binding.key is not None and binding.value is None):
+            raise click.BadParameter(f"{path}:{binding.original.line}: expected KEY=VALUE")
+    return {
+        key: value
+        for key, value in dotenv_values(stream=io.StringIO(text)).items()
+        if value is not None
+    }
 
 
 def load_env_files(paths: tuple[Path, ...]) -> list[str]:

@@ -10,7 +10,10 @@ requests once this many connections (or requests in flight) are open; the soft
 from __future__ import annotations
 
 import logging
-import os
+
+from pydantic import Field
+
+from synth_ai.settings import EnvironmentSettings
 
 logger = logging.getLogger("synth_ai.task.serving")
 
@@ -20,18 +23,18 @@ FD_HEADROOM = 1024
 """Descriptors beyond the cap for what the app opens itself: outbound pools, trace files."""
 
 
+class ConnectionSettings(EnvironmentSettings):
+    max_connections: int = Field(
+        DEFAULT_MAX_CONNECTIONS, validation_alias=MAX_CONNECTIONS_ENV, ge=1, le=1_000_000
+    )
+
+
 def resolve_max_connections(value: int | None = None) -> int:
     """The cap: `value`, else `$SYNTH_MAX_CONNECTIONS`, else 2048."""
-    source = "max_connections"
     if value is None:
-        raw = os.environ.get(MAX_CONNECTIONS_ENV, "").strip()
-        source = f"{MAX_CONNECTIONS_ENV}={raw[:40]!r}"
-        try:
-            value = int(raw) if raw else DEFAULT_MAX_CONNECTIONS
-        except ValueError:
-            raise ValueError(f"{source} is not an integer") from None
+        return ConnectionSettings.from_environment().max_connections
     if value < 1:
-        raise ValueError(f"{source}: the connection cap must be at least 1, not {value}")
+        raise ValueError(f"max_connections: the connection cap must be at least 1, not {value}")
     return value
 
 

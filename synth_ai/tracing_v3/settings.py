@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pydantic import AliasChoices, Field
+
+from synth_ai.settings import EnvironmentSettings
 from synth_ai.storage.url import DatabaseURL, DatabaseURLError, parse_database_url
 
 DEFAULT_DB_PATH = Path("traces/v3/synth_ai.db")
@@ -13,25 +16,31 @@ SFT_DIR_VARS = ("TASKAPP_SFT_OUTPUT_DIR", "SFT_OUTPUT_DIR")
 ENABLED_VAR = "TASKAPP_TRACING_ENABLED"
 OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 DB_VAR = "TASKAPP_TRACE_DB"
-_TRUE = {"1", "true", "yes", "on"}
+
+
+class TracingSettings(EnvironmentSettings):
+    """Whether and where a task app traces; each field's alias is its environment variable."""
+
+    enabled: bool = Field(False, validation_alias=ENABLED_VAR)
+    """`1/true/yes/on` or `0/false/no/off`; anything else is refused, not read as off."""
+    trace_db: str | None = Field(None, validation_alias=DB_VAR, max_length=4096)
+    sft_dir: Path | None = Field(None, validation_alias=AliasChoices(*SFT_DIR_VARS))
+    otlp_endpoint: str | None = Field(None, validation_alias=AliasChoices(*OTLP_ENDPOINT_VARS))
 
 
 def tracing_enabled_from_environment() -> bool:
-    return os.environ.get(ENABLED_VAR, "").strip().lower() in _TRUE
+    return TracingSettings.from_environment().enabled
 
 
 def sft_dir_from_environment() -> Path | None:
     """Where SFT lines go per LLM call: `TASKAPP_SFT_OUTPUT_DIR`, else `SFT_OUTPUT_DIR`."""
-    for name in SFT_DIR_VARS:
-        if os.environ.get(name):
-            return Path(os.environ[name])
-    return None
+    return TracingSettings.from_environment().sft_dir
 
 
 def trace_db_from_environment() -> DatabaseURL:
     """`TASKAPP_TRACE_DB` (a path, `sqlite:///path` or `postgresql://...`), else the default
     file; a scheme no engine has raises `DatabaseURLError` naming the variable."""
-    value = os.environ.get(DB_VAR)
+    value = TracingSettings.from_environment().trace_db
     if not value:
         return parse_database_url(DEFAULT_DB_PATH)
     try:
@@ -49,4 +58,4 @@ def trace_location(value: DatabaseURL | str | os.PathLike[str] | None) -> Databa
 
 def otlp_configured() -> bool:
     """Whether the standard variables name an OTLP endpoint (checked without importing OTel)."""
-    return any(os.environ.get(name) for name in OTLP_ENDPOINT_VARS)
+    return TracingSettings.from_environment().otlp_endpoint is not None

@@ -15,7 +15,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import threading
 import time
@@ -23,9 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from pydantic import Field
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 
+from synth_ai.settings import EnvironmentSettings
 from synth_ai.task.auth import PRIMARY_KEY_VAR, configured_keys
 
 LOGIN_TTL_VAR = "SYNTH_UI_LOGIN_TTL_SECS"
@@ -50,15 +51,11 @@ class Session:
     expires_at: float
 
 
-def _ttl(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        value = -1.0
-    if not 1 <= value <= 30 * 86_400:
-        raise ValueError(f"{name} must be a number of seconds in [1, 2592000], not {raw[:40]!r}")
-    return value
+class SigninSettings(EnvironmentSettings):
+    login_ttl_s: float = Field(900.0, validation_alias=LOGIN_TTL_VAR, ge=1, le=30 * 86_400)
+    session_ttl_s: float = Field(
+        12 * 3600.0, validation_alias=SESSION_TTL_VAR, ge=1, le=30 * 86_400
+    )
 
 
 class MemorySpend:
@@ -98,10 +95,9 @@ class SignIn:
         self._secret = secret
         self._spend = spend
         self.name = name
-        self.login_ttl_s = _ttl(LOGIN_TTL_VAR, 900.0) if login_ttl_s is None else login_ttl_s
-        self.session_ttl_s = (
-            _ttl(SESSION_TTL_VAR, 12 * 3600.0) if session_ttl_s is None else session_ttl_s
-        )
+        settings = SigninSettings.from_environment()
+        self.login_ttl_s = settings.login_ttl_s if login_ttl_s is None else login_ttl_s
+        self.session_ttl_s = settings.session_ttl_s if session_ttl_s is None else session_ttl_s
 
     # --- signed envelopes ------------------------------------------------------------------
 
