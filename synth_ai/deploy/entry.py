@@ -24,7 +24,7 @@ if modal.is_local():
 else:
     settings = ModalDeploySettings.from_environment()
     app, function_kwargs = modal.App(settings.app_name()), {}
-build_task_app = asgi_factory(settings.task_app)
+build_task_app = asgi_factory(settings.task_app, settings.reference)
 
 
 @app.function(**function_kwargs)

@@ -22,6 +22,7 @@ from synth_ai.task.server import create_task_app
 
 from .plan import MODULE_VAR, DeployPlan, ImagePlan
 from .settings import KEY_VAR, SECRET_NAMES_VAR, SECRETS_FD_VAR, ModalDeploySettings
+from .source import REMOTE_ROOT
 
 SOURCE_IGNORE = ["**/__pycache__", "**/__pycache__/**", "**/*.pyc"]
 """Everything of a package but bytecode: data files next to the code go with it."""
@@ -31,20 +32,25 @@ class MissingKeyError(RuntimeError):
     """A deploy would ship no `ENVIRONMENT_API_KEY`: the app would answer 503."""
 
 
-def task_app_entry(task_app: str) -> TaskAppEntry:
-    """The registered app, importing its module first where entry points are not installed
-    (in the container only the source is there)."""
+def task_app_entry(task_app: str, reference: str | None = None) -> TaskAppEntry:
+    """The app in the container, where only its source is there (no entry points): its module
+    imported first so it registers, then found by id, or by `reference` (a file among the
+    sources under `REMOTE_ROOT`, or `module:attribute`) when the app was deployed by one."""
     module = os.environ.get(MODULE_VAR)
     if module:
         importlib.import_module(module)
-    return get_task_app(task_app)
+    if reference is None:
+        return get_task_app(task_app)
+    if reference.partition(":")[0].endswith(".py"):
+        reference = f"{REMOTE_ROOT}/{reference}"
+    return get_task_app(reference)
 
 
-def asgi_factory(task_app: str) -> Callable[[], ASGIApp]:
-    """The function Modal calls in the container: build the registered app's ASGI app."""
+def asgi_factory(task_app: str, reference: str | None = None) -> Callable[[], ASGIApp]:
+    """The function Modal calls in the container: build the app's ASGI app."""
 
     def build() -> ASGIApp:
-        return create_task_app(task_app_entry(task_app).config_factory())
+        return create_task_app(task_app_entry(task_app, reference).config_factory())
 
     build.__name__ = "web"
     return build

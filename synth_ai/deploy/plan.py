@@ -17,6 +17,7 @@ import os
 import shlex
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 from synth_ai.task.registry import get_task_app
@@ -120,11 +121,20 @@ def inferred_extras(settings: ModalDeploySettings) -> tuple[str, ...]:
     return tuple(extras)
 
 
+def container_reference(reference: str) -> str | None:
+    """`reference` as the container resolves it: a file by its name among the mounted sources,
+    `module:attribute` as it is; None for a registered name (found by id there too)."""
+    location, colon, name = reference.partition(":")
+    if location.endswith(".py"):
+        return PurePath(location).name + colon + name
+    return reference if colon else None
+
+
 def build_plan(settings: ModalDeploySettings) -> DeployPlan:
     """The plan for `settings` from this install. Raises `KeyError` for an unknown app and
     `SourceError` when a module or this package's metadata cannot be found."""
     entry = get_task_app(settings.task_app)
-    settings = settings.with_task_app(entry.app_id)
+    settings = settings.with_task_app(entry.app_id, container_reference(settings.task_app))
     app_module = entry.config_factory.__module__
     top_level = app_module.split(".")[0]
     extras = inferred_extras(settings)

@@ -86,12 +86,15 @@ class ModalDeploySettings:
     package: str | None = None
     """An explicit pip spec to install instead of this package's own source."""
     python_version: str = field(default_factory=local_python_version)
+    reference: str | None = None
+    """How the container finds an app its module does not register by id: `app.py[:name]`
+    (relative to the mounted sources) or `module:attribute`. None: by `task_app`."""
 
     def app_name(self) -> str:
         return self.name or f"synth-{self.task_app}"
 
-    def with_task_app(self, app_id: str) -> ModalDeploySettings:
-        return replace(self, task_app=app_id)
+    def with_task_app(self, app_id: str, reference: str | None = None) -> ModalDeploySettings:
+        return replace(self, task_app=app_id, reference=reference)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
