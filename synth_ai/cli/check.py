@@ -10,13 +10,19 @@ import os
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from synth_ai.eval import parse_seeds
+from synth_ai.eval.verdict import PASSED, UNREACHABLE
 from synth_ai.offline_policy import OFFLINE_MODEL, create_offline_policy_app
 from synth_ai.task import serve_in_background
-from synth_ai.task.conformance import check_conformance
+from synth_ai.task.conformance import ConformanceReport, check_conformance
 
 from .app_target import serve_target
+
+FAILED = 1
+"""A required check failed. 3 (`UNREACHABLE`, as for `eval`): nothing answers, the answers are
+not a task app's, or the key is refused; one line on stderr says which."""
 
 
 @click.command()
@@ -36,8 +42,10 @@ def check(
     offline_policy: bool,
     as_json: bool,
 ) -> None:
-    """Check a task app (a URL, or an app served in-process); exit 0 only when every required
-    check passes."""
+    """Check a task app (a URL, or an app served in-process) against the contract.
+
+    Exit 0 when every required check passed or was skipped, 1 when one failed, 3 when nothing
+    could be checked (nothing answers, not a task app, the key refused)."""
     try:
         seeds = parse_seeds(seed_spec)
     except ValueError as exc:
@@ -55,22 +63,32 @@ def check(
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
-    else:
-        table = Table(title=f"contract checks for {url}")
-        for column in ("check", "result", "ms", "detail"):
-            table.add_column(column)
-        for item in report.checks:
-            mark = (
-                "[green]pass[/green]"
-                if item.passed
-                else ("[red]FAIL[/red]" if item.required else "[yellow]warn[/yellow]")
-            )
-            table.add_row(item.name, mark, f"{item.latency_ms:.0f}", item.detail)
-        Console(soft_wrap=True).print(table)
-        verdict = (
-            "all required checks passed"
-            if report.passed
-            else ("failed: " + ", ".join(report.failures))
+    if report.stopped is not None:
+        click.echo(f"check: {report.stopped}", err=True)
+        raise SystemExit(UNREACHABLE)
+    if not as_json:
+        print_report(report)
+    raise SystemExit(PASSED if report.passed else FAILED)
+
+
+MARKS = {"pass": "[green]pass[/green]", "skipped": "[yellow]skipped[/yellow]"}
+
+
+def print_report(report: ConformanceReport) -> None:
+    """The table, then one verdict line that names what failed and what was skipped."""
+    table = Table(title=f"contract checks for {report.url}")
+    for column in ("check", "result", "ms", "detail"):
+        table.add_column(column)
+    for item in report.checks:
+        mark = MARKS.get(item.status) or (
+            "[red]FAIL[/red]" if item.required else "[yellow]warn[/yellow]"
         )
-        click.echo(verdict)
-    raise SystemExit(0 if report.passed else 1)
+        ms = "-" if item.latency_ms is None else f"{item.latency_ms:.0f}"
+        table.add_row(item.name, mark, ms, Text(item.detail))  # Text: a detail is not markup
+    Console(soft_wrap=True).print(table)
+    verdict = (
+        "all required checks passed" if report.passed else ("failed: " + ", ".join(report.failures))
+    )
+    if report.skipped:
+        verdict += f" (skipped: {', '.join(report.skipped)})"
+    click.echo(verdict)

@@ -1,98 +1,110 @@
 """Checking any running task app, in any language, against the contract (DESIGN.md 3).
 
-`check_conformance(url, ...)` answers a `ConformanceReport`: one `CheckResult` per rule, with the
-reason for each failure and the latency of each call. `synth-ai check URL` prints it.
+`check_conformance(url, ...)` answers a `ConformanceReport`: one `CheckResult` per rule (`pass`,
+`fail`, or `skipped` with the reason it could not run) with the latency of each call, or, when
+nothing can be checked (nothing answers, not a task app, a refused key), `stopped` saying why in
+one line. `synth-ai check URL` prints it. The probes themselves are in `probes.py`.
 """
 
 from __future__ import annotations
 
+import functools
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
-from pydantic import ValidationError
 
-from .client import every_generation
-from .contracts import TaskInfo
-from .validators import validate_rollout_response_for_rl
+from .probes import PROBES, CannotCheck, CheckFailed, CheckSkipped, Probe, describe, json_object
 
-RESPONSE_FIELDS = ("run_id", "trace_correlation_id", "trajectories", "metrics", "pipeline_metadata")
-TASK_INFO_FIELDS = ("task", "environment", "dataset", "rubric", "inference", "limits")
-INFO_FIELDS = ("service", "dataset", "inference", "limits", "contract_version")
+Status = Literal["pass", "fail", "skipped"]
 
 
 @dataclass
 class CheckResult:
     name: str
-    passed: bool
+    status: Status
     required: bool = True
     detail: str = ""
     latency_ms: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Only a check that ran and held passes; a skipped one does not."""
+        return self.status == "pass"
 
 
 @dataclass
 class ConformanceReport:
     url: str
     checks: list[CheckResult] = field(default_factory=list)
+    stopped: str | None = None
+    """Why no (further) check could run, in one line; None when every check ran."""
 
     @property
     def passed(self) -> bool:
-        return all(check.passed for check in self.checks if check.required)
+        """Every required check held or was skipped, and the run was not stopped."""
+        return self.stopped is None and not self.failures
 
     @property
     def failures(self) -> list[str]:
-        return [check.name for check in self.checks if check.required and not check.passed]
+        return [c.name for c in self.checks if c.required and c.status == "fail"]
+
+    @property
+    def skipped(self) -> list[str]:
+        return [c.name for c in self.checks if c.status == "skipped"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"url": self.url, "passed": self.passed, "checks": [asdict(c) for c in self.checks]}
+        return {
+            "url": self.url,
+            "passed": self.passed,
+            "stopped": self.stopped,
+            "checks": [{**asdict(c), "passed": c.passed} for c in self.checks],
+        }
 
 
-class CheckFailed(Exception):
-    pass
+async def run_check(
+    report: ConformanceReport,
+    name: str,
+    check: Callable[[], Awaitable[str]],
+    *,
+    required: bool = True,
+) -> None:
+    """Run one check into the report; a refused connection stops the whole run."""
+    started = time.perf_counter()
+    status: Status = "pass"
+    try:
+        detail = await check()
+    except CheckFailed as exc:
+        status, detail = "fail", str(exc)
+    except CheckSkipped as exc:
+        status, detail = "skipped", str(exc)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise CannotCheck(f"{report.url} stopped answering ({type(exc).__name__})") from None
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        status, detail = "fail", f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    latency = round((time.perf_counter() - started) * 1000, 1)
+    detail = " ".join(detail.split())[:300]
+    report.checks.append(CheckResult(name, status, required, detail, latency))
 
 
-def _leaks(text: str, secret: str, size: int = 4) -> bool:
-    return len(secret) >= size and any(
-        secret[i : i + size] in text for i in range(len(secret) - size + 1)
-    )
-
-
-class _Checker:
-    def __init__(self, http: httpx.AsyncClient, key: str, report: ConformanceReport) -> None:
-        self.http = http
-        self.key = key
-        self.report = report
-        self.auth = {"X-API-Key": key, "Authorization": f"Bearer {key}"}
-
-    async def run(
-        self, name: str, check: Callable[[], Awaitable[str]], *, required: bool = True
-    ) -> None:
-        started = time.perf_counter()
-        try:
-            detail, passed = await check(), True
-        except CheckFailed as exc:
-            detail, passed = str(exc), False
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            detail, passed = f"{type(exc).__name__}: {exc}", False
-        latency = (time.perf_counter() - started) * 1000
-        self.report.checks.append(CheckResult(name, passed, required, detail, round(latency, 1)))
-
-    async def get_json(self, path: str, *, auth: bool = True, **params: Any) -> Any:
-        response = await self.http.get(path, headers=self.auth if auth else {}, params=params)
-        if response.status_code != 200:
-            raise CheckFailed(f"GET {path} answered {response.status_code}: {response.text[:200]}")
-        return response.json()
-
-
-def _require(data: Any, fields: Sequence[str], where: str) -> None:
-    if not isinstance(data, dict):
-        raise CheckFailed(f"{where} is not a JSON object")
-    missing = [f for f in fields if f not in data]
-    if missing:
-        raise CheckFailed(f"{where} lacks {', '.join(missing)}")
+async def reach(probe: Probe) -> None:
+    """Go on only when something answers, it looks like a task app (`/health` or `/info`
+    answers a JSON object with the key) and the key is accepted; otherwise `CannotCheck`."""
+    try:
+        health = await probe.http.get("/health", headers=probe.auth)
+        probe.refused(health, "GET /health")
+        if json_object(health) is not None:
+            return
+        info = await probe.http.get("/info", headers=probe.auth)
+    except httpx.TransportError as exc:
+        raise CannotCheck(f"nothing answers at {probe.url} ({type(exc).__name__})") from None
+    probe.refused(info, "GET /info")
+    if json_object(info) is not None:
+        return
+    answers = f"GET /health answered {describe(health)}, GET /info answered {describe(info)}"
+    raise CannotCheck(f"{probe.url} is not a task app, or not a working one: {answers}")
 
 
 async def check_conformance(
@@ -110,107 +122,11 @@ async def check_conformance(
     async with httpx.AsyncClient(
         base_url=url.rstrip("/"), timeout=timeout_s, transport=transport
     ) as http:
-        c = _Checker(http, api_key, report)
-
-        async def liveness() -> str:
-            data = await c.get_json("/", auth=False)
-            _require(data, ("status",), "GET /")
-            return f"status={data['status']}"
-
-        async def health_with_key() -> str:
-            data = await c.get_json("/health")
-            if data.get("healthy") is not True:
-                raise CheckFailed(f"healthy is {data.get('healthy')!r}")
-            return "healthy"
-
-        async def health_without_key() -> str:
-            response = await http.get("/health")
-            if response.status_code != 401:
-                raise CheckFailed(
-                    f"GET /health without a key answered {response.status_code}, not 401"
-                )
-            return "401 without a key"
-
-        async def no_key_material() -> str:
-            wrong = f"wrong-{uuid.uuid4().hex}"
-            for headers in ({}, {"X-API-Key": wrong}, {"Authorization": f"Bearer {wrong}"}):
-                response = await http.get("/health", headers=headers)
-                body = response.text + " ".join(f"{k}: {v}" for k, v in response.headers.items())
-                if _leaks(body, api_key):
-                    raise CheckFailed("a 401 answer contains part of the valid key")
-                if headers and _leaks(body, wrong):
-                    raise CheckFailed("a 401 answer echoes the presented key")
-            return "no key material in 401 answers"
-
-        async def info_shape() -> str:
-            data = await c.get_json("/info")
-            _require(data, INFO_FIELDS, "/info")
-            return f"contract_version={data['contract_version']}"
-
-        async def taskset() -> str:
-            data = await c.get_json("/task_info")
-            if not isinstance(data, dict) or not data:
-                raise CheckFailed("/task_info without seeds is not a non-empty object")
-            return "taskset described"
-
-        async def task_info_seeds() -> str:
-            for seed in seeds:
-                data = await c.get_json("/task_info", seed=seed)
-                _require(data, TASK_INFO_FIELDS, f"/task_info?seed={seed}")
-                try:
-                    TaskInfo.model_validate(data)
-                except ValidationError as exc:
-                    raise CheckFailed(f"/task_info?seed={seed}: {exc.errors()[0]['msg']}") from None
-            return f"{len(seeds)} seeds"
-
-        async def determinism() -> str:
-            seed = seeds[0]
-            first = await c.get_json("/task_info", seed=seed)
-            second = await c.get_json("/task_info", seed=seed)
-            if first != second:
-                raise CheckFailed(f"/task_info?seed={seed} differs between two calls")
-            return f"seed {seed} stable"
-
-        async def rollout(mode: str) -> str:
-            if not inference_url:
-                raise CheckFailed(
-                    "no policy to roll out with: pass --inference-url or --offline-policy"
-                )
-            cid = f"check-{mode}-{uuid.uuid4().hex[:10]}"
-            body = {
-                "run_id": cid,
-                "trace_correlation_id": cid,
-                "mode": mode,
-                "env": {"seed": seeds[0], "config": {"seed": seeds[0]}},
-                "policy": {"config": {"inference_url": inference_url, "model": model or "policy"}},
-                "record": {"return_trace": True, "trace_format": "structured"},
-            }
-            response = await http.post("/rollout", json=every_generation(body), headers=c.auth)
-            if response.status_code != 200:
-                raise CheckFailed(
-                    f"POST /rollout ({mode}) answered {response.status_code}: {response.text[:200]}"
-                )
-            data = response.json()
-            _require(data, RESPONSE_FIELDS, f"rollout response ({mode})")
-            if data["trace_correlation_id"] != cid:
-                raise CheckFailed(
-                    f"trace_correlation_id is {data['trace_correlation_id']!r}, not {cid!r}"
-                )
-            if mode == "rl":
-                problems = validate_rollout_response_for_rl(data, warn_only=True)
-                if problems:
-                    raise CheckFailed("; ".join(problems[:3]))
-            reward = data["metrics"].get("outcome_score", data["metrics"].get("mean_return"))
-            return f"reward={reward}"
-
-        await c.run("liveness", liveness)
-        await c.run("health_with_key", health_with_key)
-        await c.run("health_401_without_key", health_without_key)
-        await c.run("no_key_material_in_401", no_key_material)
-        await c.run("info_shape", info_shape)
-        await c.run("task_info_taskset", taskset)
-        await c.run("task_info_seeds", task_info_seeds)
-        await c.run("task_info_deterministic", determinism)
-        await c.run("rollout_eval", lambda: rollout("eval"))
-        await c.run("rollout_rl_cid_rules", lambda: rollout("rl"))
+        probe = Probe(http, url, api_key, seeds, inference_url, model)
+        try:
+            await reach(probe)
+            for name, check in PROBES:
+                await run_check(report, name, functools.partial(check, probe))
+        except CannotCheck as exc:
+            report.stopped = str(exc)
     return report

@@ -20,6 +20,15 @@ from .contracts import RolloutRequest
 if TYPE_CHECKING:
     from synth_ai.tracing_v3 import SessionTracer, TraceSession
 
+TRACE_PURPOSES = frozenset({"check"})
+"""What `record.purpose` may mark a session's `metadata.purpose` with (`synth-ai check` sends
+"check"). It is caller input: any other value is dropped, never stored."""
+
+
+def trace_purpose(request: RolloutRequest) -> str | None:
+    purpose = (request.record.model_extra or {}).get("purpose")
+    return purpose if isinstance(purpose, str) and purpose in TRACE_PURPOSES else None
+
 
 class RolloutTracing:
     """Owns an app's store, SFT writer and OTel bridge, opened on the first rollout.
@@ -85,7 +94,14 @@ class RolloutTracing:
             "seed": request.env.seed,
             "model": request.policy.config.get("model"),
         }
-        return tracer, tracer.start(correlation_id, metadata)
+        purpose = trace_purpose(request)
+        if purpose is None:
+            return tracer, tracer.start(correlation_id, metadata)
+        from synth_ai.tracing_v3 import TraceSession
+
+        metadata["purpose"] = purpose
+        # a check's LLM calls are probes, not training data: no live SFT lines for them
+        return tracer, TraceSession(correlation_id, metadata, otel=tracer.otel)
 
     def health(self) -> dict[str, Any]:
         """Whether traces are being stored: `healthy` is false while the store keeps failing,

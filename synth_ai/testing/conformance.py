@@ -39,8 +39,10 @@ def assert_conforms(
         if inference_url is None:
             inference_url = stack.enter_context(serve_in_background(create_offline_policy_app()))
         report = asyncio.run(check_conformance(app, key, seeds=seeds, inference_url=inference_url))
+    if report.stopped is not None:
+        raise AssertionError(f"nothing could be checked: {report.stopped}")
     if not report.passed:
-        failed = [c for c in report.checks if c.required and not c.passed]
+        failed = [c for c in report.checks if c.required and c.status == "fail"]
         lines = "\n".join(f"  {c.name}: {c.detail}" for c in failed)
         raise AssertionError(f"{len(failed)} contract check(s) failed at {report.url}:\n{lines}")
     return report

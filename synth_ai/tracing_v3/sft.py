@@ -1,7 +1,8 @@
 """Supervised fine-tuning export: OpenAI chat fine-tuning JSONL from recorded LLM calls.
 
 Each line is `{"messages": [...], "tools": [...]}`; assistant tool calls carry `arguments` as a
-JSON string, as OpenAI's format requires.
+JSON string, as OpenAI's format requires. Sessions recorded by `synth-ai check` (metadata
+`purpose: "check"`) are probes, not training data: left out unless asked for.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from synth_ai.batch_writer import BatchWriter
 from .models import LLMCallRecord, LLMMessage, SessionTrace
 
 SFT_FILE_NAME = "sft_examples.jsonl"
+CHECK_PURPOSE = "check"
+"""`metadata.purpose` of a session a conformance check's rollout recorded."""
+
+
+def is_check(trace: SessionTrace) -> bool:
+    return trace.metadata.get("purpose") == CHECK_PURPOSE
 
 
 def _message(message: LLMMessage) -> dict[str, Any]:
@@ -66,11 +73,15 @@ def write_sft_jsonl(
     *,
     min_reward: float | None = None,
     model: str | None = None,
+    include_checks: bool = False,
 ) -> int:
-    """Stream examples to a file, one session at a time; answers how many lines were written."""
+    """Stream examples to a file, one session at a time; answers how many lines were written.
+    Sessions of conformance checks are skipped unless `include_checks`."""
     count = 0
     with open(out_path, "w", encoding="utf-8") as out:
         for trace in traces:
+            if not include_checks and is_check(trace):
+                continue
             reward = trace.outcome_reward.total_reward if trace.outcome_reward else None
             if min_reward is not None and (reward is None or reward < min_reward):
                 continue
