@@ -106,7 +106,7 @@ def test_serve_with_env_file_and_traces_then_the_traces_commands(
     db = ["--db", str(trace_dir / "synth_ai.db")]
     listed = runner.invoke(main, ["traces", "list", *db])
     assert listed.exit_code == 0 and "cli-1" in listed.output
-    shown = runner.invoke(main, ["traces", "show", "cli-1", *db])
+    shown = runner.invoke(main, ["traces", "show", "cli-1", "--json", *db])
     assert shown.exit_code == 0 and json.loads(shown.output)["session_id"] == "cli-1"
     out = tmp_path / "sft.jsonl"
     exported = runner.invoke(main, ["traces", "export-sft", str(out), "--min-reward", "1", *db])

@@ -129,7 +129,7 @@ def test_jobs_commands_and_exit_codes(
 
     listed = runner.invoke(main, ["jobs", "list", *common])
     assert listed.exit_code == 0 and ok in listed.output
-    shown = runner.invoke(main, ["jobs", "status", ok, *common])
+    shown = runner.invoke(main, ["jobs", "status", ok, "--json", *common])
     assert shown.exit_code == 0 and json.loads(shown.output)["state"] == "succeeded"
 
     out = tmp_path / "stream.jsonl"

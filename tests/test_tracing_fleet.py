@@ -115,7 +115,7 @@ def test_traces_commands_read_a_postgres_store(postgres_url: str, tmp_path: Path
     listed = runner.invoke(main, ["traces", "list", "--db", postgres_url])
     assert listed.exit_code == 0, listed.output
     assert all(f"pg-{i}" in listed.output for i in range(3)) and "3 session(s)" in listed.output
-    shown = runner.invoke(main, ["traces", "show", "pg-1", "--db", postgres_url])
+    shown = runner.invoke(main, ["traces", "show", "pg-1", "--json", "--db", postgres_url])
     assert shown.exit_code == 0 and '"session_id": "pg-1"' in shown.output
     out = tmp_path / "sft.jsonl"
     exported = runner.invoke(main, ["traces", "export-sft", str(out), "--db", postgres_url])

@@ -43,8 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "check": (
         "synth_ai.cli.check:check",
-        "Check a task app (a URL, or an app served in-process); exit 0 only when every "
-        "required check passes.",
+        "Check a task app (a URL, or an app served in-process) against the contract.",
     ),
 }
 """name -> (module:attribute, the one-line help `--help` shows)."""

@@ -2,7 +2,8 @@
 
 It serves the offline policy (a stand-in for an LLM vendor), the math task app with tracing
 on, and a jobs server, all on free loopback ports; runs an eval job over 50 seeds on the jobs
-server; follows it live over SSE; prints the summary and where everything went.
+server; follows it live over SSE; prints the summary and where everything went. Its traces go
+to the default store (`traces/v3/synth_ai.db`), where `synth-ai traces` looks.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import secrets
 import shutil
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,6 +27,7 @@ from synth_ai.eval import EvalConfig, EvalJobKind, read_results
 from synth_ai.jobs import create_jobs_app
 from synth_ai.offline_policy import OFFLINE_MODEL, create_offline_policy_app
 from synth_ai.task import create_task_app, get_task_app, serve_in_background
+from synth_ai.tracing_v3.settings import DEFAULT_DB_PATH
 from synth_ai.ui import sign_in_banner
 
 from .eval import run_remote
@@ -63,10 +66,10 @@ OPENAI_URL = "https://api.openai.com/v1"
 @click.option(
     "--dir",
     "out_dir",
-    default="traces/demo",
+    default=str(DEFAULT_DB_PATH.parent),
     show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where traces and results go.",
+    help=f"Where traces ({DEFAULT_DB_PATH.name}), SFT examples, results and the job log go.",
 )
 def demo(
     count: int,
@@ -86,10 +89,10 @@ def demo(
     api_key = os.environ.get("ENVIRONMENT_API_KEY") or secrets.token_urlsafe(24)
     os.environ["ENVIRONMENT_API_KEY"] = api_key  # this process only: the servers read it
     real_model = bool(model and os.environ.get("OPENAI_API_KEY"))
-    trace_db = out_dir / "synth_ai.db"
+    trace_db = out_dir / DEFAULT_DB_PATH.name
     results = out_dir / "results.jsonl"
     sft = out_dir / "sft_examples.jsonl"
-    sft.unlink(missing_ok=True)  # this run's examples only
+    earlier = _count_lines(sft)  # the directory is shared (serve --trace writes there too)
     config = get_task_app("math").config_factory()
     config.tracing, config.trace_db, config.sft_output_dir = True, trace_db, out_dir
     with contextlib.ExitStack() as stack:
@@ -117,7 +120,9 @@ def demo(
             inference_url=inference_url,
             concurrency=concurrency,
         )
+        started = time.time()
         job_id, summary = asyncio.run(run_remote(eval_config, jobs_url, api_key, results, console))
+        span = (started, time.time())
         if keep_serving:
             console.print("serving until Ctrl-C (the dashboard keeps the finished job)")
             with contextlib.suppress(KeyboardInterrupt):
@@ -125,10 +130,10 @@ def demo(
     # the servers have stopped: the trace writer has flushed everything
     if summary is None:
         raise click.ClickException(f"job {job_id} ended without a summary")
-    print_summary(console, summary, job_id, str(results))
-    lines = len(sft.read_text().splitlines()) if sft.exists() else 0
+    print_summary(console, summary, job_id, str(results), span)
+    lines = _count_lines(sft) - earlier
     console.print(f"trace DB: {trace_db} ({len(read_results(results))} results)")
-    console.print(f"SFT examples: {sft} ({lines} lines)")
+    console.print(f"SFT examples: {sft} ({lines} lines from this run)")
     command = cli_command()
     console.print("next (each line works pasted as it is):")
     if made_key:  # the servers are gone; this throwaway key opens only what comes next
@@ -137,6 +142,13 @@ def demo(
     console.print(f"  {command} jobs stream {job_id} --retry-for 10")
     console.print(f"  {command} traces list --db {trace_db}")
     console.print(f"  {command} traces export-sft sft.jsonl --min-reward 1 --db {trace_db}")
+
+
+def _count_lines(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with path.open("rb") as lines:
+        return sum(1 for _ in lines)
 
 
 def cli_command() -> str:

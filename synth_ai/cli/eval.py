@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from synth_ai.offline_policy import OFFLINE_MODEL, create_offline_policy_app
 from synth_ai.task import TaskAppClient, serve_in_background
 
 from .app_target import serve_target
-from .eval_report import print_summary, progress_bar
+from .eval_report import print_summary, progress_bar, report
 
 
 def _json_option(value: str | None, name: str) -> dict[str, Any]:
@@ -187,6 +188,12 @@ async def run_remote(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Job log for local runs.",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the report as one JSON document on stdout; progress and the table go to stderr.",
+)
 def eval_command(
     target: str,
     seed_spec: str,
@@ -207,13 +214,14 @@ def eval_command(
     success_threshold: float,
     jobs_server: str | None,
     jobs_db: Path,
+    as_json: bool,
 ) -> None:
     """Roll out SEEDS on a task app (a URL, or a registered app served in-process).
 
     Exit codes: 0 passed, 1 a threshold failed (--max-error-rate, --fail-under), 2 usage,
     3 the app or the policy cannot be reached at preflight, 130 interrupted (Ctrl-C).
     """
-    console = Console()
+    console = Console(stderr=as_json)  # with --json, stdout holds the JSON document alone
     logging.getLogger("synth_ai.task.access").setLevel(logging.WARNING)
     try:
         seeds = parse_seeds(seed_spec)
@@ -245,6 +253,7 @@ def eval_command(
             include_infra_errors_in_mean=include_infra_errors,
             success_threshold=success_threshold,
         )
+        started = time.time()
         try:
             if jobs_server:
                 job_id, summary = asyncio.run(
@@ -260,8 +269,12 @@ def eval_command(
             raise SystemExit(INTERRUPTED) from None
     if summary is None:
         raise click.ClickException(f"job {job_id} ended without a summary")
-    print_summary(console, summary, job_id, str(out_path))
+    finished = time.time()
+    print_summary(console, summary, job_id, str(out_path), (started, finished))
     outcome = verdict(summary, fail_under=fail_under, max_error_rate=max_error_rate)
+    if as_json:
+        document = report(summary, job_id, str(out_path), (started, finished))
+        click.echo(json.dumps({**document, "exit_code": outcome.code, "verdict": outcome.reason}))
     if outcome.code:
         click.echo(f"eval: {outcome.reason}", err=True)
     raise SystemExit(outcome.code)

@@ -1,12 +1,19 @@
-"""The terminal side of evaluations: a progress bar and the summary table."""
+"""The terminal side of evaluations: a progress bar, the summary table, and the same report
+as JSON for `eval --json`. Times are ISO 8601 in UTC."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from synth_ai.eval import EvalSummary
+from synth_ai.task.access_log import iso_utc
+
+Span = tuple[float, float]
+"""When a run started and finished, in Unix seconds."""
 
 
 def progress_bar(console: Console) -> Progress:
@@ -25,11 +32,32 @@ def _fmt(value: float | None, unit: str = "") -> str:
     return "-" if value is None else f"{value:.3f}{unit}"
 
 
-def print_summary(console: Console, summary: EvalSummary, job_id: str, results: str | None) -> None:
+def report(summary: EvalSummary, job_id: str, results: str | None, span: Span) -> dict[str, Any]:
+    """The summary as one JSON-ready document."""
+    return {
+        "job_id": job_id,
+        "started_at": iso_utc(span[0]),
+        "finished_at": iso_utc(span[1]),
+        "duration_s": round(span[1] - span[0], 3),
+        "summary": summary.model_dump(mode="json"),
+        "failed": summary.failed,
+        "results": results,
+    }
+
+
+def print_summary(
+    console: Console,
+    summary: EvalSummary,
+    job_id: str,
+    results: str | None,
+    span: Span | None = None,
+) -> None:
     table = Table(title="evaluation summary", show_header=False)
     table.add_column(style="bold")
     table.add_column()
     table.add_row("job", job_id)
+    if span is not None:
+        table.add_row("ran", f"{iso_utc(span[0], 'seconds')} for {span[1] - span[0]:.1f}s")
     table.add_row(
         "seeds",
         f"{summary.completed} of {summary.total}" + (" (canceled)" if summary.canceled else ""),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
@@ -19,9 +18,9 @@ from rich.table import Table
 from synth_ai.jobs import JobEvent, JobState, JobsWatcher
 from synth_ai.jobs.client import JobStreamError, is_transient, request_within
 from synth_ai.task import TaskAppClient, TaskAppClientError
-from synth_ai.task.connections import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_ENV
 
-from .jobs_view import compact_line, live_view, print_summary
+from .jobs_serve import serve
+from .jobs_view import compact_line, job_record, live_view, print_summary, status_lines
 
 DEFAULT_URL = "http://127.0.0.1:8002"
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 2
@@ -192,99 +191,55 @@ def jobs() -> None:
     """Job events: serve them, and follow jobs live."""
 
 
-@jobs.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8002, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--db",
-    default="traces/jobs.db",
-    show_default=True,
-    help="The event log: a SQLite file or sqlite:///path, or postgresql://... shared by replicas.",
+jobs.add_command(serve)
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document on stdout, nothing else."
 )
-@click.option(
-    "--artifacts",
-    "artifacts_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where job files go (default: beside a SQLite log, else traces/jobs.artifacts); "
-    "replicas need one they all share.",
-)
-@click.option(
-    "--cors-origin",
-    "cors_origins",
-    multiple=True,
-    help="A browser origin allowed to read streams (repeatable; none by default).",
-)
-@click.option(
-    "--max-connections",
-    type=click.IntRange(min=1),
-    default=None,
-    help=f"Open connections before requests get 503 (default: ${MAX_CONNECTIONS_ENV} or "
-    f"{DEFAULT_MAX_CONNECTIONS}); each live stream holds one.",
-)
-def serve(
-    host: str,
-    port: int,
-    db: str,
-    artifacts_dir: Path | None,
-    cors_origins: tuple[str, ...],
-    max_connections: int | None,
-) -> None:
-    """Serve the jobs API and event streams, and the dashboard at /ui/; it also runs `eval`
-    jobs itself. Prints a sign-in URL for the dashboard (single use, short-lived)."""
-    from synth_ai.eval import EvalJobKind
-    from synth_ai.jobs import create_jobs_app
-    from synth_ai.storage import StoreUnavailable
-    from synth_ai.task.serving import run_app
-    from synth_ai.ui import sign_in_banner
-
-    try:
-        app = create_jobs_app(
-            db,
-            artifacts_dir=artifacts_dir,
-            kinds={"eval": EvalJobKind()},
-            cors_origins=cors_origins,
-        )
-    except ValueError as exc:  # a setting or --db refused at startup; the message names it
-        raise click.UsageError(str(exc)) from None
-    except StoreUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(sign_in_banner(app.state.signin, host, port, "Dashboard"))
-    run_app(app, host=host, port=port, max_connections=max_connections)
 
 
 @jobs.command("list", epilog=EXIT_CODES_HELP)
 @server_options(ONE_SHOT_RETRY_FOR_S)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
-def list_jobs(url: str, api_key: str | None, retry_for_s: float, limit: int) -> None:
-    """List jobs, newest first."""
+@json_option
+def list_jobs(url: str, api_key: str | None, retry_for_s: float, limit: int, as_json: bool) -> None:
+    """List jobs, newest first (times in UTC)."""
     server = JobsServer(url, api_key, retry_for_s)
 
     async def fetch() -> Any:
         async with server:
             return await server.request("GET", "/api/jobs", params={"limit": limit})
 
+    listed = [job_record(job) for job in _run(server, fetch())["jobs"]]
+    if as_json:
+        click.echo(json.dumps({"jobs": listed}, indent=2))
+        return
     table = Table(title="jobs")
     for column in ("job_id", "kind", "state", "last_seq", "created"):
         table.add_column(column)
-    for job in _run(server, fetch())["jobs"]:
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job["created_at"]))
-        table.add_row(job["job_id"], job["kind"], job["state"], str(job["last_seq"]), created)
+    for job in listed:
+        table.add_row(
+            job["job_id"], job["kind"], job["state"], str(job["last_seq"]), job["created_at"]
+        )
     Console().print(table)
 
 
 @jobs.command("status", epilog=EXIT_CODES_HELP)
 @click.argument("job_id")
 @server_options(ONE_SHOT_RETRY_FOR_S)
-def status(job_id: str, url: str, api_key: str | None, retry_for_s: float) -> None:
-    """Print a job's snapshot as JSON."""
+@json_option
+def status(job_id: str, url: str, api_key: str | None, retry_for_s: float, as_json: bool) -> None:
+    """Print a job's snapshot: its state, times (UTC), last event and metadata."""
     server = JobsServer(url, api_key, retry_for_s)
 
     async def fetch() -> Any:
         async with server:
             return await server.status(job_id)
 
-    click.echo(json.dumps(_run(server, fetch(), job_id), indent=2))
+    job = _run(server, fetch(), job_id)
+    if as_json:
+        click.echo(json.dumps(job_record(job), indent=2))
+    else:
+        click.echo("\n".join(status_lines(job)))
 
 
 @jobs.command("stream", epilog=EXIT_CODES_HELP)

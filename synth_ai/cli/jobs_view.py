@@ -1,22 +1,47 @@
 """How `synth-ai jobs` shows a job in the terminal: compact event lines, the live view of
-`jobs watch`, and the summary it ends with."""
+`jobs watch`, the summary it ends with, and a job's snapshot. Times are ISO 8601 in UTC."""
 
 from __future__ import annotations
 
 import json
-import time
+from typing import Any
 
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from synth_ai.jobs import JobEvent, JobsWatcher
+from synth_ai.task.access_log import iso_utc
+
+TIME_FIELDS = ("created_at", "updated_at")
+
+
+def job_record(job: dict[str, Any]) -> dict[str, Any]:
+    """A job snapshot as the CLI prints it: its times in ISO 8601 UTC, not Unix seconds."""
+    return {
+        key: iso_utc(value, "seconds")
+        if key in TIME_FIELDS and isinstance(value, int | float)
+        else value
+        for key, value in job.items()
+    }
+
+
+def status_lines(job: dict[str, Any]) -> list[str]:
+    """`jobs status` for people: one `name: value` line per field of the snapshot."""
+    shown = job_record(job)
+    lines = [f"job {shown.get('job_id')} ({shown.get('kind')})"]
+    for key, value in shown.items():
+        if key in ("job_id", "kind") or value in (None, {}, []):
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        lines.append(f"  {key.replace('_', ' ')}: {text}")
+    return lines
 
 
 def compact_line(event: JobEvent, total: int | None = None) -> str:
-    """One short line per event: `t=18:22:40 step=820 avg_reward=0.62` (`step=3/10` when the
-    job's total is known)."""
-    stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
+    """One short line per event: `t=2025-05-01T18:22:40Z step=820 avg_reward=0.62`
+    (`step=3/10` when the job's total is known)."""
+    stamp = iso_utc(event.ts, "seconds")
     data = event.data
     parts = [f"t={stamp}"]
     if data.get("step") is not None:

@@ -1,4 +1,8 @@
-"""`synth-ai serve APP`: serve a registered task app with uvicorn."""
+"""`synth-ai serve APP`: serve a registered task app with uvicorn.
+
+It says what it started once it listens (a banner: the app, its URL and routes, whether a key is
+needed, where traces go), then logs one line per request, as text or as JSON.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,12 @@ import click
 
 from synth_ai.task import run_task_app
 from synth_ai.task.auth import configured_keys
+from synth_ai.task.banner import LOG_FORMATS, print_notice, safe_location
 from synth_ai.task.connections import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_ENV
 from synth_ai.task.registry import ConfigFactoryFailed, get_task_app
 from synth_ai.tracing_v3.settings import (
     DB_VAR,
+    DEFAULT_DB_PATH,
     ENABLED_VAR,
     SFT_DIR_VARS,
     tracing_enabled_from_environment,
@@ -23,6 +29,14 @@ from .env_file import load_env_files
 from .trace_store import location_from_environment, require_engine, trace_target
 
 logger = logging.getLogger("synth_ai.cli")
+
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    help="The banner and one line per request: human text, or one JSON object per line.",
+)
 
 
 @click.command()
@@ -41,8 +55,11 @@ logger = logging.getLogger("synth_ai.cli")
     "--trace",
     metavar="DIR|URL",
     default=None,
-    help="Record traces: SQLite at DIR/synth_ai.db and SFT JSONL in DIR, or to a "
-    "postgresql:// URL (a fleet's processes can share one).",
+    is_flag=False,
+    flag_value=str(DEFAULT_DB_PATH.parent),
+    help=f"Record traces: SQLite at DIR/{DEFAULT_DB_PATH.name} and SFT JSONL in DIR, or to a "
+    f"postgresql:// URL (a fleet's processes can share one). --trace alone: "
+    f"{DEFAULT_DB_PATH.parent}, where `synth-ai traces` looks by default.",
 )
 @click.option(
     "--max-connections",
@@ -51,6 +68,7 @@ logger = logging.getLogger("synth_ai.cli")
     help=f"Open connections before requests get 503 (default: ${MAX_CONNECTIONS_ENV} or "
     f"{DEFAULT_MAX_CONNECTIONS}).",
 )
+@log_format_option
 def serve(
     app: str,
     host: str,
@@ -59,6 +77,7 @@ def serve(
     env_files: tuple[Path, ...],
     trace: str | None,
     max_connections: int | None,
+    log_format: str,
 ) -> None:
     """Serve the task app APP: a registered name, a file (app.py) or module:attribute."""
     names = load_env_files(env_files)
@@ -69,13 +88,13 @@ def serve(
         os.environ[DB_VAR] = str(url.path) if url.path is not None else str(url.conninfo)
         if sft_dir is not None:
             os.environ[SFT_DIR_VARS[0]] = str(sft_dir)
-        click.echo(f"Tracing to {url}", err=True)
+        print_notice(f"Tracing to {safe_location(url)}", log_format)
     elif os.environ.get(DB_VAR):  # from the environment or an env file: checked as early
         url = location_from_environment()
         if tracing_enabled_from_environment():
             require_engine(url)
     if names:
-        click.echo(f"Loaded from env files: {', '.join(sorted(set(names)))}", err=True)
+        print_notice(f"Loaded from env files: {', '.join(sorted(set(names)))}", log_format)
     try:
         get_task_app(app)  # a reference that names no app stops here, saying why
     except KeyError as exc:
@@ -83,11 +102,20 @@ def serve(
     except ConfigFactoryFailed as exc:
         raise _factory_failed(exc) from None
     if not configured_keys():
-        click.echo(
-            "Warning: ENVIRONMENT_API_KEY is not set; protected routes will answer 503.", err=True
+        print_notice(
+            "Warning: ENVIRONMENT_API_KEY is not set; protected routes will answer 503.",
+            log_format,
+            "warning",
         )
     try:
-        run_task_app(app, host=host, port=port, reload=reload, max_connections=max_connections)
+        run_task_app(
+            app,
+            host=host,
+            port=port,
+            reload=reload,
+            max_connections=max_connections,
+            log_format=log_format,
+        )
     except ConfigFactoryFailed as exc:
         raise _factory_failed(exc) from None
 

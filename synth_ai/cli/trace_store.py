@@ -9,7 +9,7 @@ import click
 
 from synth_ai.storage import DatabaseURL, DatabaseURLError, open_database, parse_database_url
 from synth_ai.storage.url import SCHEME
-from synth_ai.tracing_v3.settings import trace_db_from_environment
+from synth_ai.tracing_v3.settings import DEFAULT_DB_PATH, trace_db_from_environment
 
 
 def parse_location(value: str, source: str) -> DatabaseURL:
@@ -41,7 +41,8 @@ def require_engine(url: DatabaseURL) -> None:
 
 
 def trace_target(value: str) -> tuple[DatabaseURL, Path | None]:
-    """`--trace DIR`: SQLite at DIR/synth_ai.db and SFT lines in DIR (made if missing);
+    """`--trace DIR`: SQLite at DIR/synth_ai.db (the default store's file name) and SFT lines
+    in DIR (made if missing);
     `--trace postgresql://...`: that database, and no SFT lines."""
     if SCHEME.match(value):
         url = parse_location(value, "--trace")
@@ -52,4 +53,4 @@ def trace_target(value: str) -> tuple[DatabaseURL, Path | None]:
     if directory.exists() and not directory.is_dir():
         raise click.UsageError(f"--trace: {directory} is a file, not a directory")
     directory.mkdir(parents=True, exist_ok=True)
-    return parse_database_url(directory / "synth_ai.db"), directory
+    return parse_database_url(directory / DEFAULT_DB_PATH.name), directory

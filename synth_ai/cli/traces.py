@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from synth_ai.tracing_v3 import TraceReader, write_sft_jsonl
+from synth_ai.tracing_v3.settings import DB_VAR, DEFAULT_DB_PATH
 
 from .trace_store import location_from_environment, parse_location, require_engine
 
@@ -22,7 +23,10 @@ db_option = click.option(
     metavar="PATH|URL",
     default=None,
     help="Trace store: a SQLite file or a postgresql:// URL "
-    "(default: $TASKAPP_TRACE_DB or traces/v3/synth_ai.db).",
+    f"(default: ${DB_VAR} or {DEFAULT_DB_PATH}, where `serve --trace` and the demo write).",
+)
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document on stdout, nothing else."
 )
 
 
@@ -57,10 +61,21 @@ def traces() -> None:
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--min-reward", type=float, default=None, help="Only sessions scoring at least this.")
 @click.option("--model", default=None, help="Only sessions that called this model.")
-def list_sessions(db: str | None, limit: int, min_reward: float | None, model: str | None) -> None:
-    """List sessions, newest first."""
+@json_option
+def list_sessions(
+    db: str | None, limit: int, min_reward: float | None, model: str | None, as_json: bool
+) -> None:
+    """List sessions, newest first (times in UTC)."""
+    from .traces_view import session_row
+
     with _reader(db) as reader:
-        rows = reader.list_sessions(limit=limit, min_reward=min_reward, model=model)
+        rows = [
+            session_row(row)
+            for row in reader.list_sessions(limit=limit, min_reward=min_reward, model=model)
+        ]
+    if as_json:
+        click.echo(json.dumps({"sessions": rows}, indent=2, ensure_ascii=False))
+        return
     table = Table(title=f"{len(rows)} session(s)")
     for column in ("session_id", "created_at", "steps", "events", "reward"):
         table.add_column(column)
@@ -79,13 +94,27 @@ def list_sessions(db: str | None, limit: int, min_reward: float | None, model: s
 @traces.command("show")
 @click.argument("session_id")
 @db_option
-def show(session_id: str, db: str | None) -> None:
-    """Print one whole session as JSON."""
+@click.option(
+    "--max-chars",
+    default=400,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Cut each text of the transcript to this many characters (0: never).",
+)
+@json_option
+def show(session_id: str, db: str | None, max_chars: int, as_json: bool) -> None:
+    """Print one session as a transcript: its turns, tool calls and rewards in time order
+    (--json: the whole stored session)."""
+    from .traces_view import transcript_lines
+
     with _reader(db) as reader:
         trace = reader.load_session(session_id)
     if trace is None:
         raise click.ClickException(f"no session {session_id!r}")
-    click.echo(json.dumps(trace.to_json(), indent=2, ensure_ascii=False))
+    if as_json:
+        click.echo(json.dumps(trace.to_json(), indent=2, ensure_ascii=False))
+    else:
+        click.echo("\n".join(transcript_lines(trace, max_chars)))
 
 
 @traces.command("export-sft")
@@ -93,7 +122,14 @@ def show(session_id: str, db: str | None) -> None:
 @db_option
 @click.option("--min-reward", type=float, default=None, help="Only sessions scoring at least this.")
 @click.option("--model", default=None, help="Only calls to this model.")
-def export_sft(out: Path, db: str | None, min_reward: float | None, model: str | None) -> None:
+@click.option(
+    "--include-checks",
+    is_flag=True,
+    help="Also export the rollouts `synth-ai check` sent (left out by default).",
+)
+def export_sft(
+    out: Path, db: str | None, min_reward: float | None, model: str | None, include_checks: bool
+) -> None:
     """Write OpenAI chat fine-tuning JSONL from recorded LLM calls."""
     with _reader(db) as reader:
         count = write_sft_jsonl(
@@ -101,6 +137,7 @@ def export_sft(out: Path, db: str | None, min_reward: float | None, model: str |
             out,
             min_reward=min_reward,
             model=model,
+            include_checks=include_checks,
         )
     click.echo(f"wrote {count} example(s) to {out}")
 

@@ -2,7 +2,9 @@
 
 Every server the project starts gets the same settings: uvicorn's own access log off (it would
 print the whole URL, `?token=...` included; the app logs one safe line per request), and a cap
-on open connections with a file-descriptor limit that holds it (`connections.py`).
+on open connections with a file-descriptor limit that holds it (`connections.py`). In the
+foreground, logs are human lines or (`log_format="json"`) one JSON object per line, and a
+task app prints its banner (`banner.py`) once it listens.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,16 +22,29 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.config import LOGGING_CONFIG
 
+from .banner import LOG_FORMATS, base_url, print_banner, task_app_banner
 from .connections import raise_open_file_limit, resolve_max_connections
 from .registry import get_task_app
 from .server import create_task_app
 from .shutdown import announce_shutdown
 
 APP_ENV_VAR = "SYNTH_TASK_APP"
+BANNER_ENV_VAR = "SYNTH_TASK_APP_BANNER"
+"""`--reload`: `<log format> <url>`, so the reloaded process prints the banner each time."""
+JSON_FORMATTER = "synth_ai.task.access_log.JsonFormatter"
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server, announcing its shutdown to open streams before it waits for them."""
+    """uvicorn's server, announcing its shutdown to open streams before it waits for them, and
+    calling `on_started(port)` once it listens (the bound port, even when asked for port 0)."""
+
+    on_started: Callable[[int], None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self.on_started is not None:
+            listeners = sockets or [s for server in self.servers for s in server.sockets]
+            self.on_started(listeners[0].getsockname()[1])
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await announce_shutdown()
@@ -43,15 +58,18 @@ def uvicorn_settings(max_connections: int | None = None) -> dict[str, Any]:
     return {"access_log": False, "limit_concurrency": cap}
 
 
-def foreground_log_config() -> dict[str, Any]:
-    """uvicorn's logging, plus this package's loggers (the access lines) on its console."""
+def foreground_log_config(log_format: str = "text") -> dict[str, Any]:
+    """uvicorn's logging, plus this package's loggers (the access lines) on its console; with
+    `json`, every record (the root logger's too) one JSON object per line."""
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log format {log_format!r} is not one of {', '.join(LOG_FORMATS)}")
     config = copy.deepcopy(LOGGING_CONFIG)
-    level = min(logging.INFO, logging.getLogger().getEffectiveLevel())  # -v keeps DEBUG
-    config["loggers"]["synth_ai"] = {
-        "handlers": ["default"],
-        "level": logging.getLevelName(level),
-        "propagate": False,
-    }
+    level = logging.getLevelName(min(logging.INFO, logging.getLogger().getEffectiveLevel()))
+    config["loggers"]["synth_ai"] = {"handlers": ["default"], "level": level, "propagate": False}
+    if log_format == "json":
+        for name in ("default", "access"):
+            config["formatters"][name] = {"()": JSON_FORMATTER}
+        config["root"] = {"handlers": ["default"], "level": level}
     return config
 
 
@@ -61,30 +79,41 @@ def run_app(
     host: str = "127.0.0.1",
     port: int = 8001,
     max_connections: int | None = None,
+    log_format: str = "text",
+    on_started: Callable[[str], None] | None = None,
     **options: Any,
 ) -> None:
-    """Serve in the foreground with the project's settings (see the module doc).
+    """Serve in the foreground with the project's settings (see the module doc);
+    `on_started(url)` once it listens.
 
     With `reload=True` uvicorn's reloader runs the app (streams then wait for their clients at
-    shutdown, as uvicorn's own server does).
+    shutdown, as uvicorn's own server does), and `on_started` is not called.
     """
     settings = {
         "host": host,
         "port": port,
-        "log_config": foreground_log_config(),
+        "log_config": foreground_log_config(log_format),
         **uvicorn_settings(max_connections),
         **options,
     }
     if options.get("reload"):
         uvicorn.run(app, **settings)
-    else:
-        Server(uvicorn.Config(app, **settings)).run()
+        return
+    server = Server(uvicorn.Config(app, **settings))
+    if on_started is not None:
+        server.on_started = lambda bound: on_started(base_url(host, bound))
+    server.run()
 
 
 def app_from_environment() -> ASGIApp:
-    """Factory for uvicorn's `--reload`: the app `SYNTH_TASK_APP` refers to."""
+    """Factory for uvicorn's `--reload`: the app `SYNTH_TASK_APP` refers to, announced by its
+    banner when `SYNTH_TASK_APP_BANNER` says how."""
     entry = get_task_app(os.environ.get(APP_ENV_VAR, "math"))
-    return create_task_app(entry.build())
+    app = create_task_app(entry.build())
+    log_format, _, url = os.environ.get(BANNER_ENV_VAR, "").partition(" ")
+    if url:
+        print_banner(task_app_banner(app, url), log_format)
+    return app
 
 
 def run_task_app(
@@ -94,26 +123,37 @@ def run_task_app(
     port: int = 8001,
     reload: bool = False,
     max_connections: int | None = None,
+    log_format: str = "text",
 ) -> None:
     """Serve an app (a registered name, `app.py` or `module:attribute`) in the foreground
-    until interrupted.
+    until interrupted; its banner on stderr once it listens.
 
     `max_connections` caps open connections (default `$SYNTH_MAX_CONNECTIONS`, else 2048).
+    `log_format`: `text` (human lines) or `json` (one object per line).
     """
     entry = get_task_app(name)
     if reload:
         os.environ[APP_ENV_VAR] = name  # the reference: a file or module loads in the child too
+        os.environ[BANNER_ENV_VAR] = f"{log_format} {base_url(host, port)}"
         run_app(
             "synth_ai.task.serving:app_from_environment",
             host=host,
             port=port,
             max_connections=max_connections,
+            log_format=log_format,
             factory=True,
             reload=True,
         )
     else:
         app = create_task_app(entry.build())
-        run_app(app, host=host, port=port, max_connections=max_connections)
+        run_app(
+            app,
+            host=host,
+            port=port,
+            max_connections=max_connections,
+            log_format=log_format,
+            on_started=lambda url: print_banner(task_app_banner(app, url), log_format),
+        )
 
 
 def listening_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:

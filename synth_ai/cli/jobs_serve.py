@@ -1,0 +1,89 @@
+"""`synth-ai jobs serve`: the jobs API, its event streams and the dashboard, in the foreground.
+
+Once it listens it prints a short banner (URL, auth, where the event log is) on stderr, and the
+dashboard's sign-in link on stdout; then one line per request, as text or as JSON.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from synth_ai.jobs.service import DEFAULT_ARTIFACTS, DEFAULT_JOBS_DB
+from synth_ai.task.connections import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_ENV
+
+from .serve import log_format_option
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8002, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--db",
+    default=str(DEFAULT_JOBS_DB),
+    show_default=True,
+    help="The event log: a SQLite file or sqlite:///path, or postgresql://... shared by replicas.",
+)
+@click.option(
+    "--artifacts",
+    "artifacts_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=f"Where job files go (default: beside a SQLite log, else {DEFAULT_ARTIFACTS}); "
+    "replicas need one they all share.",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help="A browser origin allowed to read streams (repeatable; none by default).",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Open connections before requests get 503 (default: ${MAX_CONNECTIONS_ENV} or "
+    f"{DEFAULT_MAX_CONNECTIONS}); each live stream holds one.",
+)
+@log_format_option
+def serve(
+    host: str,
+    port: int,
+    db: str,
+    artifacts_dir: Path | None,
+    cors_origins: tuple[str, ...],
+    max_connections: int | None,
+    log_format: str,
+) -> None:
+    """Serve the jobs API and event streams, and the dashboard at /ui/; it also runs `eval`
+    jobs itself. Prints a sign-in URL for the dashboard (single use, short-lived)."""
+    from synth_ai.eval import EvalJobKind
+    from synth_ai.jobs import create_jobs_app
+    from synth_ai.jobs.tenants import tenant_keys
+    from synth_ai.storage import StoreUnavailable
+    from synth_ai.task.banner import jobs_banner, print_banner
+    from synth_ai.task.serving import run_app
+    from synth_ai.ui import sign_in_banner
+
+    try:
+        app = create_jobs_app(
+            db,
+            artifacts_dir=artifacts_dir,
+            kinds={"eval": EvalJobKind()},
+            cors_origins=cors_origins,
+        )
+    except ValueError as exc:  # a setting or --db refused at startup; the message names it
+        raise click.UsageError(str(exc)) from None
+    except StoreUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(sign_in_banner(app.state.signin, host, port, "Dashboard"))
+    tenants = len(tenant_keys())
+    run_app(
+        app,
+        host=host,
+        port=port,
+        max_connections=max_connections,
+        log_format=log_format,
+        on_started=lambda url: print_banner(jobs_banner(app, url, tenants), log_format),
+    )
