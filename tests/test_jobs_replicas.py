@@ -180,3 +180,57 @@ def test_a_job_whose_replica_dies_is_failed_by_another(
     assert "lease ran out" in statuses[-1]["message"]
     snapshot = httpx.get(f"{c}/api/jobs/{job_id}", headers=HEADERS).json()
     assert snapshot["state"] == "failed"
+
+
+def test_a_cancel_at_one_replica_stops_the_eval_another_runs(
+    replicas: list[tuple[subprocess.Popen[str], str, list[str]]],
+) -> None:
+    """The cancel is stored at B; A, which runs the job, learns of it through the database's
+    notification, stops rolling out, and the job ends `canceled` everywhere."""
+    (_, a, _), (_, b, _), (_, c, _) = replicas
+    started: list[int] = []
+
+    def slow(request: Any, context: Any) -> dict[str, Any]:
+        started.append(request.env.seed)
+        if request.env.seed >= 2:
+            context.cancelled.wait(20)  # held until the eval abandons it
+        return {"run_id": request.run_id, "metrics": {"outcome_score": 1.0}}
+
+    with serve_in_background(create_task_app(make_config(slow))) as app_url:
+        config = {"task_app_url": app_url, "api_key": KEY, "seeds": list(range(12))}
+        config |= {"concurrency": 2, "max_retries": 0}
+        created = httpx.post(
+            f"{a}/api/jobs", json={"kind": "eval", "config": config}, headers=HEADERS
+        )
+        assert created.status_code == 201, created.text
+        job_id = created.json()["job_id"]
+
+        async def follow() -> list[str]:
+            states: list[str] = []
+            async with (
+                httpx.AsyncClient(base_url=c, headers=HEADERS, timeout=60) as client,
+                aconnect_sse(client, "GET", f"/api/jobs/{job_id}/stream") as source,
+            ):
+                async for sse in source.aiter_sse():
+                    if sse.event == "end":
+                        return states
+                    payload = json.loads(sse.data) if sse.data else {}
+                    if payload.get("type") == "eval.result" and payload["seed"] == 1:
+                        canceled = await client.post(f"{b}/api/jobs/{job_id}/cancel")
+                        assert canceled.status_code == 200, canceled.text
+                    if sse.event == "status":
+                        states.append(payload["state"])
+            return states
+
+        states = asyncio.run(follow())
+        assert states[-1] == "canceled" and "succeeded" not in states
+        for url in (a, b, c):
+            assert httpx.get(f"{url}/api/jobs/{job_id}", headers=HEADERS).json()["state"] == (
+                "canceled"
+            )
+        count = len(started)
+        with httpx.Client(base_url=app_url, headers=HEADERS) as client:  # A stopped sending
+            for _ in range(5000):
+                if client.get("/health").json()["rollouts"]["running"] == 0:
+                    break
+        assert len(started) == count <= 4, started
