@@ -88,7 +88,7 @@ def offline_policy_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def math_app() -> Starlette:
-    from math_task_app import build_config
+    from synth_ai.examples.math_task_app import build_config
 
     return create_task_app(build_config())
 

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from math_task_app import build_config
 from starlette.types import Receive, Scope, Send
 
 import synth_ai.task
+from synth_ai.examples.math_task_app import build_config
 from synth_ai.task import (
     DEFAULT_CREDENTIALS,
     CredentialMap,

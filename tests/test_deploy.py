@@ -139,7 +139,9 @@ def test_the_entry_builds_one_web_function_from_the_plan(monkeypatch: pytest.Mon
         "Secret.from_dict([ENVIRONMENT_API_KEY])",
     ]
     env = options["env"]
-    assert env["SYNTH_TASK_APP"] == "math" and env["SYNTH_TASK_APP_MODULE"] == "math_task_app.app"
+    assert env["SYNTH_TASK_APP"] == "math" and env["SYNTH_TASK_APP_MODULE"] == (
+        "synth_ai.examples.math_task_app.app"
+    )
     assert json.loads(env[SETTINGS_VAR])["max_containers"] == 3
     defaults = load_entry(monkeypatch, ModalDeploySettings())
     assert defaults["app"].name == "synth-math"
@@ -179,15 +181,12 @@ def test_the_image_is_this_package_and_settings_never_change_it(
     assert not any(r.lower().startswith(("synth-ai", "synth_ai")) for r in plan.image.requirements)
     files = mounted_files(modal_image(plan.image))
     expected = {
-        f"/root/{package}/{p.relative_to(ROOT / where).as_posix()}"
-        for package, where in (
-            ("synth_ai", "synth_ai"),
-            ("math_task_app", "examples/math_task_app"),
-        )
-        for p in (ROOT / where).rglob("*")
+        f"/root/synth_ai/{p.relative_to(ROOT / 'synth_ai').as_posix()}"
+        for p in (ROOT / "synth_ai").rglob("*")
         if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
     }
     assert set(files) == expected and "/root/synth_ai/deploy/entry.py" in files
+    assert "/root/synth_ai/examples/math_task_app/app.py" in files  # the app ships inside
     other = build_plan(
         ModalDeploySettings(
             max_containers=9,

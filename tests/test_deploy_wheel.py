@@ -151,7 +151,8 @@ def test_an_installed_wheel_plans_its_own_source_and_no_index_lookup(install: In
     out = result.stdout
     site = site_packages(install.venv)
     assert f"local source: synth_ai: {site / 'synth_ai'} -> /root/synth_ai" in out
-    assert f"local source: math_task_app: {site / 'math_task_app'} -> /root/math_task_app" in out
+    assert "local source: math_task_app" not in out  # the app is inside the package
+    assert not (site / "math_task_app").exists() and not (site / "examples").exists()
     (pip_line,) = [line for line in out.splitlines() if "pip install:" in line]
     assert pip_line.split("pip install:", 1)[1].strip().split(", ") == wheel_requirements(
         install.wheel
@@ -197,7 +198,8 @@ def test_a_deploy_from_the_wheel_mounts_that_install(
     site = site_packages(install.venv)
     files = deployed["files"]
     assert files["/root/synth_ai/deploy/entry.py"] == str(site / "synth_ai/deploy/entry.py")
-    assert files["/root/math_task_app/app.py"] == str(site / "math_task_app/app.py")
+    app = "synth_ai/examples/math_task_app/app.py"
+    assert files[f"/root/{app}"] == str(site / app)
     assert all(Path(local).is_relative_to(site) for local in files.values())
     assert not any("__pycache__" in remote for remote in files)
     assert json.loads(deployed["function_env"]["SYNTH_MODAL_SETTINGS"])["max_containers"] == 2

@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from math_task_app import build_config
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -22,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from synth_ai.cli import main
 from synth_ai.eval import EvalConfig, EvalJobKind, parse_seeds, read_results, run_eval
+from synth_ai.examples.math_task_app import build_config
 from synth_ai.jobs import StreamSettings, create_jobs_app
 from synth_ai.task import TaskAppClient, create_task_app, serve_in_background
 

@@ -12,11 +12,11 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from math_task_app import build_config
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from synth_ai.examples.math_task_app import build_config
 from synth_ai.task import create_task_app, serve_in_background
 
 from .conftest import KEY, read_whole_body, replaying

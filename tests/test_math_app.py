@@ -14,9 +14,14 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from math_task_app import generate_problem, grade_answer, grade_completion, parse_answer
 from starlette.applications import Starlette
 
+from synth_ai.examples.math_task_app import (
+    generate_problem,
+    grade_answer,
+    grade_completion,
+    parse_answer,
+)
 from synth_ai.offline_policy import create_offline_policy_app, solve
 from synth_ai.task import TaskAppClient, get_task_app, serve_in_background
 
@@ -60,7 +65,7 @@ def test_same_seed_same_problem_and_the_offline_solver_reads_it(seed: int, split
 
 def test_problems_are_the_same_in_another_process() -> None:
     code = (
-        "import json; from math_task_app import generate_problem as g; "
+        "import json; from synth_ai.examples.math_task_app import generate_problem as g; "
         "print(json.dumps([g(s, sp).text for s in range(30) for sp in ('train', 'test')]))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

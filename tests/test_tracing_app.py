@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from math_task_app import build_config
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -22,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from synth_ai.examples.math_task_app import build_config
 from synth_ai.task import TaskAppClient, create_task_app, serve_in_background
 from synth_ai.tracing_v3 import SessionTrace, TraceReader, TraceStore
 

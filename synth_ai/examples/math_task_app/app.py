@@ -104,6 +104,7 @@ def render_prompt(template: Any, problem: str) -> list[dict[str, str]]:
         template = DEFAULT_PROMPT
     if isinstance(template, Mapping) and "sections" in template:
         template = template["sections"]
+    sections: list[tuple[Any, Any]]
     if isinstance(template, Mapping):
         sections = [(role, template[role]) for role in ("system", "user") if template.get(role)]
     elif isinstance(template, Sequence) and not isinstance(template, str):

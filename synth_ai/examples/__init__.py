@@ -1,0 +1,1 @@
+"""Task apps that ship with the package: the reference math app (`synth-ai serve math`)."""
