@@ -212,3 +212,19 @@ def test_health_never_shows_a_store_password(password: str) -> None:
         store.close()
     tracing = RolloutTracing(make_config(tracing=True, trace_db=url)).health()
     assert shown == tracing["db"] == "postgresql://synth:***@db.internal:5432/traces"
+
+
+def test_the_traces_commands_on_a_store_without_tables_say_so_in_one_line(
+    database_url: str,
+) -> None:
+    """A database nothing has traced into yet (an empty file, a new PostgreSQL database)."""
+    if not database_url.startswith("postgresql"):
+        import sqlite3
+
+        with sqlite3.connect(database_url) as made:
+            made.execute("CREATE TABLE unrelated (x)")
+    for args in (["list"], ["show", "s-1"], ["export-sft", os.devnull]):
+        result = CliRunner().invoke(main, ["traces", *args, "--db", database_url])
+        assert result.exit_code == 1, result.output
+        assert "no traces at " in result.output and "session_traces" in result.output
+        assert "Traceback" not in result.output and len(result.output.splitlines()) == 1

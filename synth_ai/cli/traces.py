@@ -42,13 +42,28 @@ def _reader(db: str | None) -> Iterator[TraceReader]:
     try:
         errors = reader.database.errors
         try:
-            reader.database.connect().close()  # an unreachable server fails now, not in a pool
+            connection = reader.database.connect()  # an unreachable server fails now
+        except errors as exc:
+            raise click.ClickException(f"cannot read traces at {url}: {_first_line(exc)}") from None
+        try:
+            connection.query("SELECT 1 FROM session_traces WHERE 1 = 0")
+        except errors as exc:
+            raise click.ClickException(
+                f"no traces at {url} ({_first_line(exc)}): a store gets its tables when a "
+                "traced app first writes to it"
+            ) from None
+        finally:
+            connection.close()
+        try:
             yield reader
         except errors as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise click.ClickException(f"cannot read traces at {url}: {reason}") from None
+            raise click.ClickException(f"cannot read traces at {url}: {_first_line(exc)}") from None
     finally:
         reader.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 @click.group()
