@@ -12,42 +12,52 @@ _MAX = 2**53
 class StreamSettings(EnvironmentSettings):
     """The jobs server's limits and timings; each field's alias is its environment variable."""
 
-    heartbeat_s: float = Field(20.0, validation_alias="SSE_HEARTBEAT_SECS", ge=0.05, le=3600)
-    ring_events: int = Field(1000, validation_alias="SSE_RING_BUFFER_EVENTS", ge=1, le=_MAX)
+    heartbeat_s: float = Field(
+        default=20.0, validation_alias="SSE_HEARTBEAT_SECS", ge=0.05, le=3600
+    )
+    ring_events: int = Field(default=1000, validation_alias="SSE_RING_BUFFER_EVENTS", ge=1, le=_MAX)
     ring_bytes: int = Field(
-        4 * 1024 * 1024, validation_alias="SSE_RING_BUFFER_BYTES", ge=1, le=_MAX
+        default=4 * 1024 * 1024, validation_alias="SSE_RING_BUFFER_BYTES", ge=1, le=_MAX
     )
     """Per job: the replay ring holds at most this many bytes of frames."""
     ring_window_s: float | None = Field(
-        None, validation_alias="SSE_RING_BUFFER_WINDOW_SECS", ge=0.001, le=86_400
+        default=None, validation_alias="SSE_RING_BUFFER_WINDOW_SECS", ge=0.001, le=86_400
     )
-    max_metric_hz: float = Field(4.0, validation_alias="SSE_MAX_METRIC_HZ", ge=0, le=10_000)
-    max_clients_per_job: int = Field(256, validation_alias="SSE_MAX_CLIENTS_PER_JOB", ge=1, le=_MAX)
-    max_clients: int = Field(1024, validation_alias="SSE_MAX_CLIENTS", ge=1, le=_MAX)
+    max_metric_hz: float = Field(default=4.0, validation_alias="SSE_MAX_METRIC_HZ", ge=0, le=10_000)
+    max_clients_per_job: int = Field(
+        default=256, validation_alias="SSE_MAX_CLIENTS_PER_JOB", ge=1, le=_MAX
+    )
+    max_clients: int = Field(default=1024, validation_alias="SSE_MAX_CLIENTS", ge=1, le=_MAX)
     """Open streams per process; below the connection cap (2048) so API calls still get in."""
     max_clients_per_tenant: int = Field(
-        256, validation_alias="SSE_MAX_CLIENTS_PER_TENANT", ge=1, le=_MAX
+        default=256, validation_alias="SSE_MAX_CLIENTS_PER_TENANT", ge=1, le=_MAX
     )
     max_artifact_bytes: int = Field(
-        256 * 1024 * 1024, validation_alias="SYNTH_JOBS_MAX_ARTIFACT_BYTES", ge=1, le=_MAX
+        default=256 * 1024 * 1024, validation_alias="SYNTH_JOBS_MAX_ARTIFACT_BYTES", ge=1, le=_MAX
     )
     subscriber_buffer: int = Field(
-        1024, validation_alias="SSE_SUBSCRIBER_BUFFER", ge=1, le=1_000_000
+        default=1024, validation_alias="SSE_SUBSCRIBER_BUFFER", ge=1, le=1_000_000
     )
-    end_grace_s: float = Field(1.0, validation_alias="SSE_END_GRACE_SECS", ge=0, le=3600)
-    send_timeout_s: float = Field(30.0, validation_alias="SSE_SEND_TIMEOUT_SECS", ge=0.01, le=3600)
-    retry_ms: int = Field(2000, validation_alias="SSE_RETRY_MS", ge=0, le=3_600_000)
+    end_grace_s: float = Field(default=1.0, validation_alias="SSE_END_GRACE_SECS", ge=0, le=3600)
+    send_timeout_s: float = Field(
+        default=30.0, validation_alias="SSE_SEND_TIMEOUT_SECS", ge=0.01, le=3600
+    )
+    retry_ms: int = Field(default=2000, validation_alias="SSE_RETRY_MS", ge=0, le=3_600_000)
     replay_timeout_s: float = Field(
-        10.0, validation_alias="SSE_REPLAY_TIMEOUT_SECS", ge=0.01, le=3600
+        default=10.0, validation_alias="SSE_REPLAY_TIMEOUT_SECS", ge=0.01, le=3600
     )
     """How long a stream waits for one page of the log before telling its client to resume."""
     token_ttl_s: float = Field(
-        12 * 3600.0, validation_alias="SSE_TOKEN_TTL_SECS", ge=1, le=30 * 86_400
+        default=12 * 3600.0, validation_alias="SSE_TOKEN_TTL_SECS", ge=1, le=30 * 86_400
     )
     """Long enough for a browser to follow a long job, reconnects included."""
-    token_secret: bytes | None = Field(None, validation_alias="SSE_TOKEN_SECRET", repr=False)
+    token_secret: bytes | None = Field(
+        default=None, validation_alias="SSE_TOKEN_SECRET", repr=False
+    )
     """None: the secret kept with the job database (made once), shared by every server on it."""
-    max_buses: int = Field(256, validation_alias="SYNTH_JOBS_MAX_HOT_JOBS", ge=1, le=1_000_000)
+    max_buses: int = Field(
+        default=256, validation_alias="SYNTH_JOBS_MAX_HOT_JOBS", ge=1, le=1_000_000
+    )
     """Jobs kept hot (bus and ring in memory); the idlest beyond it are served from the log."""
-    lease_s: float = Field(30.0, validation_alias="SYNTH_JOBS_LEASE_SECS", ge=0.3, le=3600)
+    lease_s: float = Field(default=30.0, validation_alias="SYNTH_JOBS_LEASE_SECS", ge=0.3, le=3600)
     """A server-run job whose server stops renewing its lease this long is failed."""

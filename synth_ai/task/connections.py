@@ -25,7 +25,7 @@ FD_HEADROOM = 1024
 
 class ConnectionSettings(EnvironmentSettings):
     max_connections: int = Field(
-        DEFAULT_MAX_CONNECTIONS, validation_alias=MAX_CONNECTIONS_ENV, ge=1, le=1_000_000
+        default=DEFAULT_MAX_CONNECTIONS, validation_alias=MAX_CONNECTIONS_ENV, ge=1, le=1_000_000
     )
 
 

@@ -21,11 +21,13 @@ DB_VAR = "TASKAPP_TRACE_DB"
 class TracingSettings(EnvironmentSettings):
     """Whether and where a task app traces; each field's alias is its environment variable."""
 
-    enabled: bool = Field(False, validation_alias=ENABLED_VAR)
+    enabled: bool = Field(default=False, validation_alias=ENABLED_VAR)
     """`1/true/yes/on` or `0/false/no/off`; anything else is refused, not read as off."""
-    trace_db: str | None = Field(None, validation_alias=DB_VAR, max_length=4096)
-    sft_dir: Path | None = Field(None, validation_alias=AliasChoices(*SFT_DIR_VARS))
-    otlp_endpoint: str | None = Field(None, validation_alias=AliasChoices(*OTLP_ENDPOINT_VARS))
+    trace_db: str | None = Field(default=None, validation_alias=DB_VAR, max_length=4096)
+    sft_dir: Path | None = Field(default=None, validation_alias=AliasChoices(*SFT_DIR_VARS))
+    otlp_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices(*OTLP_ENDPOINT_VARS)
+    )
 
 
 def tracing_enabled_from_environment() -> bool:

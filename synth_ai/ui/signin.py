@@ -52,9 +52,9 @@ class Session:
 
 
 class SigninSettings(EnvironmentSettings):
-    login_ttl_s: float = Field(900.0, validation_alias=LOGIN_TTL_VAR, ge=1, le=30 * 86_400)
+    login_ttl_s: float = Field(default=900.0, validation_alias=LOGIN_TTL_VAR, ge=1, le=30 * 86_400)
     session_ttl_s: float = Field(
-        12 * 3600.0, validation_alias=SESSION_TTL_VAR, ge=1, le=30 * 86_400
+        default=12 * 3600.0, validation_alias=SESSION_TTL_VAR, ge=1, le=30 * 86_400
     )
 
 
