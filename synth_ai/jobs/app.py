@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from synth_ai.storage import DatabaseURL
 from synth_ai.task.errors import EXCEPTION_HANDLERS
@@ -21,7 +22,30 @@ from .openapi import build_openapi
 from .routes import JobKind, JobsRoutes
 from .service import DEFAULT_JOBS_DB, JobsService
 from .settings import StreamSettings
+from .sse import TRANSPORT_SEND
 from .tenants import TenantAuthMiddleware, tenant_keys
+
+
+class JobsApp(Starlette):
+    """The jobs server's app: keeps the server's `send` in each request's scope for the event
+    streams (`TRANSPORT_SEND`).
+
+    Every layer this app puts around a route (error handlers, access log, CORS) wraps `send`
+    only to see the response start; a stream with a thousand subscribers sends a body message
+    per batch to each, so its bodies skip those wrappers. Middleware added later might change
+    bodies (compression): then the streams send through the stack like any response.
+    """
+
+    plain_sends = True
+
+    def add_middleware(self, *args: Any, **kwargs: Any) -> None:
+        self.plain_sends = False
+        super().add_middleware(*args, **kwargs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.plain_sends and scope["type"] == "http":
+            scope[TRANSPORT_SEND] = send
+        await super().__call__(scope, receive, send)
 
 
 def create_jobs_app(
@@ -71,7 +95,7 @@ def create_jobs_app(
         *routes.public,
         *dashboard.public,
     ]
-    app = Starlette(
+    app = JobsApp(
         routes=[*public, *routes.protected, *dashboard.protected],
         middleware=standard_middleware(
             max_request_bytes=4 * 1024 * 1024,

@@ -3,8 +3,9 @@
 Everything here runs on the event loop and never waits. The ring is bounded in events and in
 bytes. Metrics are coalesced per name and split to at most `max_metric_hz` (the latest value of
 each is always delivered, before any terminal status); status, log and artifact events are never
-coalesced. A subscriber whose bounded buffer fills is marked lagged and dropped: its stream says
-so and the client resumes.
+coalesced. What is delivered live goes into one bounded window shared by every subscriber, each
+reading it from its own cursor; a subscriber that falls a whole window behind is marked lagged
+and dropped: its stream says so and the client resumes.
 """
 
 from __future__ import annotations
@@ -13,64 +14,21 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Iterable
+from itertools import islice
 
 from .models import JobEvent, JobState
 from .sse import event_frame
+from .subscription import Subscription
+
+__all__ = ["ABOVE_ANY_SEQ", "JobBus", "Subscription", "TooManySubscribers"]
+
+ABOVE_ANY_SEQ = 2**63
+MAX_LINGER_S = 0.1
+"""The longest a delivery waits for the last round of sends to be paid for (`_wake_all`)."""
 
 
 class TooManySubscribers(Exception):
     pass
-
-
-class Subscription:
-    """One stream's view of a job: a bounded buffer of the events it asked for."""
-
-    def __init__(self, names: frozenset[str] | None, split: str | None, capacity: int) -> None:
-        self.names = names
-        self.split = split
-        self.capacity = capacity
-        self.lagged = False
-        self._buffer: deque[JobEvent] = deque()
-        self._ready = asyncio.Event()
-
-    def wants(self, event: JobEvent) -> bool:
-        name = event.sse_name
-        if self.names is not None and name not in self.names and event.type not in self.names:
-            return False
-        return not (self.split and name == "metric" and event.data.get("split") != self.split)
-
-    def offer(self, event: JobEvent) -> bool:
-        """Buffer an event; False (and lagged) when the buffer is full."""
-        if not self.wants(event):
-            return True
-        if len(self._buffer) >= self.capacity:
-            self.lagged = True
-            self._ready.set()
-            return False
-        self._buffer.append(event)
-        self._ready.set()
-        return True
-
-    def drain(self) -> list[JobEvent]:
-        events = list(self._buffer)
-        self._buffer.clear()
-        self._ready.clear()
-        return events
-
-    async def wait(self, timeout_s: float) -> bool:
-        """Wait for events (or the lag mark); False on timeout.
-
-        `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` can swallow the
-        cancellation that ends the stream of a client that left, leaving the stream running.
-        """
-        if self._buffer or self.lagged:
-            return True
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._ready.wait()
-        except TimeoutError:
-            return False
-        return True
 
 
 class JobBus:
@@ -108,6 +66,20 @@ class JobBus:
         self.max_subscribers = max_subscribers
         self._subscriber_buffer = subscriber_buffer
         self.subscribers: set[Subscription] = set()
+        self.window: deque[JobEvent] = deque()
+        """The last `subscriber_buffer` events delivered live (metrics coalesced), shared by
+        every subscription; `window_start` is the index of its first, `window_end` one past
+        its last (indexes count every event ever delivered live)."""
+        self.window_start = self.window_end = 0
+        self.terminal_index: int | None = None
+        """The window index of the terminal status, once delivered."""
+        self.waiters: set[asyncio.Future[None]] = set()
+        """The futures of subscriptions waiting for the next delivery."""
+        self._round_started = self._round_ended = self._round_busy = 0.0
+        self._round_timer: asyncio.TimerHandle | None = None
+        self._joined: tuple[int, int, bytes, int, int] | None = None
+        """(from, window_end then, frames joined, end, lowest seq): one batch, made once for
+        every subscription that wants everything and takes from the same index."""
 
     # --- producing -------------------------------------------------------------------------
 
@@ -189,9 +161,80 @@ class JobBus:
             self._send_pending_metric(key)
 
     def _broadcast(self, event: JobEvent) -> None:
-        for subscription in list(self.subscribers):
-            if not subscription.offer(event):
+        """Deliver one event live: O(1) per event, plus one wake-up per waiting subscription
+        (the first delivery of a loop turn wakes them all; later ones find none waiting)."""
+        self.window.append(event)
+        if event.state is not None and event.state.terminal:
+            self.terminal_index = self.window_end
+        self.window_end += 1
+        if len(self.window) > self._subscriber_buffer:
+            self._let_go(self.window.popleft())
+        if self.waiters and self._round_timer is None:
+            delay = self._round_ended + self._round_busy - time.monotonic()
+            if delay <= 0:
+                self._wake_all()
+            else:
+                loop = asyncio.get_running_loop()
+                self._round_timer = loop.call_later(min(delay, MAX_LINGER_S), self._wake_all)
+
+    def _wake_all(self) -> None:
+        """Wake every waiting subscription: one round of sends, each stream taking everything
+        new in one send.
+
+        The round's cost (each woken stream takes, sends and waits again within it) is
+        measured by a callback queued behind theirs, and the next round starts no sooner than
+        as long after this one ended: fan-out takes at most about half of the loop, the rest
+        is left for the posts and commits that make events, and events that come meanwhile
+        share the next round's sends. With few subscribers a round costs microseconds and
+        nothing waits. (Waking in slices, to let posts in between, measured worse: more
+        rounds, each with fewer events per send.)
+        """
+        self._round_timer = None
+        waiters, self.waiters = self.waiters, set()
+        self._round_started = time.monotonic()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        asyncio.get_running_loop().call_soon(self._end_round)
+
+    def _end_round(self) -> None:
+        self._round_ended = time.monotonic()
+        self._round_busy = self._round_ended - self._round_started
+
+    def _let_go(self, event: JobEvent) -> None:
+        """The window's oldest event leaves it: a subscription that has not taken it yet skips
+        it if unwanted, else has fallen too far behind (lagged; no longer counted)."""
+        index = self.window_start
+        self.window_start += 1
+        for subscription in [s for s in self.subscribers if s.cursor <= index]:
+            if subscription.wants(event):
+                subscription.lagged = True
                 self.subscribers.discard(subscription)
+                subscription.wake()
+            else:
+                subscription.cursor = index + 1
+
+    def joined_from(self, start: int, max_bytes: int) -> tuple[bytes, int, int]:
+        """The frames of the window from index `start`, joined, at most about `max_bytes` (at
+        least one frame): the bytes, the index past the last one, and the lowest seq among
+        them. Made once per batch however many subscriptions send it."""
+        cached = self._joined
+        if cached is not None and cached[0] == start and cached[1] == self.window_end:
+            return cached[2], cached[3], cached[4]
+        frames: list[bytes] = []
+        size = 0
+        lowest = ABOVE_ANY_SEQ
+        for event in islice(self.window, start - self.window_start, None):
+            frame = event_frame(event)
+            if frames and size + len(frame) > max_bytes:
+                break
+            frames.append(frame)
+            size += len(frame)
+            lowest = min(lowest, event.seq)
+        end = start + len(frames)
+        joined = frames[0] if len(frames) == 1 else b"".join(frames)
+        self._joined = (start, self.window_end, joined, end, lowest)
+        return joined, end, lowest
 
     # --- consuming -------------------------------------------------------------------------
 
@@ -201,13 +244,14 @@ class JobBus:
         if len(self.subscribers) >= self.max_subscribers:
             raise TooManySubscribers(self.job_id)
         subscription = Subscription(
-            frozenset(names) if names else None, split, self._subscriber_buffer
+            self, frozenset(names) if names else None, split, self.window_end
         )
         self.subscribers.add(subscription)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.subscribers.discard(subscription)
+        subscription.close()
 
     def ring_after(self, seq: int) -> list[JobEvent] | None:
         """Events after `seq` from the ring, or None when the ring does not reach back that far."""
@@ -218,6 +262,8 @@ class JobBus:
         return [event for event in self._ring if event.seq > seq]
 
     def close(self) -> None:
+        if self._round_timer is not None:
+            self._round_timer.cancel()
         for timer in self._metric_timers.values():
             timer.cancel()
         self._metric_timers.clear()

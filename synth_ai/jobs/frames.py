@@ -1,9 +1,12 @@
 """One job's event stream as frames: subscribe, replay what the client missed, then go live.
 
 Replay comes from the ring when it reaches back to the client's cursor, else from the log page
-by page; live events are sent in chunks of at most 64 KiB. Nothing falls between replay and live
-(the subscription is made before the replay is read), and nothing is skipped: when the log does
-not answer in time the stream says `reset` and ends.
+by page. Live, each turn of a stream takes everything delivered since its last turn and sends
+it as one chunk (at most 64 KiB): under load the chunks grow, so the cost of a send is shared by
+many events. A keep-alive goes out after `heartbeat` seconds without a write, timed by one timer
+per stream rather than one per wait. Nothing falls between replay and live (the subscription is
+made before the replay is read), and nothing is skipped: when the log does not answer in time
+the stream says `reset` and ends.
 """
 
 from __future__ import annotations
@@ -63,42 +66,29 @@ async def stream_frames(
                 watermark = cursor = page[-1].seq
             if len(page) < REPLAY_PAGE:
                 replay = []
-        for event in replay:
-            if subscription.wants(event):
-                yield event_frame(event)
-            watermark = event.seq
+        wanted = [event_frame(e) for e in replay if subscription.wants(e)]
+        for start in range(0, len(wanted), REPLAY_FRAMES_PER_CHUNK):
+            if start:
+                await asyncio.sleep(0)  # sends rarely wait: let other streams have a turn
+            yield b"".join(wanted[start : start + REPLAY_FRAMES_PER_CHUNK])
+        if replay:
+            watermark = replay[-1].seq
         if bus.state.terminal:
             closes_at = loop.time() + service.settings.end_grace_s
+        wrote_at = loop.time()
         while True:
-            grace_left = None if closes_at is None else closes_at - loop.time()
-            timeout = heartbeat if grace_left is None else min(heartbeat, grace_left)
-            if timeout <= 0 or not await subscription.wait(timeout):
-                # the wait was for the grace to run out (timers may fire a little early, so
-                # the clock is not asked again): end, with no keep-alive just before it
-                if grace_left is not None and grace_left <= heartbeat:
-                    yield control_frame("end", {"state": bus.state.value, "last_seq": bus.last_seq})
-                    return
-                yield KEEP_ALIVE
-                if names and "heartbeat" in names:  # a frame a browser's handler can see
-                    yield control_frame("heartbeat", {"alive": True, "ts": time.time()})
-                continue
-            # what is buffered goes out in few sends, each at most CHUNK_BYTES, so a client
-            # that stops reading pins at most about one chunk in the transport
-            batch: list[bytes] = []
-            size = 0
-            for event in subscription.drain():
-                if event.seq <= watermark:
-                    continue  # already replayed
-                frame = event_frame(event)
-                if batch and size + len(frame) > CHUNK_BYTES:
-                    yield b"".join(batch)
-                    batch, size = [], 0
-                batch.append(frame)
-                size += len(frame)
-                if event.state is not None and event.state.terminal and closes_at is None:
-                    closes_at = loop.time() + service.settings.end_grace_s
-            if batch:
-                yield b"".join(batch)
+            # everything that came since the last turn goes out in one send (under load, many
+            # frames in each), at most CHUNK_BYTES, so a client that stops reading pins at most
+            # about one chunk in the transport
+            chunk = subscription.take(CHUNK_BYTES, watermark)
+            if chunk:
+                yield chunk
+                wrote_at = loop.time()
+                if closes_at is None and subscription.past_terminal:
+                    closes_at = wrote_at + service.settings.end_grace_s
+                if subscription.ready() and not subscription.lagged:
+                    await asyncio.sleep(0)  # more than a chunk waits: others' turn first
+                    continue
             if subscription.lagged:
                 yield control_frame(
                     "lagged",
@@ -108,5 +98,19 @@ async def stream_frames(
                     },
                 )
                 return
+            if closes_at is None and subscription.past_terminal:
+                closes_at = loop.time() + service.settings.end_grace_s
+            due = wrote_at + heartbeat
+            deadline = due if closes_at is None else min(due, closes_at)
+            if await subscription.wait_until(deadline):
+                continue
+            if closes_at is not None and deadline == closes_at:
+                # the grace ran out: end, with no keep-alive just before it
+                yield control_frame("end", {"state": bus.state.value, "last_seq": bus.last_seq})
+                return
+            yield KEEP_ALIVE
+            if names and "heartbeat" in names:  # a frame a browser's handler can see
+                yield control_frame("heartbeat", {"alive": True, "ts": time.time()})
+            wrote_at = loop.time()
     finally:
         bus.unsubscribe(subscription)
