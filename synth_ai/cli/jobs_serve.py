@@ -11,9 +11,8 @@ from pathlib import Path
 import click
 
 from synth_ai.jobs.service import DEFAULT_ARTIFACTS, DEFAULT_JOBS_DB
-from synth_ai.task.connections import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_ENV
 
-from .serve import log_format_option
+from .serve import log_format_option, max_connections_option
 
 
 @click.command("serve")
@@ -39,13 +38,7 @@ from .serve import log_format_option
     multiple=True,
     help="A browser origin allowed to read streams (repeatable; none by default).",
 )
-@click.option(
-    "--max-connections",
-    type=click.IntRange(min=1),
-    default=None,
-    help=f"Open connections before requests get 503 (default: ${MAX_CONNECTIONS_ENV} or "
-    f"{DEFAULT_MAX_CONNECTIONS}); each live stream holds one.",
-)
+@max_connections_option
 @log_format_option
 def serve(
     host: str,

@@ -37,6 +37,13 @@ log_format_option = click.option(
     show_default=True,
     help="The banner and one line per request: human text, or one JSON object per line.",
 )
+max_connections_option = click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Open connections before requests get 503 (default: ${MAX_CONNECTIONS_ENV} or "
+    f"{DEFAULT_MAX_CONNECTIONS}); each live stream holds one.",
+)
 
 
 @click.command()
@@ -61,13 +68,7 @@ log_format_option = click.option(
     f"postgresql:// URL (a fleet's processes can share one). --trace alone: "
     f"{DEFAULT_DB_PATH.parent}, where `synth-ai traces` looks by default.",
 )
-@click.option(
-    "--max-connections",
-    type=click.IntRange(min=1),
-    default=None,
-    help=f"Open connections before requests get 503 (default: ${MAX_CONNECTIONS_ENV} or "
-    f"{DEFAULT_MAX_CONNECTIONS}).",
-)
+@max_connections_option
 @log_format_option
 def serve(
     app: str,
