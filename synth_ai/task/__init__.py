@@ -7,8 +7,9 @@ them.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from synth_ai.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "auth": ("configured_keys",),
@@ -52,7 +53,6 @@ _EXPORTS = {
     "serving": ("run_task_app", "serve_in_background"),
     "validators": ("validate_rollout_response_for_rl",),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
     "CONTRACT_VERSION",
     "DEFAULT_CREDENTIALS",
@@ -105,17 +105,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:

@@ -6,8 +6,9 @@ driver or OpenTelemetry for apps that never trace.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from synth_ai.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "formats": ("TraceFormat", "compact_trace", "render_trace"),
@@ -34,7 +35,6 @@ _EXPORTS = {
     "store": ("TraceStore",),
     "tracer": ("SessionTracer", "TraceSession"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
     "DEFAULT_DB_PATH",
     "BaseEvent",
@@ -69,13 +69,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:

@@ -8,8 +8,9 @@ the trace viewer.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from synth_ai.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "signin": (
@@ -24,7 +25,6 @@ _EXPORTS = {
     "pages": ("page_routes",),
     "traces_app": ("create_traces_app",),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
     "LoginRefused",
     "MemorySpend",
@@ -38,13 +38,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:
