@@ -7,12 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from synth_ai.storage.url import DatabaseURL
-from synth_ai.tracing_v3.settings import (
-    otlp_configured,
-    sft_dir_from_environment,
-    trace_location,
-    tracing_enabled_from_environment,
-)
+from synth_ai.tracing_v3.settings import TracingSettings, trace_location
 
 from .config import TaskAppConfig
 from .contracts import RolloutRequest
@@ -41,15 +36,21 @@ class RolloutTracing:
 
     def __init__(self, config: TaskAppConfig) -> None:
         self.config = config
-        self.enabled = (
-            config.tracing if config.tracing is not None else (tracing_enabled_from_environment())
-        )
-        self.db: DatabaseURL | None = trace_location(config.trace_db) if self.enabled else None
+        environment = TracingSettings.from_environment()  # read once, refused here if bad
+        self.enabled = config.tracing if config.tracing is not None else environment.enabled
+        self.db: DatabaseURL | None = None
         """Where traces go; parsed here, so a location no engine has fails the app's start."""
-        sft_dir = config.sft_output_dir or sft_dir_from_environment()
+        if self.enabled:
+            given = config.trace_db
+            self.db = trace_location(given) if given is not None else environment.store_url()
+        sft_dir = config.sft_output_dir or environment.sft_dir
         self.sft_dir = Path(sft_dir) if sft_dir else None
         self._tracer: SessionTracer | None = None
-        self._may_trace = self.enabled or config.tracer_provider is not None or otlp_configured()
+        self._may_trace = (
+            self.enabled
+            or config.tracer_provider is not None
+            or environment.otlp_endpoint is not None
+        )
         """False: no rollout is traced unless it asks for its trace, so nothing of the store
         or OpenTelemetry is even imported."""
 

@@ -29,6 +29,16 @@ class TracingSettings(EnvironmentSettings):
         default=None, validation_alias=AliasChoices(*OTLP_ENDPOINT_VARS)
     )
 
+    def store_url(self) -> DatabaseURL:
+        """`TASKAPP_TRACE_DB` (a path, `sqlite:///path` or `postgresql://...`), else the default
+        file; a scheme no engine has raises `DatabaseURLError` naming the variable."""
+        if not self.trace_db:
+            return parse_database_url(DEFAULT_DB_PATH)
+        try:
+            return parse_database_url(self.trace_db)
+        except DatabaseURLError as exc:
+            raise DatabaseURLError(f"{DB_VAR}: {exc}") from None
+
 
 def tracing_enabled_from_environment() -> bool:
     return TracingSettings.from_environment().enabled
@@ -40,21 +50,11 @@ def sft_dir_from_environment() -> Path | None:
 
 
 def trace_db_from_environment() -> DatabaseURL:
-    """`TASKAPP_TRACE_DB` (a path, `sqlite:///path` or `postgresql://...`), else the default
-    file; a scheme no engine has raises `DatabaseURLError` naming the variable."""
-    value = TracingSettings.from_environment().trace_db
-    if not value:
-        return parse_database_url(DEFAULT_DB_PATH)
-    try:
-        return parse_database_url(value)
-    except DatabaseURLError as exc:
-        raise DatabaseURLError(f"{DB_VAR}: {exc}") from None
+    return TracingSettings.from_environment().store_url()
 
 
-def trace_location(value: DatabaseURL | str | os.PathLike[str] | None) -> DatabaseURL:
-    """Where a store is: `value` (a URL, a path, or one already parsed), else the environment's."""
-    if value is None:
-        return trace_db_from_environment()
+def trace_location(value: DatabaseURL | str | os.PathLike[str]) -> DatabaseURL:
+    """A store's location given in code: a URL, a path, or one already parsed."""
     return value if isinstance(value, DatabaseURL) else parse_database_url(value)
 
 
