@@ -12,11 +12,11 @@ import click
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from synth_ai.cli.env_file import read_env_file
 from synth_ai.jobs.settings import StreamSettings
-from synth_ai.settings import EnvironmentSettings, SettingsError
+from synth_ai.settings import EnvironmentSettings, SettingsError, variables
 from synth_ai.task.connections import ConnectionSettings
 from synth_ai.tracing_v3.settings import TracingSettings
 from synth_ai.ui.signin import SigninSettings
@@ -36,14 +36,6 @@ READ_DIRECTLY = (
 )
 """Variables read outside the settings classes: keys (read per request, so a rotation takes
 effect at once) and the CLI's and deploy's own."""
-
-
-def variables(cls: type[EnvironmentSettings]) -> list[str]:
-    names: list[str] = []
-    for field in cls.model_fields.values():
-        alias = field.validation_alias
-        names.extend([alias] if isinstance(alias, str) else alias.choices)  # type: ignore[union-attr, misc]
-    return names
 
 
 NUMERIC = [
@@ -94,6 +86,33 @@ def test_code_may_set_a_field_by_name_over_the_environment(monkeypatch: pytest.M
     assert StreamSettings.from_environment().heartbeat_s == 7
     assert StreamSettings.from_environment().end_grace_s == 1.0  # empty: the default
     assert StreamSettings(heartbeat_s=3).heartbeat_s == 3
+    assert StreamSettings(end_grace_s=2).heartbeat_s == 20.0  # built in code: no environment
+
+
+def test_of_several_variables_the_first_set_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SFT_OUTPUT_DIR", "/b")
+    assert TracingSettings.from_environment().sft_dir == Path("/b")
+    monkeypatch.setenv("TASKAPP_SFT_OUTPUT_DIR", "/a")
+    assert TracingSettings.from_environment().sft_dir == Path("/a")
+    monkeypatch.setenv("TASKAPP_SFT_OUTPUT_DIR", "")
+    assert TracingSettings.from_environment().sft_dir == Path("/b")
+
+
+def test_a_refused_value_of_an_alternative_variable_names_that_variable() -> None:
+    class Workers(EnvironmentSettings):
+        count: int = Field(default=1, validation_alias=AliasChoices("APP_WORKERS", "WORKERS"))
+
+    assert Workers.from_environment({"WORKERS": "3"}).count == 3
+    with pytest.raises(SettingsError, match=r"^WORKERS: .*\(got 'many'\)$"):
+        Workers.from_environment({"WORKERS": "many"})
+
+
+def test_a_setting_without_its_variable_is_a_programming_error() -> None:
+    class Unnamed(EnvironmentSettings):
+        port: int = 1
+
+    with pytest.raises(TypeError, match="validation_alias"):
+        Unnamed.from_environment({})
 
 
 @pytest.mark.parametrize(
@@ -150,5 +169,7 @@ def test_the_readme_table_lists_every_variable() -> None:
     readme = (ROOT / "README.md").read_text()
     table = readme.split("## Environment variables", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", table))
-    declared = {name for cls in SETTINGS for name in variables(cls)}
+    declared = {
+        name for cls in SETTINGS for field in cls.model_fields.values() for name in variables(field)
+    }
     assert declared | set(READ_DIRECTLY) <= listed
