@@ -22,7 +22,8 @@ import uvicorn
 
 from synth_ai.offline_policy import create_offline_policy_app
 from synth_ai.task import InferenceError, chat_completion, serve_in_background
-from synth_ai.task.inference import OutboundTransport, SharedHttpClient
+from synth_ai.task.inference import SharedHttpClient
+from synth_ai.task.outbound import OutboundTransport
 from synth_ai.task.serving import Server, listening_socket, uvicorn_settings
 
 PAYLOAD = {"model": "offline-policy", "messages": [{"role": "user", "content": "What is 2+3?"}]}

@@ -83,3 +83,14 @@ def test_serving_with_tracing_off_loads_no_store_exporter_or_terminal_ui(
     loaded = set(answer.json()["pipeline_metadata"]["modules"])
     assert "synth_ai" in loaded and "httpx" in loaded  # the report is real
     assert loaded & NEVER_WHEN_SERVING == set()
+
+
+def test_an_app_that_never_calls_out_never_loads_httpx() -> None:
+    loaded = run(
+        "import sys\n"
+        "from synth_ai.task import create_task_app\n"
+        "from synth_ai.examples.math_task_app import build_config\n"
+        "create_task_app(build_config())\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('httpx', 'httpcore')))"
+    )
+    assert loaded.strip() == "['httpx._main']"  # only the stand-in for httpx's CLI

@@ -7,18 +7,22 @@ request that points `inference_url` at its own host gets no server key, whatever
 A destination is either a host (`api.openai.com`: https on the default port, exact host) or a
 URL prefix (`https://my-vllm.internal/v1`: same scheme, host and port, and a path that
 continues the prefix at a `/` boundary). Values are read from the environment per request, so
-rotating a key needs no restart.
+rotating a key needs no restart. httpx, whose parser decides what a prefix means, is imported
+only once a prefix is bound or a destination is looked up: a map of hosts (the default) and an
+app that never calls out do not load it.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Generator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_CREDENTIALS: Mapping[str, str] = MappingProxyType(
     {
@@ -71,6 +75,8 @@ def _port_of(url: httpx.URL) -> int | None:
 
 
 def _parse_prefix(entry: str, env_name: str) -> _Prefix:
+    import httpx  # parsed as the client will parse it; imported only when a prefix is bound
+
     try:
         url = httpx.URL(entry)
     except (httpx.InvalidURL, UnicodeError) as exc:
@@ -124,6 +130,8 @@ class CredentialMap:
 
     def env_name_for(self, url: httpx.URL | str) -> str | None:
         """The variable bound to this destination, or None: most specific prefix, then host."""
+        import httpx  # loaded already wherever a request is being made
+
         url = httpx.URL(url)
         for prefix in self._prefixes:
             if prefix.matches(url):
@@ -139,23 +147,4 @@ class CredentialMap:
         return value or None
 
 
-class DestinationAuth(httpx.Auth):
-    """Adds `Authorization: Bearer <key>` to a request whose destination the map binds.
-
-    A request that already carries Authorization keeps it (a caller's own key for its own
-    endpoint). httpx runs an auth flow once per request, not per redirect, and drops
-    Authorization on a redirect to another origin, so a key never follows a redirect away.
-    """
-
-    def __init__(self, credentials: CredentialMap) -> None:
-        self.credentials = credentials
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if "authorization" not in request.headers:
-            key = self.credentials.key_for(request.url)
-            if key is not None:
-                request.headers["Authorization"] = f"Bearer {key}"
-        yield request
-
-
-__all__ = ["DEFAULT_CREDENTIALS", "CredentialMap", "DestinationAuth"]
+__all__ = ["DEFAULT_CREDENTIALS", "CredentialMap"]

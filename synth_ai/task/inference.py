@@ -8,74 +8,28 @@ Server-held keys ride along only where the author's credential map says (`creden
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from .credentials import DEFAULT_CREDENTIALS, CredentialMap, DestinationAuth
+from .credentials import DEFAULT_CREDENTIALS, CredentialMap
 from .errors import InfrastructureError
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class InferenceError(InfrastructureError):
     """The inference endpoint failed; `kind` says how (unreachable, timeout, http_status...)."""
 
 
-class OutboundTransport(httpx.AsyncBaseTransport):
-    """Plain `http://` without TLS material; the TLS transport built on the first `https://`.
-
-    httpx's default transport builds an SSL context and parses the CA bundle when it is
-    constructed (~45 ms measured), on the event loop, before the first rollout, even when every
-    policy is a plain-http local server. Here that cost is paid only on the first https request,
-    in a worker thread, once. Verification is httpx's default (`SSL_CERT_FILE`/`SSL_CERT_DIR`
-    honoured), read when that first https request is made.
-    """
-
-    def __init__(self, limits: httpx.Limits) -> None:
-        self._limits = limits
-        # http:// never negotiates TLS, so this pool's SSL context is never used: verify=False
-        # only skips loading the CA bundle, it trusts nothing.
-        self._plain = httpx.AsyncHTTPTransport(verify=False, limits=limits)
-        self._tls: httpx.AsyncHTTPTransport | None = None
-        self._tls_lock = asyncio.Lock()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.scheme == "http":  # only exactly http: https, wss... all need TLS
-            return await self._plain.handle_async_request(request)
-        return await (await self._tls_transport()).handle_async_request(request)
-
-    async def _tls_transport(self) -> httpx.AsyncHTTPTransport:
-        if self._tls is None:
-            async with self._tls_lock:
-                if self._tls is None:
-                    self._tls = await asyncio.to_thread(
-                        httpx.AsyncHTTPTransport, limits=self._limits
-                    )
-        return self._tls
-
-    async def aclose(self) -> None:
-        await self._plain.aclose()
-        async with self._tls_lock:  # a TLS transport still being built is closed too
-            if self._tls is not None:
-                await self._tls.aclose()
-
-
-def env_proxies() -> bool:
-    """Whether the environment names a proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY), as httpx
-    reads it. httpx drops its env proxy mounts when given a `transport=`, so with a proxy set
-    the client keeps httpx's own transports (and their eager TLS setup)."""
-    proxies = urllib.request.getproxies()
-    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
-
-
 class SharedHttpClient:
     """One pooled `httpx.AsyncClient` per event loop, opened on first use, closed on shutdown.
 
     Its requests carry a server key only to destinations bound in `credentials`
-    (`TaskAppConfig.credentials`). `transport` replaces the network (tests, custom stacks);
-    without it, `OutboundTransport` defers TLS setup to the first https request (unless the
-    environment names a proxy, see `env_proxies`).
+    (`TaskAppConfig.credentials`, checked here, at start-up). `transport` replaces the network
+    (tests, custom stacks); without it, `outbound.OutboundTransport` defers TLS set-up to the
+    first https request (unless the environment names a proxy). httpx is imported with the
+    first client: an app that never calls out never loads it.
     """
 
     def __init__(
@@ -86,7 +40,7 @@ class SharedHttpClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._timeout = timeout
-        self._auth = DestinationAuth(CredentialMap(credentials))
+        self._credentials = CredentialMap(credentials)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -94,12 +48,19 @@ class SharedHttpClient:
     def get(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop or self._client.is_closed:
+            import httpx
+
+            from .outbound import DestinationAuth, OutboundTransport, env_proxies
+
             limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
             transport = self._transport
             if transport is None and not env_proxies():
                 transport = OutboundTransport(limits)
             self._client = httpx.AsyncClient(
-                timeout=self._timeout, limits=limits, auth=self._auth, transport=transport
+                timeout=self._timeout,
+                limits=limits,
+                auth=DestinationAuth(self._credentials),
+                transport=transport,
             )
             self._loop = loop
         return self._client
@@ -123,6 +84,8 @@ async def chat_completion(
     `api_key` is for a key the author chose (or a caller sent for its own endpoint); without
     it, the client's credential map decides whether a server key goes along.
     """
+    import httpx  # loaded with the client already
+
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         response = await client.post(url, json=dict(payload), headers=headers, timeout=timeout)

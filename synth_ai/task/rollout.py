@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
@@ -40,6 +39,8 @@ from .tracing import RolloutTracing
 from .watchdog import Watch, Watchdog
 
 if TYPE_CHECKING:
+    import httpx
+
     from synth_ai.tracing_v3 import TraceSession
 
 logger = logging.getLogger("synth_ai.task.rollout")
