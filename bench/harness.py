@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import platform
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -26,6 +27,21 @@ from bench.serve_app import serve
 from synth_ai.task.serving import listening_socket
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(__file__).with_name(".cache")
+
+
+def fresh_install(extras: str = "") -> Path:
+    """The python of a new virtualenv holding this checkout installed as a user installs it
+    (built, not editable; `extras` such as "modal"): what the user's process loads, and no
+    more than that. Remade on every call, so it is never older than the checkout."""
+    venv = CACHE / (f"install-{extras}" if extras else "install")
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    requirement = f"{ROOT}[{extras}]" if extras else str(ROOT)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", requirement], check=True)
+    return python
 
 
 def _serve(factory: Callable[[], Any], sock: socket.socket) -> None:

@@ -3,17 +3,13 @@
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import subprocess
-import sys
 from pathlib import Path
 
 from bench.framework_overhead import PUBLISHED, PUBLISHED_VENV, ensure_published
-from bench.harness import record
+from bench.harness import fresh_install, record
 
-ROOT = Path(__file__).resolve().parents[1]
-FRESH_VENV = Path(__file__).with_name(".cache") / "base-install"
 PROBE = (
     "import resource, time; t = time.perf_counter(); {statement}; "
     "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
@@ -56,20 +52,11 @@ def footprint(venv: Path) -> tuple[int, float]:
     return count, size
 
 
-def fresh_base_install() -> Path:
-    shutil.rmtree(FRESH_VENV, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(FRESH_VENV)], check=True)
-    subprocess.run(
-        [str(FRESH_VENV / "bin" / "python"), "-m", "pip", "install", "-q", str(ROOT)], check=True
-    )
-    return FRESH_VENV
-
-
 def main() -> None:
-    venv = fresh_base_install()
-    ours_time, ours_rss = import_cost(venv / "bin" / "python")
-    ours_serving, _ = import_cost(venv / "bin" / "python", SERVING["this"])
-    ours_count, ours_size = footprint(venv)
+    python = fresh_install()
+    ours_time, ours_rss = import_cost(python)
+    ours_serving, _ = import_cost(python, SERVING["this"])
+    ours_count, ours_size = footprint(python.parents[1])
     published = ensure_published()
     rows = [
         f"| synth-ai (this) | {ours_time * 1000:.0f} | {ours_serving * 1000:.0f} | "
