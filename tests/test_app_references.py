@@ -58,7 +58,9 @@ def app_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ECHO + "\nregister_task_app(TaskAppEntry(app_id='first', config_factory=make('first')))"
         "\nregister_task_app(TaskAppEntry(app_id='second', config_factory=make('second')))\n"
     )
-    (tmp_path / "factory_only.py").write_text(ECHO + "\nbuild_config = make('plain')\n")
+    (tmp_path / "factory_only.py").write_text(
+        ECHO + "\nbuild_config = make('plain')\nCONFIG = make('given')()\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     registry.discover()  # installed apps stay registered after the test
     monkeypatch.setattr(registry, "_entries", dict(registry._entries))
@@ -76,6 +78,19 @@ def test_a_file_a_module_attribute_and_a_name_each_find_the_app(app_dir: Path) -
     assert find_task_app("single_app:build_config").app_id == "single"
     plain = find_task_app(f"{app_dir / 'factory_only.py'}:build_config")
     assert plain.config_factory().app_id == "plain"
+
+
+def test_a_config_named_as_an_attribute_is_found_again(app_dir: Path) -> None:
+    reference = f"{app_dir / 'factory_only.py'}:CONFIG"
+    first = find_task_app(reference)
+    assert first.app_id == "given" and first.config_factory().app_id == "given"
+    assert find_task_app(reference) is first  # `serve` resolves its reference twice
+    process, url, output = start_server(["serve", reference])
+    try:
+        health = httpx.get(f"{url}/health", headers={"X-API-Key": KEY})
+        assert health.status_code == 200 and health.json()["service"] == "given"
+    finally:
+        stop_server(process, output)
 
 
 def test_a_file_with_several_apps_lists_the_choices(app_dir: Path) -> None:

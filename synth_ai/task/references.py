@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from types import ModuleType
@@ -41,12 +42,29 @@ def find_task_app(reference: str) -> TaskAppEntry:
                 f"{exc.args[0]}; a file (app.py) or module:attribute works too"
             ) from None
     known = registry.lookup(entry.app_id)
-    if known is not None and known.config_factory is entry.config_factory:
-        return known  # the same app, reached another way
+    if known is not None and known.config_factory == entry.config_factory:
+        return known  # the same app, reached another way (or again: serve resolves it twice)
     try:
         return registry.register(entry)
     except ValueError as exc:
         raise AppNotFound(f"{reference}: {exc}") from None
+
+
+@dataclass(frozen=True, eq=False)
+class GivenConfig:
+    """The factory of an app given as a `TaskAppConfig`: equal to another made from the same
+    config, so a reference resolved twice finds the entry the first resolution registered."""
+
+    config: TaskAppConfig
+
+    def __call__(self) -> TaskAppConfig:
+        return self.config
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GivenConfig) and other.config is self.config
+
+    def __hash__(self) -> int:
+        return id(self.config)
 
 
 def entry_of(value: Any, where: str) -> TaskAppEntry:
@@ -54,8 +72,7 @@ def entry_of(value: Any, where: str) -> TaskAppEntry:
     if isinstance(value, TaskAppEntry):
         return value
     if isinstance(value, TaskAppConfig):
-        config = value
-        return TaskAppEntry(config.app_id, lambda: config, description=config.description)
+        return TaskAppEntry(value.app_id, GivenConfig(value), description=value.description)
     if callable(value):
         try:
             made = value()
