@@ -93,6 +93,20 @@ def test_a_config_named_as_an_attribute_is_found_again(app_dir: Path) -> None:
         stop_server(process, output)
 
 
+def test_a_file_is_found_without_loading_installed_apps(app_dir: Path) -> None:
+    """The math example is installed as an entry point; serving a file must not import it."""
+    probe = (
+        "import sys; from synth_ai.task.references import find_task_app; "
+        f"find_task_app({str(app_dir / 'single_app.py')!r}); "
+        "print('synth_ai.examples.math_task_app' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr
+    by_name = probe.replace(repr(str(app_dir / "single_app.py")), "'math'")
+    done = subprocess.run([sys.executable, "-c", by_name], capture_output=True, text=True)
+    assert done.stdout.strip() == "True", done.stderr  # the same probe sees a discovery
+
+
 def test_a_file_with_several_apps_lists_the_choices(app_dir: Path) -> None:
     path = app_dir / "two_apps.py"
     with pytest.raises(AppNotFound) as info:

@@ -105,10 +105,11 @@ def _from_file(path: Path, name: str | None) -> TaskAppEntry:
     if not path.is_file():
         raise AppNotFound(f"no file {str(path)!r}")
     module = _import_file(path)
-    # what the file registered (its factories live in it), and entries it holds as names
+    # what the file registered (its factories live in it), and entries it holds as names;
+    # installed apps are not looked for: loading them all only to skip them costs every start
     found = {
         entry.app_id: entry
-        for entry in registry.entries()
+        for entry in registry.registered()
         if getattr(entry.config_factory, "__module__", None) == module.__name__
     }
     found |= {

@@ -76,7 +76,12 @@ class TaskAppRegistry:
         return self._entries.get(app_id) if app_id is not None else None
 
     def entries(self) -> list[TaskAppEntry]:
+        """Every app: those registered in code and those installed."""
         self.discover()
+        return self.registered()
+
+    def registered(self) -> list[TaskAppEntry]:
+        """The apps registered so far, without loading installed ones."""
         return sorted(self._entries.values(), key=lambda entry: entry.app_id)
 
     def discover(self) -> None:
