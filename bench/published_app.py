@@ -1,13 +1,15 @@
 """The same trivial task app on the published `synth-ai==0.2.24`, for comparison.
 
 Runs only inside the bench's own virtualenv of that release (bench/.cache/published), never
-in the project's; started as `python published_app.py PORT`, or served by serve_app.py as
-`published_app:app` (so its uvicorn settings match the other servers').
+in the project's; started as `python published_app.py PORT`, served by serve_app.py as
+`published_app:app` (so its uvicorn settings match the other servers'), or, copied to a folder
+as `trivial_task_app.py` (the names 0.2.24's CLI discovers), through its own serve command.
 """
 
 import sys
 
 import uvicorn
+from synth_ai.task.apps import TaskAppEntry, register_task_app
 
 from synth_ai.task.contracts import (
     RolloutMetrics,
@@ -59,6 +61,10 @@ config = TaskAppConfig(
     describe_taskset=lambda: {"name": "trivial"},
     provide_task_instances=lambda seeds: [BASE for _ in seeds],
     rollout=rollout,
+)
+
+register_task_app(
+    entry=TaskAppEntry(app_id="trivial", description="bench", config_factory=lambda: config)
 )
 
 

@@ -1,4 +1,5 @@
-"""The trivial task app on this framework, as a script: `python trivial_app.py PORT`.
+"""The trivial task app on this framework, as a script (`python trivial_app.py PORT`) or through
+the CLI (`synth-ai serve trivial_app.py:config`).
 
 The cold-start bench runs it with the python of a fresh install of this checkout, so it imports
 only the installed package (never `bench.*`), like `published_app.py` does for 0.2.24.
