@@ -43,6 +43,17 @@ TokenCount = Annotated[StrictInt, Field(ge=1, le=MAX_TOKENS)]
 TimeoutSeconds = Annotated[StrictFloat, Field(gt=0.0, le=MAX_TIMEOUT_S, allow_inf_nan=False)]
 
 
+def new_list() -> list[Any]:
+    """`default_factory=list`, as a Python function: pydantic reads each factory's signature,
+    and for a builtin Python parses it from text with `tokenize` (about 3 ms of every start)."""
+    return []
+
+
+def new_dict() -> dict[str, Any]:
+    """`default_factory=dict`, for the same reason as `new_list`."""
+    return {}
+
+
 class WireModel(BaseModel):
     """Base for every contract model: extra keys are accepted and carried through.
 
@@ -67,7 +78,7 @@ class DatasetInfo(WireModel):
     id: str | None = None
     name: str | None = None
     version: str | None = None
-    splits: list[str] = Field(default_factory=list)
+    splits: list[str] = Field(default_factory=new_list)
     default_split: str | None = None
     description: str | None = None
 
@@ -80,7 +91,7 @@ class RubricCriterion(WireModel):
 
 class RubricSection(WireModel):
     name: str
-    criteria: list[RubricCriterion] = Field(default_factory=list)
+    criteria: list[RubricCriterion] = Field(default_factory=new_list)
 
 
 class RubricInfo(WireModel):
@@ -104,7 +115,7 @@ class TaskInfo(WireModel):
 
     task: TaskDescriptor
     environment: str
-    environments: list[str] = Field(default_factory=list)
+    environments: list[str] = Field(default_factory=new_list)
     dataset: DatasetInfo = Field(default_factory=DatasetInfo)
     rubric: RubricInfo = Field(default_factory=RubricInfo)
     inference: InferenceInfo = Field(default_factory=InferenceInfo)
@@ -112,7 +123,7 @@ class TaskInfo(WireModel):
     action_space: dict[str, Any] | None = None
     observation: dict[str, Any] | None = None
     capabilities: dict[str, Any] | None = None
-    task_metadata: dict[str, Any] = Field(default_factory=dict)
+    task_metadata: dict[str, Any] = Field(default_factory=new_dict)
 
     @model_validator(mode="after")
     def _environments_include_environment(self) -> TaskInfo:
@@ -138,7 +149,7 @@ class RolloutMode(StrEnum):
 class RolloutEnvSpec(WireModel):
     env_id: Name | None = None
     env_name: Name | None = None
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=new_dict)
     seed: Seed | None = None
 
 
@@ -171,7 +182,7 @@ PolicyConfigDict = Annotated[
 class RolloutPolicySpec(WireModel):
     policy_id: Name | None = None
     policy_name: Name | None = None
-    config: PolicyConfigDict = Field(default_factory=dict)
+    config: PolicyConfigDict = Field(default_factory=new_dict)
 
 
 class RolloutRecordConfig(WireModel):
@@ -205,7 +216,7 @@ class RolloutRequest(WireModel):
     trace_correlation_id: Id | None = None
     env: RolloutEnvSpec = Field(default_factory=RolloutEnvSpec)
     policy: RolloutPolicySpec = Field(default_factory=RolloutPolicySpec)
-    ops: list[str | dict[str, Any]] = Field(default_factory=list)
+    ops: list[str | dict[str, Any]] = Field(default_factory=new_list)
     record: RolloutRecordConfig = Field(default_factory=RolloutRecordConfig)
     on_done: str = "reset"
     safety: RolloutSafetyConfig = Field(default_factory=RolloutSafetyConfig)
@@ -229,17 +240,17 @@ class RolloutRequest(WireModel):
 
 class RolloutStep(WireModel):
     obs: Any = None
-    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = Field(default_factory=new_list)
     reward: float | None = None
     done: bool = False
     truncated: bool | None = None
-    info: dict[str, Any] = Field(default_factory=dict)
+    info: dict[str, Any] = Field(default_factory=new_dict)
 
 
 class RolloutTrajectory(WireModel):
     env_id: str
     policy_id: str
-    steps: list[RolloutStep] = Field(default_factory=list)
+    steps: list[RolloutStep] = Field(default_factory=new_list)
     final: dict[str, Any] | None = None
     length: int = 0
     inference_url: str | None = None
@@ -256,14 +267,14 @@ class RolloutTrajectory(WireModel):
 class RolloutMetrics(WireModel):
     """Rollout metrics under both the legacy and the new reward names, always equal."""
 
-    episode_returns: list[float] = Field(default_factory=list)
+    episode_returns: list[float] = Field(default_factory=new_list)
     mean_return: float | None = None
     num_steps: int = 0
     num_episodes: int = 1
     outcome_score: float | None = None
     events_score: float | None = None
     outcome_reward: float | None = None
-    details: dict[str, Any] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=new_dict)
 
     @model_validator(mode="after")
     def _fill_reward_aliases(self) -> RolloutMetrics:
@@ -284,14 +295,14 @@ class RolloutMetrics(WireModel):
 class RolloutResponse(WireModel):
     run_id: str | None = None
     trace_correlation_id: str | None = None
-    trajectories: list[RolloutTrajectory] = Field(default_factory=list)
-    branches: dict[str, Any] = Field(default_factory=dict)
+    trajectories: list[RolloutTrajectory] = Field(default_factory=new_list)
+    branches: dict[str, Any] = Field(default_factory=new_dict)
     metrics: RolloutMetrics = Field(default_factory=RolloutMetrics)
     aborted: bool = False
     ops_executed: int = 0
     trace: dict[str, Any] | None = None
     inference_url: str | None = None
-    pipeline_metadata: dict[str, Any] = Field(default_factory=dict)
+    pipeline_metadata: dict[str, Any] = Field(default_factory=new_dict)
 
 
 # --- Errors ------------------------------------------------------------------------------------
