@@ -256,7 +256,8 @@ own container start and image pull are not in it.
 through its own serve command. Its `synth-ai serve` exits 0 without serving; the command that
 serves is `synth-ai task-app-group serve`, given a Groq key so it does not stop to ask for one,
 and `SYNTH_AUTO_TRACE=0` (tracing off, as here). Each serve command is judged against 0.2.24's;
-the Modal entry, against 0.2.24's app under uvicorn.
+the Modal entry against 0.2.24's app under uvicorn, which is what 0.2.24's generated Modal
+function does in a container (import the app's module, build it with `create_task_app`).
 
 | server | first 200 ms | min-max ms | vs 0.2.24 under uvicorn | vs 0.2.24 through its CLI |
 |---|---|---|---|---|
