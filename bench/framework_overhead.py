@@ -490,6 +490,8 @@ def report(
         notes.append(f"Not measured (could not be installed here): {', '.join(missing_peers)}.")
     if fast is None:
         notes.append("uvloop and httptools are not installed in this venv: only asyncio + h11 ran.")
+    if not use_wrk:
+        notes.append("wrk is not installed here (`make bench` installs it): no cross-check ran.")
     placement = (
         f"each server pinned to core {SERVER_CORE}, the load generators to core {LOAD_CORE}"
         if pinning()
