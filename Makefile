@@ -21,10 +21,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 # Each script measures ratios in one run and rewrites its section of bench/RESULTS.md.
-# wrk (a Debian package) cross-checks the in-repo load generator; installed when missing.
+# wrk (a Debian package) cross-checks the in-repo load generator, and valgrind counts each
+# server's instructions per request; both are installed when missing.
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) \
 		|| echo "wrk could not be installed: the framework bench runs without its cross-check"
+	command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind) \
+		|| echo "valgrind could not be installed: the framework bench counts no instructions"
 	$(BIN)/python -m bench.tracing_overhead
 	$(BIN)/python -m bench.trace_fleet
 	$(BIN)/python -m bench.durability

@@ -5,12 +5,16 @@ Servers, each alone on one core (the load generators on another, when there are 
 - a bare Starlette handler answering the same bytes (parses the JSON, writes a fixed answer);
 - a bare Starlette handler that validates the request and writes the response with this
   project's contract models: the least a correct task app does;
+- the same two as plain ASGI callables, without Starlette: the server's own floor, and the
+  least a correct task app costs on it with no framework at all;
 - the same app on the published `synth-ai==0.2.24`;
 - OpenEnv's published server (`openenv-core`), a trivial environment on `POST /step`.
 Every server runs under the same uvicorn, once on its pure-Python parts (asyncio, h11) and once
 on uvloop and httptools (the `standard` extra), each load measured by the in-repo load generator
 and cross-checked by wrk. The per-request work of the in-repo apps is also timed in-process (no
-server, no sockets): the gap between them is what the framework costs.
+server, no sockets): the gap between them is what the framework costs. Where valgrind is
+installed, each server's instructions per request are also counted under callgrind: a measure
+this shared machine's noise does not move.
 
 Goals (DESIGN.md 8): at least 0.90x the validating bare handler, 3x synth-ai 0.2.24 and 2x
 openenv-core. The peers are installed by this script into virtualenvs under bench/.cache.
@@ -27,6 +31,7 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,20 +40,30 @@ from bench.harness import (
     FAST,
     LOAD_CORE,
     PURE,
+    ROOT,
     SERVER_CORE,
     LoadResult,
     Served,
     ServerSetup,
     WrkResult,
+    callgrind_available,
     cpu_seconds,
     foreign_server,
     forked_server,
     in_process_us,
+    instructions_per_request,
     load,
     median_run,
     pinning,
     record,
     wrk_load,
+)
+from synth_ai.task import (
+    RolloutMetrics,
+    RolloutRequest,
+    RolloutResponse,
+    RolloutStep,
+    RolloutTrajectory,
 )
 
 KEY = "bench-key"
@@ -67,12 +82,17 @@ CONCURRENCY = 32
 WARMUP_S = 0.5
 DURATION_S = 2.0
 WORK_ROUNDS = 5
-THIS, BARE, VALIDATING, OPENENV_NAME = (
+THIS, BARE, VALIDATING, RAW, RAW_VALIDATING, OPENENV_NAME = (
     "synth-ai (this)",
     "bare Starlette",
     "bare Starlette, validating",
+    "plain ASGI",
+    "plain ASGI, validating",
     "openenv-core 0.3.0",
 )
+COUNTED_REQUESTS = 400
+"""Requests per server under callgrind (after 200 of warm-up); the count per request repeats
+to a fraction of a percent, so a few hundred are plenty."""
 GOALS = {VALIDATING: 0.90, PUBLISHED: 3.0, OPENENV_NAME: 2.0}
 
 
@@ -81,8 +101,6 @@ GOALS = {VALIDATING: 0.90, PUBLISHED: 3.0, OPENENV_NAME: 2.0}
 
 def trivial_response(run_id: str | None, seed: int | None) -> Any:
     """The trivial executor's answer, built with the contract models (as 0.2.24's app does)."""
-    from synth_ai.task import RolloutMetrics, RolloutResponse, RolloutStep, RolloutTrajectory
-
     return RolloutResponse(
         run_id=run_id,
         trajectories=[
@@ -117,13 +135,9 @@ def ours() -> Any:
     )
 
 
-def bare() -> Any:
-    """A bare Starlette handler answering the JSON our app answers (captured once)."""
+def our_answer() -> Any:
+    """The JSON our app answers to `body(0)`, captured once."""
     import httpx
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
 
     async def capture() -> Any:
         transport = httpx.ASGITransport(app=ours())
@@ -131,7 +145,17 @@ def bare() -> Any:
             response = await client.post("/rollout", json=body(0), headers={"X-API-Key": KEY})
             return response.json()
 
-    answer = asyncio.run(capture())
+    return asyncio.run(capture())
+
+
+def bare() -> Any:
+    """A bare Starlette handler answering the JSON our app answers."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    answer = our_answer()
 
     async def rollout(request: Request) -> JSONResponse:
         await request.json()
@@ -148,8 +172,6 @@ def validating() -> Any:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from synth_ai.task import RolloutRequest
-
     async def rollout(request: Request) -> Response:
         parsed = RolloutRequest.model_validate_json(await request.body())
         answer = trivial_response(parsed.run_id, parsed.env.seed)
@@ -157,6 +179,51 @@ def validating() -> Any:
         return Response(answer.model_dump_json(), media_type="application/json")
 
     return Starlette(routes=[Route("/rollout", rollout, methods=["POST"])])
+
+
+async def _read_body(receive: Any) -> bytes:
+    chunks = []
+    more = True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def _answer(send: Any, payload: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def plain() -> Any:
+    """A plain ASGI callable that reads the body and answers our app's bytes: no Starlette,
+    no parsing; what uvicorn itself costs per request, the floor of every app on it."""
+    import json
+
+    payload = json.dumps(our_answer()).encode()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await _read_body(receive)
+            await _answer(send, payload)
+
+    return app
+
+
+def plain_validating() -> Any:
+    """A plain ASGI callable doing what the validating handler does, without Starlette: the
+    least a correct task app costs on this server, with no framework at all."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            parsed = RolloutRequest.model_validate_json(await _read_body(receive))
+            answer = trivial_response(parsed.run_id, parsed.env.seed)
+            answer.trace_correlation_id = parsed.trace_correlation_id
+            await _answer(send, answer.model_dump_json().encode())
+
+    return app
 
 
 def body(n: int) -> dict[str, Any]:
@@ -221,12 +288,23 @@ def fast_parts() -> list[str] | None:
 
 
 @dataclass(frozen=True)
+class Command:
+    """A server as a command: serve_app.py run by `python` on `spec`, with `env` added."""
+
+    python: Path
+    spec: str
+    env: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     path: str
     body: Callable[[int], dict[str, Any]]
     auth: bool
     serve: Callable[[ServerSetup], contextlib.AbstractContextManager[Served]]
+    command: Callable[[ServerSetup], Command]
+    """The same server started as a command (for callgrind, which cannot follow a fork)."""
 
 
 @dataclass
@@ -321,31 +399,41 @@ def main() -> None:
     env = {"ENVIRONMENT_API_KEY": KEY}
     os.environ.update(env)  # the in-process measurement checks keys in this process
 
-    def forked(factory: Callable[[], Any]) -> Callable[[ServerSetup], Any]:
-        return lambda setup: forked_server(factory, {**env, **setup.env})
+    def in_repo(name: str, factory: Callable[[], Any], auth: bool = False) -> Target:
+        def command(setup: ServerSetup) -> Command:
+            spec = f"bench.framework_overhead:{factory.__name__}"
+            extra = {**env, **setup.env, "PYTHONPATH": str(ROOT)}
+            return Command(Path(sys.executable), spec, extra)
 
-    def foreign(python: Path, spec: str) -> Callable[[ServerSetup], Any]:
         def serve(setup: ServerSetup) -> Any:
+            return forked_server(factory, {**env, **setup.env})
+
+        return Target(name, "/rollout", body, auth, serve, command)
+
+    def foreign(name: str, python: Path, spec: str, path: str, auth: bool = False) -> Target:
+        def command(setup: ServerSetup) -> Command:
             extra = {**env, **setup.env}
             if setup is FAST:
                 extra["PYTHONPATH"] = str(FAST_PARTS)
-            return foreign_server(python, spec, extra)
+            return Command(python, spec, extra)
 
-        return serve
+        def serve(setup: ServerSetup) -> Any:
+            started = command(setup)
+            return foreign_server(started.python, started.spec, started.env)
+
+        return Target(name, path, step_body if path == "/step" else body, auth, serve, command)
 
     targets = [
-        Target(THIS, "/rollout", body, True, forked(ours)),
-        Target(BARE, "/rollout", body, False, forked(bare)),
-        Target(VALIDATING, "/rollout", body, False, forked(validating)),
+        in_repo(THIS, ours, auth=True),
+        in_repo(BARE, bare),
+        in_repo(VALIDATING, validating),
+        in_repo(RAW, plain),
+        in_repo(RAW_VALIDATING, plain_validating),
     ]
     if published is not None:
-        targets.append(
-            Target(PUBLISHED, "/rollout", body, True, foreign(published, "published_app:app"))
-        )
+        targets.append(foreign(PUBLISHED, published, "published_app:app", "/rollout", auth=True))
     if openenv is not None:
-        targets.append(
-            Target(OPENENV_NAME, "/step", step_body, False, foreign(openenv, "openenv_app:app"))
-        )
+        targets.append(foreign(OPENENV_NAME, openenv, "openenv_app:app", "/step"))
     setups = [PURE, FAST] if fast is not None else [PURE]
 
     apps = [(THIS, ours(), {"X-API-Key": KEY}), (BARE, bare(), {}), (VALIDATING, validating(), {})]
@@ -365,6 +453,7 @@ def main() -> None:
         for one in measured:
             assert one.load.errors == 0, f"{key}: {one.load.errors} errors"
             assert one.wrk is None or one.wrk.errors == 0, f"{key} (wrk): {one.wrk.errors} errors"
+    counted = count_instructions(targets, setups) if callgrind_available() else None
     health_setup = setups[-1]
     with forked_server(ours, {**env, **health_setup.env}) as served:
         health = load(
@@ -378,13 +467,38 @@ def main() -> None:
     summaries = {key: Summary.of(measured) for key, measured in rounds.items()}
     record(
         "framework overhead",
-        report(targets, setups, summaries, work, (health_setup, health), fast, use_wrk),
+        report(targets, setups, summaries, work, (health_setup, health), fast, use_wrk, counted),
     )
     for setup in setups:
         print(
             f"{setup.label}: "
             + ", ".join(f"{t.name}: {summaries[t.name, setup].load.rps:.0f}/s" for t in targets)
         )
+
+
+def count_instructions(
+    targets: list[Target], setups: list[ServerSetup]
+) -> dict[tuple[str, ServerSetup], float]:
+    """Each server's instructions per request under callgrind, two servers at a time (a count,
+    unlike a time, is not changed by the other one running beside it)."""
+    print(f"counting instructions under callgrind ({len(targets) * len(setups)} servers)...")
+
+    def count(target: Target, setup: ServerSetup) -> float:
+        started = target.command(setup)
+        return instructions_per_request(
+            started.python,
+            started.spec,
+            started.env,
+            target.path,
+            body=target.body,
+            headers={"X-API-Key": KEY} if target.auth else {},
+            requests=COUNTED_REQUESTS,
+        )
+
+    jobs = [(target, setup) for setup in setups for target in targets]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        counts = list(pool.map(lambda job: count(*job), jobs))
+    return {(target.name, setup): n for (target, setup), n in zip(jobs, counts, strict=True)}
 
 
 def report(
@@ -395,9 +509,10 @@ def report(
     health: tuple[ServerSetup, LoadResult],
     fast: list[str] | None,
     use_wrk: bool,
+    counted: dict[tuple[str, ServerSetup], float] | None,
 ) -> str:
-    """The section of RESULTS.md: throughput, server CPU per request, ratios against the
-    goals, and notes."""
+    """The section of RESULTS.md: throughput, server CPU per request, instructions per
+    request, ratios against the goals, and notes."""
     names = [t.name for t in targets]
     gens = ("in-repo", "wrk") if use_wrk else ("in-repo",)
     columns = [f"{s.label}, {gen}" for s in setups for gen in gens]
@@ -471,20 +586,30 @@ def report(
         )
     ]
     for name, setup, ratio, goal in misses:
-        floor, ours_cpu = summaries[BARE, setup], summaries[THIS, setup].cpu_us
         theirs = summaries[name, setup]
-        notes.append(
+
+        def reached(floor: str) -> float:
+            return statistics.median(summaries[floor, setup].round_ratios(theirs))  # noqa: B023
+
+        note = (
             f"**Missed:** this / {name} on {setup.label} is {ratio:.2f}x, {goal - ratio:.2f} "
             f"short of {goal:g}x ({(goal / ratio - 1) * 100:.0f}% more throughput needed). "
-            f"The plain bare handler (uvicorn and Starlette doing no work) reaches "
-            f"{statistics.median(floor.round_ratios(theirs)):.2f}x {name} here"
-            + (
-                f"; of this framework's {ours_cpu:.0f} us of server CPU per request, "
-                f"{floor.cpu_us:.0f} us are that floor."
-                if ours_cpu is not None and floor.cpu_us is not None
-                else "."
-            )
+            f"In the same rounds, the plain ASGI callable (uvicorn alone, doing no work) reaches "
+            f"{reached(RAW):.2f}x {name}, the plain validating one (the least a correct task app "
+            f"does, with no framework) {reached(RAW_VALIDATING):.2f}x, and bare Starlette "
+            f"{reached(BARE):.2f}x."
         )
+        if counted is not None:
+            count = {n: counted[n, setup] / 1000 for n in (name, RAW, RAW_VALIDATING, THIS)}
+            note += (
+                f" Counted under callgrind: {name} runs {count[name]:.0f}k instructions per "
+                f"request, uvicorn alone {count[RAW]:.0f}k, the least a correct app "
+                f"{count[RAW_VALIDATING]:.0f}k, this framework {count[THIS]:.0f}k. No app on "
+                f"this server can go past {count[name] / count[RAW]:.2f}x {name}, nor a correct "
+                f"one past {count[name] / count[RAW_VALIDATING]:.2f}x; this framework's own work "
+                f"over the least a correct app is {count[THIS] - count[RAW_VALIDATING]:.0f}k."
+            )
+        notes.append(note)
     missing_peers = [p for p in (PUBLISHED, OPENENV_NAME) if p not in names]
     if missing_peers:
         notes.append(f"Not measured (could not be installed here): {', '.join(missing_peers)}.")
@@ -498,6 +623,27 @@ def report(
         else "one core: servers and load generators share it (ratios are pulled toward 1)"
     )
     goals = ", ".join(f"{goal:g}x {name}" for name, goal in GOALS.items())
+    instructions = ""
+    if counted is not None:
+        count_rows = [
+            [n]
+            + [
+                f"{counted[n, setup] / 1000:.0f}k ({counted[n, setup] / counted[THIS, setup]:.2f}x)"
+                for setup in setups
+            ]
+            for n in names
+        ]
+        instructions = f"""
+Instructions per request, counted by valgrind's callgrind in the server process over
+{COUNTED_REQUESTS} requests after a warm-up (in brackets: over this framework's count, i.e. how
+many times faster this framework is on instructions alone). A count repeats to a fraction of a
+percent whatever else the machine does; it leaves out the kernel's share (the sockets) and how
+fast the instructions run, so it explains the timed ratios rather than replaces them:
+
+{table("server", count_rows, [s.label for s in setups])}
+"""
+    else:
+        notes.append("valgrind is not installed here: instructions per request were not counted.")
     return f"""
 POST /rollout with a trivial executor (OpenEnv: POST /step, one episode per request), each
 server in its own process under the same uvicorn, {placement}; {CONCURRENCY} keep-alive
@@ -514,7 +660,7 @@ Server CPU microseconds per request (counts only the time the server ran, so oth
 the machine does not skew it):
 
 {table("server", [[n, *cpu_cells(n)] for n in names], columns)}
-
+{instructions}
 Ratios (throughput; CPU: the inverse ratio of CPU per request, in-repo load); goals: {goals}.
 The goals are judged on the in-repo load's throughput, as the median of each round's ratio (the
 two servers measured moments apart); each round's ratio ranged: {"; ".join(spreads)}.

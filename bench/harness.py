@@ -174,12 +174,16 @@ def forked_server(factory: Callable[[], Any], env: dict[str, str]) -> Iterator[S
 
 
 @contextmanager
-def foreign_server(python: Path, spec: str, env: dict[str, str]) -> Iterator[Served]:
+def foreign_server(
+    python: Path, spec: str, env: dict[str, str], wrapper: tuple[str, ...] = ()
+) -> Iterator[Served]:
     """Serve `spec` (module:factory in bench/) from another interpreter via serve_app.py, on
-    the server core; the socket listens before the start, so the URL works at once."""
+    the server core; the socket listens before the start, so the URL works at once. `wrapper`
+    runs the interpreter under another program that becomes it (valgrind), pid and all."""
     sock = listening_socket()
+    script = Path(__file__).with_name("serve_app.py")
     process = subprocess.Popen(
-        [str(python), str(Path(__file__).with_name("serve_app.py")), str(sock.fileno()), spec],
+        [*wrapper, str(python), str(script), str(sock.fileno()), spec],
         env={**os.environ, **env},
         pass_fds=(sock.fileno(),),
         stdout=subprocess.PIPE,
@@ -303,6 +307,79 @@ def load(
     return asyncio.run(
         _load(url, method, path, body, headers or {}, concurrency, warmup_s, duration_s)
     )
+
+
+def send_requests(
+    url: str,
+    path: str,
+    count: int,
+    *,
+    body: Callable[[int], Any],
+    headers: dict[str, str] | None = None,
+    concurrency: int = 32,
+) -> Counter[int]:
+    """POST `count` requests over `concurrency` keep-alive connections; the statuses answered."""
+    host_port = url.split("//", 1)[1]
+    host, port = host_port.rsplit(":", 1)
+    statuses: Counter[int] = Counter()
+    sent = 0
+
+    async def worker() -> None:
+        nonlocal sent
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while sent < count:
+                sent += 1
+                writer.write(_encode("POST", host_port, path, headers or {}, body(sent)))
+                statuses[await _read_response(reader)] += 1
+        finally:
+            writer.close()
+
+    async def run() -> None:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    asyncio.run(run())
+    return statuses
+
+
+def callgrind_available() -> bool:
+    return shutil.which("valgrind") is not None and shutil.which("callgrind_control") is not None
+
+
+def instructions_per_request(
+    python: Path,
+    spec: str,
+    env: dict[str, str],
+    path: str,
+    *,
+    body: Callable[[int], Any],
+    headers: dict[str, str] | None = None,
+    requests: int = 400,
+    warmup: int = 200,
+) -> float:
+    """Instructions the server process runs per request, counted by valgrind's callgrind.
+
+    Unlike time, the count does not move with whatever else the machine runs: the same server,
+    inputs and load give the same count to a fraction of a percent. Counted from after a
+    warm-up to after `requests` more (callgrind_control zeroes, then dumps); kernel work (the
+    sockets' system calls) is not counted.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "callgrind.out"
+        wrapper = ("valgrind", "--tool=callgrind", "-q", f"--callgrind-out-file={out}")
+        with foreign_server(python, spec, env, wrapper) as served:
+            send_requests(served.url, path, warmup, body=body, headers=headers)
+            control = ["callgrind_control"]
+            subprocess.run([*control, "--zero", str(served.pid)], check=True, capture_output=True)
+            statuses = send_requests(served.url, path, requests, body=body, headers=headers)
+            subprocess.run([*control, "--dump", str(served.pid)], check=True, capture_output=True)
+            dump = Path(f"{out}.1").read_text()
+        if set(statuses) != {200}:
+            raise RuntimeError(f"{spec} answered {dict(statuses)} under callgrind")
+        total = re.search(r"^(?:totals|summary):\s*(\d+)", dump, re.M)
+        if total is None:
+            raise RuntimeError(f"no instruction total in callgrind's dump for {spec}")
+        return int(total[1]) / requests
 
 
 def load_all(
