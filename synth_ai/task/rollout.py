@@ -220,7 +220,10 @@ class RolloutRunner:
                 type="url_parsing",
             ) from None
         cid = extract_trace_correlation_id(
-            policy_config, raw_url, request.trace_correlation_id or request.run_id
+            # "" rather than None: the URL was looked for above, so it is not looked for again
+            policy_config,
+            raw_url or "",
+            request.trace_correlation_id or request.run_id,
         )
         assert cid is not None  # the request model guarantees one of the two ids
         deadline = self.config.max_rollout_seconds
