@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -10,12 +11,15 @@ from typing import Any, ClassVar
 from .database import Connection, Database
 from .url import DatabaseURL
 
+BUSY_TIMEOUT_S = 5.0
+"""How long a connection waits for another one's lock before giving up."""
+
 
 class SqliteConnection(Connection):
     def __init__(self, path: Path) -> None:
-        self.conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+        self.conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA busy_timeout = 5000")
+        self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return [dict(row) for row in self.conn.execute(sql, params)]
@@ -58,7 +62,7 @@ class SqliteDatabase(Database):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = self.connect()
         try:
-            connection.execute("PRAGMA journal_mode = WAL")
+            _use_wal(connection.conn)
         finally:
             connection.close()
 
@@ -66,3 +70,23 @@ class SqliteDatabase(Database):
         """After the largest id: safe because `BEGIN IMMEDIATE` makes this the only writer."""
         (row,) = connection.query(f"SELECT COALESCE(MAX(id), 0) AS last FROM {table}")
         return list(range(row["last"] + 1, row["last"] + 1 + count))
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL (a no-op once it is).
+
+    Openers racing on a new file can get "database is locked" at once, without SQLite's busy
+    wait: two connections that both read the file and both ask to write cannot both wait, so
+    SQLite refuses one. The switch is retried for as long as the busy wait would have lasted.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
