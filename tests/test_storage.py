@@ -95,11 +95,12 @@ def test_schema_steps_run_once_each_and_upgrade_in_place(database_url: str) -> N
         database.close()
 
 
-def test_many_openers_at_once_agree_on_the_schema(database_url: str) -> None:
+def _open_at_once(url: str, openers: int = 6) -> list[BaseException]:
+    """What `openers` threads opening `url` and ensuring its schema at once raised."""
     errors: list[BaseException] = []
 
     def open_one() -> None:
-        database = open_database(database_url)
+        database = open_database(url)
         try:
             ensure_schema(database, "things", STEPS)
         except BaseException as exc:
@@ -107,36 +108,23 @@ def test_many_openers_at_once_agree_on_the_schema(database_url: str) -> None:
         finally:
             database.close()
 
-    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    threads = [threading.Thread(target=open_one) for _ in range(openers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
+    return errors
+
+
+def test_many_openers_at_once_agree_on_the_schema(database_url: str) -> None:
+    assert _open_at_once(database_url) == []
 
 
 def test_openers_racing_on_new_sqlite_files_all_get_in(tmp_path: Path) -> None:
     """Two openers switching a new file to WAL at once: SQLite refuses one without waiting
     (about one round in fifteen here before the switch was retried)."""
     for round_ in range(60):
-        url = str(tmp_path / f"store-{round_}.db")
-        errors: list[BaseException] = []
-
-        def open_one(url: str = url, errors: list[BaseException] = errors) -> None:
-            database = open_database(url)
-            try:
-                ensure_schema(database, "things", STEPS)
-            except BaseException as exc:
-                errors.append(exc)
-            finally:
-                database.close()
-
-        threads = [threading.Thread(target=open_one) for _ in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert errors == [], f"round {round_}"
+        assert _open_at_once(str(tmp_path / f"store-{round_}.db")) == [], f"round {round_}"
 
 
 def test_a_refused_statement_in_a_savepoint_undoes_only_itself(database_url: str) -> None:
