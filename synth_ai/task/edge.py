@@ -18,13 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .access_log import log_request
 from .access_log import logger as access_logger
-from .auth import PublicRoutes, exempt, presented_from, refusal_for
+from .auth import PublicRoutes, exempt, refusal_for_raw
 from .errors import TaskAppError, error_response
 from .limits import RequestTooLarge
-
-
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("latin-1")
 
 
 class EdgeMiddleware:
@@ -99,8 +95,9 @@ class EdgeMiddleware:
             await RequestTooLarge(max_bytes).to_response()(scope, receive, send)
             return
         if self.public is not None and not exempt(scope, self.public):
-            presented = presented_from(_text(x_api_key), _text(x_api_keys), _text(authorization))
-            refusal = refusal_for(presented, scope["method"], scope["path"])
+            refusal = refusal_for_raw(
+                x_api_key, x_api_keys, authorization, scope["method"], scope["path"]
+            )
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
