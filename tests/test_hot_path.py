@@ -70,6 +70,12 @@ def test_an_executor_model_is_answered_as_built_with_the_cid_stamped() -> None:
     assert data["trajectories"][0]["steps"][0]["info"]["meta"]["inference_url"] == stamped
     assert data["trajectories"][0]["trace_correlation_id"] == "abc"
     assert built[0].trace_correlation_id == "abc"  # stamped in place, not on a copy
+    # stamped as an assignment would: what the stamp set counts as set
+    stamped_fields = {"run_id", "trace_correlation_id", "inference_url"}
+    assert stamped_fields <= built[0].model_fields_set
+    trajectory = built[0].trajectories[0]
+    assert {"trace_correlation_id", "inference_url"} <= trajectory.model_fields_set
+    assert built[0].model_dump(exclude_unset=True)["inference_url"] == stamped
 
 
 class PassThrough:
