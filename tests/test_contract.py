@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from synth_ai.task import RolloutMetrics, RolloutRequest, create_task_app
+from synth_ai.task import (
+    RolloutMetrics,
+    RolloutRequest,
+    RolloutStep,
+    RolloutTrajectory,
+    create_task_app,
+)
 
 from .conftest import InProcess, auth_headers, make_config
 
@@ -92,3 +98,30 @@ def test_metrics_carry_both_reward_names_as_floats() -> None:
     assert metrics.mean_return == 0.123456789
     from_returns = RolloutMetrics(episode_returns=[1.0, 0.5])
     assert from_returns.mean_return == from_returns.outcome_score == 0.75
+
+
+def test_what_the_validators_fill_in_counts_as_set() -> None:
+    """The validators write fields directly (see `WireModel`); what they fill in is recorded
+    as set, as an assignment would, so `exclude_unset` dumps keep it."""
+    metrics = RolloutMetrics(outcome_reward=0.5)
+    filled = {"outcome_score", "outcome_reward", "mean_return", "episode_returns"}
+    assert metrics.model_fields_set == filled
+    assert metrics.model_dump(exclude_unset=True) == {
+        "outcome_score": 0.5,
+        "outcome_reward": 0.5,
+        "mean_return": 0.5,
+        "episode_returns": [0.5],
+    }
+    assert RolloutMetrics(mean_return=1.0, outcome_score=2.0).model_fields_set == {
+        "mean_return",
+        "outcome_score",
+        "outcome_reward",
+        "episode_returns",
+    }
+    request = RolloutRequest.model_validate({"run_id": "r"})
+    assert request.model_dump(exclude_unset=True) == {"run_id": "r", "trace_correlation_id": "r"}
+    request = RolloutRequest.model_validate({"trace_correlation_id": "c"})
+    assert request.model_dump(exclude_unset=True) == {"run_id": "c", "trace_correlation_id": "c"}
+    trajectory = RolloutTrajectory(env_id="e", policy_id="p", steps=[RolloutStep()])
+    assert trajectory.length == 1
+    assert trajectory.model_fields_set == {"env_id", "policy_id", "steps", "length"}
