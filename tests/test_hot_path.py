@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import socket
 import sys
 import threading
@@ -123,6 +124,47 @@ def test_rollout_answers_the_same_straight_from_the_edge_and_through_the_router(
         401,
         405,
     ]
+
+
+def test_an_unexpected_error_is_the_500_envelope_on_both_paths_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The edge answers the hot route outside Starlette's error layer, so it must answer a
+    failure no rule expects (here an answer that cannot be written as JSON) as that layer
+    does through the router: the 500 envelope, with the traceback in the server's log."""
+
+    def unwritable(request: Any, context: Any) -> RolloutResponse:
+        response = echo_rollout(request, context)
+        response.pipeline_metadata["handle"] = object()
+        return response
+
+    answers = []
+    for middleware in ([], [Middleware(PassThrough)]):
+        app = create_task_app(make_config(unwritable, middleware=middleware))
+        caplog.clear()
+        with caplog.at_level(logging.ERROR), serve_in_background(app) as url:
+            response = httpx.post(f"{url}/rollout", json=rollout_body(2), headers=HEADERS)
+            assert httpx.get(f"{url}/health", headers=HEADERS).json()["healthy"] is True
+        answers.append((response.status_code, response.json()))
+        logged = [r for r in caplog.records if r.name == "synth_ai.task"]
+        assert logged and logged[0].exc_info is not None, "the traceback must reach the log"
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 500
+    assert answers[0][1]["detail"]["error"]["code"] == "internal_error"
+
+
+def test_added_middleware_sees_the_hot_route_too() -> None:
+    seen: list[str] = []
+
+    class Recording(PassThrough):
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            seen.append(scope.get("path", ""))
+            await self.app(scope, receive, send)
+
+    app = create_task_app(make_config())
+    app.add_middleware(Recording)
+    assert InProcess(app).post("/rollout", json=rollout_body(), headers=HEADERS).status_code == 200
+    assert seen == ["/rollout"]
 
 
 def test_a_client_that_leaves_while_queued_frees_its_place() -> None:

@@ -13,13 +13,14 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .access_log import log_request
 from .access_log import logger as access_logger
 from .auth import PublicRoutes, exempt, refusal_for_raw
-from .errors import TaskAppError, error_response
+from .errors import TaskAppError, error_response, handle_unexpected
 from .limits import RequestTooLarge
 
 
@@ -29,9 +30,10 @@ class EdgeMiddleware:
     `limit_for(scope)` may name another body limit for some requests (uploads), else None.
     `public_routes` None: no key check here (auth is off, or another layer does it).
     `direct` maps exact paths to ASGI endpoints that answer POSTs to them straight from this
-    layer; only for a stack where nothing sits between this layer and the router, and for
-    endpoints whose only expected errors are `TaskAppError`s (answered here in the envelope;
-    anything else goes on to the app's server-error handler, as it would from the router).
+    layer: only for a layer outside Starlette's server-error layer with nothing between it and
+    the router (`server.TaskApp`), and for endpoints that send nothing until their answer is
+    whole. Their `TaskAppError`s are answered here in the envelope; anything else as the
+    server-error layer would: the 500 envelope, then raised on for the server to log.
     """
 
     def __init__(
@@ -112,6 +114,9 @@ class EdgeMiddleware:
             await endpoint(scope, receive, send)
         except TaskAppError as exc:
             await exc.to_response()(scope, receive, send)
+        except Exception as exc:
+            await (await handle_unexpected(Request(scope), exc))(scope, receive, send)
+            raise
 
     def _direct_endpoint(self, scope: Scope) -> ASGIApp | None:
         if not self.direct or scope["method"] != "POST" or scope.get("root_path"):

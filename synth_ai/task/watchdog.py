@@ -76,7 +76,7 @@ class Watch:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        return self._withdraw(TIMEOUT)
+        return self.reason is not None and self._withdraw(TIMEOUT)
 
     def client_left(self) -> bool:
         """True when this watch cancelled the task because the client left (and withdraws it)."""
