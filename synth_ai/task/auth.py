@@ -204,10 +204,11 @@ class PublicRoutes:
             route.matches(scope)[0] is not Match.NONE for route in self.patterned
         )
 
-
-def exempt(scope: Scope, public: PublicRoutes) -> bool:
-    """Requests auth lets through unchecked: CORS preflights and public routes."""
-    return scope["method"] == "OPTIONS" or public.match(scope)
+    def exempt(self, scope: Scope) -> bool:
+        """Requests auth lets through unchecked: CORS preflights and public routes."""
+        if scope["method"] == "OPTIONS" or scope["path"] in self.paths:
+            return True
+        return bool(self.patterned) and self.match(scope)
 
 
 class AuthMiddleware:
@@ -225,7 +226,7 @@ class AuthMiddleware:
         return self.public.match(scope)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or exempt(scope, self.public):
+        if scope["type"] != "http" or self.public.exempt(scope):
             await self.app(scope, receive, send)
             return
         refusal = check_api_key(Headers(scope=scope), scope["method"], scope["path"])

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .access_log import log_request
 from .access_log import logger as access_logger
-from .auth import PublicRoutes, exempt, refusal_for_raw
+from .auth import PublicRoutes, refusal_for_raw
 from .errors import TaskAppError, error_response, handle_unexpected
 from .limits import RequestTooLarge
 
@@ -96,7 +96,7 @@ class EdgeMiddleware:
         if length is not None and length > max_bytes:
             await RequestTooLarge(max_bytes).to_response()(scope, receive, send)
             return
-        if self.public is not None and not exempt(scope, self.public):
+        if self.public is not None and not self.public.exempt(scope):
             refusal = refusal_for_raw(
                 x_api_key, x_api_keys, authorization, scope["method"], scope["path"]
             )

@@ -223,9 +223,10 @@ class RolloutRunner:
         await send({"type": "http.response.body", "body": body})
 
     def context_for(self, request: RolloutRequest) -> RolloutContext:
-        # Each model is read once: an attribute of a pydantic model costs several plain ones.
-        policy, env = request.policy, request.env
-        policy_config = policy.config
+        # fields read from `__dict__`, on every rollout: see `contracts.WireModel`
+        fields = request.__dict__
+        policy, env = fields["policy"].__dict__, fields["env"].__dict__
+        policy_config = policy["config"]
         raw_url = policy_inference_url(policy_config)
         try:
             url = normalize_inference_url(raw_url) if raw_url else None
@@ -240,11 +241,11 @@ class RolloutRunner:
             # "" rather than None: the URL was looked for above, so it is not looked for again
             policy_config,
             raw_url or "",
-            request.trace_correlation_id or request.run_id,
+            fields["trace_correlation_id"],  # the request model fills it in from run_id
         )
-        assert cid is not None  # the request model guarantees one of the two ids
+        assert cid is not None
         deadline = self.config.max_rollout_seconds
-        max_time_s = request.safety.max_time_s
+        max_time_s = fields["safety"].max_time_s
         if max_time_s is not None and max_time_s < deadline:
             deadline = max_time_s
         # positional: a dataclass call with keywords costs about twice as much
@@ -252,8 +253,8 @@ class RolloutRunner:
             cid,
             stamp_inference_url(url, cid) if url else None,
             deadline,
-            env.env_id or env.env_name or self.config.app_id,
-            policy.policy_id or policy.policy_name or "policy",
+            env["env_id"] or env["env_name"] or self.config.app_id,
+            policy["policy_id"] or policy["policy_name"] or "policy",
             None,
             None,
             self.http,
