@@ -178,7 +178,7 @@ def refusal_for_raw(
         matched = False
         for valid in _encoded_keys.current():
             matched |= hmac.compare_digest(key, valid)
-        if matched and key:
+        if matched:
             return None
     presented = presented_from(_latin1(x_api_key), _latin1(x_api_keys), _latin1(authorization))
     return refusal_for(presented, method, path)
