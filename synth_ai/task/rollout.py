@@ -27,6 +27,7 @@ from .contracts import (
     RolloutTrajectory,
 )
 from .correlation import (
+    apply_correlation,
     extract_trace_correlation_id,
     normalize_inference_url,
     policy_inference_url,
@@ -93,51 +94,6 @@ def parse_rollout_request(content_type: str, body: bytes) -> RolloutRequest:
         if any(err["type"] == "json_invalid" for err in exc.errors()):
             raise TaskAppError(400, "invalid_json", "The request body is not valid JSON.") from None
         raise validation_error(exc, "The rollout request is invalid.") from None
-
-
-def apply_correlation(
-    response: RolloutResponse, request: RolloutRequest, context: RolloutContext
-) -> RolloutResponse:
-    """Enforce the cid rule on whatever the executor answered, in place.
-
-    The models' fields are read and written in their `__dict__`, as pydantic itself does
-    without `validate_assignment` (which the contract models do not use): its attribute hooks
-    cost several times a dict access, and this runs on every rollout.
-    """
-    cid = context.correlation_id
-    fields = response.__dict__
-    metadata = fields["pipeline_metadata"]
-    url = context.inference_url or metadata.get("inference_url") or fields["inference_url"]
-    if url:
-        url = stamp_inference_url(url, cid)
-    run_id = fields["run_id"] or request.run_id
-    fields["run_id"] = run_id
-    fields["trace_correlation_id"] = cid
-    fields["inference_url"] = url
-    response.__pydantic_fields_set__.update(_STAMPED)
-    metadata["run_id"] = run_id
-    metadata["trace_correlation_id"] = cid
-    metadata["inference_url"] = url
-    for trajectory in fields["trajectories"]:
-        stamped = trajectory.__dict__
-        stamped["trace_correlation_id"] = cid
-        if url:
-            stamped["inference_url"] = url
-            for step in stamped["steps"]:
-                info = step.info
-                meta = info.get("meta")
-                if not isinstance(meta, dict):
-                    info["meta"] = {"inference_url": url}
-                elif meta.get("inference_url") != url:
-                    # a copy: the executor may share one meta dict between steps or rollouts
-                    info["meta"] = {**meta, "inference_url": url}
-        trajectory.__pydantic_fields_set__.update(_STAMPED_TRAJECTORY if url else _CID)
-    return response
-
-
-_CID = ("trace_correlation_id",)
-_STAMPED = ("run_id", "trace_correlation_id", "inference_url")
-_STAMPED_TRAJECTORY = ("trace_correlation_id", "inference_url")
 
 
 def infrastructure_failure(
@@ -287,7 +243,9 @@ class RolloutRunner:
             raise TaskAppError(499, "client_disconnected", "The client went away.") from None
         finally:
             self.watchdog.forget(watch)
-        return apply_correlation(response, request, context)
+        return apply_correlation(
+            response, request.run_id, context.correlation_id, context.inference_url
+        )
 
     async def _execute_traced(
         self,
