@@ -4,6 +4,7 @@ sessions (in memory) end the same way. Real servers on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -133,6 +134,34 @@ CHANGES = {
 }
 
 
+@pytest.mark.parametrize("attempt", range(15))
+def test_a_stream_token_won_in_a_race_with_sign_out_dies_with_the_session(
+    attempt: int, tmp_path: Path
+) -> None:
+    """Whichever of the two lands first, once sign-out has answered no token the session got
+    opens a stream: the token is checked against the session when used, not only when issued."""
+    with serve_in_background(create_jobs_app(tmp_path / "jobs.db")) as url:
+        job_id = finished_job(url, KEY)
+        browser = Browser(url, KEY)
+        headers = {"Cookie": browser.cookie, "X-CSRF-Token": browser.csrf, **PROXIED}
+
+        async def race() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=url, headers=headers) as client:
+                return list(
+                    await asyncio.gather(
+                        *(client.post(f"/api/jobs/{job_id}/stream-token") for _ in range(3)),
+                        client.post("/ui/api/signout"),
+                    )
+                )
+
+        *issued, signed_out = asyncio.run(race())
+        assert signed_out.status_code == 204
+        tokens = [answer.json()["token"] for answer in issued if answer.status_code == 200]
+        assert all(answer.status_code in (200, 401) for answer in issued)
+        for token in tokens:
+            assert stream(url, job_id, token).status_code == 401
+
+
 @pytest.mark.parametrize("change", list(CHANGES))
 def test_changing_a_key_ends_its_sessions_and_stream_tokens_at_once(
     change: str, replicas: tuple[str, str], monkeypatch: pytest.MonkeyPatch
@@ -167,7 +196,7 @@ def test_a_sign_in_link_dies_with_the_key_it_was_printed_under(
         monkeypatch.setenv("ENVIRONMENT_API_KEY", NEW_KEY)
         late = httpx.post(f"{url}/ui/api/signin", json={"login_token": token})
         assert late.status_code == 401 and "set-cookie" not in late.headers
-        assert "no longer valid" in late.json()["detail"]["error"]["message"]
+        assert "key behind this sign-in" in late.json()["detail"]["error"]["message"]
         fresh = app.state.signin.login_token()
         assert Browser(url, login_token=fresh).get("/api/jobs").status_code == 200
 
@@ -221,6 +250,11 @@ def test_signing_in_with_a_key_no_header_can_carry_is_a_4xx(
             error = answer.json()["detail"]["error"]
             assert error["code"] == "invalid_request" and "latin-1" in error["message"]
             assert key not in answer.text
+        link = httpx.post(f"{url}/ui/api/signin", json={"login_token": "ключ.подпись"})
+        assert link.status_code == 401, link.text
+        cookie = "synth_jobs_default=ключ.ключ; synth_traces_default=ключ".encode()
+        raw = httpx.get(f"{url}/ui/api/session", headers={"Cookie": cookie, "Host": "h"})
+        assert raw.status_code == 401
 
 
 @given(st.text(min_size=1, max_size=64))

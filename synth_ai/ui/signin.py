@@ -193,7 +193,7 @@ class SignIn:
         """A new session, recorded, and its cookie value; raises `LoginRefused` when the key
         it would depend on is not `tenant`'s now. Blocking: run it off the event loop."""
         if not self.holds(tenant, key_id):
-            raise LoginRefused("The key this sign-in depends on is no longer valid here.")
+            raise LoginRefused("The key behind this sign-in is not valid here.")
         value, sid, expires_at = self._seal("session", {"t": tenant}, self.session_ttl_s)
         self._sessions.open(StoredSession(sid, tenant, key_id, expires_at))
         return Session(tenant, sid, expires_at), value
