@@ -12,6 +12,7 @@ import click
 
 from synth_ai.jobs.service import DEFAULT_ARTIFACTS, DEFAULT_JOBS_DB
 
+from .proxy import forwarded_allow_ips_option
 from .serve import log_format_option, max_connections_option
 
 
@@ -38,6 +39,7 @@ from .serve import log_format_option, max_connections_option
     multiple=True,
     help="A browser origin allowed to read streams (repeatable; none by default).",
 )
+@forwarded_allow_ips_option
 @max_connections_option
 @log_format_option
 def serve(
@@ -46,6 +48,7 @@ def serve(
     db: str,
     artifacts_dir: Path | None,
     cors_origins: tuple[str, ...],
+    forwarded_allow_ips: str | None,
     max_connections: int | None,
     log_format: str,
 ) -> None:
@@ -78,5 +81,6 @@ def serve(
         port=port,
         max_connections=max_connections,
         log_format=log_format,
+        forwarded_allow_ips=forwarded_allow_ips,
         on_started=lambda url: print_banner(jobs_banner(app, url, tenants), log_format),
     )

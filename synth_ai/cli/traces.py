@@ -15,6 +15,7 @@ from rich.table import Table
 from synth_ai.tracing_v3 import TraceReader, write_sft_jsonl
 from synth_ai.tracing_v3.settings import DB_VAR, DEFAULT_DB_PATH
 
+from .proxy import forwarded_allow_ips_option
 from .trace_store import location_from_environment, parse_location, require_engine
 
 db_option = click.option(
@@ -161,7 +162,8 @@ def export_sft(
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8003, show_default=True, type=click.IntRange(0, 65535))
-def serve(db: str | None, host: str, port: int) -> None:
+@forwarded_allow_ips_option
+def serve(db: str | None, host: str, port: int, forwarded_allow_ips: str | None) -> None:
     """Serve the trace viewer: sessions filtered by reward and model, each as a transcript,
     and SFT export. Prints a sign-in URL (single use, short-lived)."""
     from synth_ai.task.auth import PRIMARY_KEY_VAR, configured_keys
@@ -179,4 +181,4 @@ def serve(db: str | None, host: str, port: int) -> None:
     except ValueError as exc:  # a setting refused at startup; the message names it
         raise click.UsageError(str(exc)) from None
     click.echo(sign_in_banner(app.state.signin, host, port, "Trace viewer"))
-    run_app(app, host=host, port=port)
+    run_app(app, host=host, port=port, forwarded_allow_ips=forwarded_allow_ips)

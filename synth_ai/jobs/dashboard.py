@@ -1,9 +1,10 @@
 """The jobs server's browser side: the dashboard at `/ui/`, signing in, and the job list's
 summary (progress and the latest value of each metric, which the plain list does not carry).
 
-Sign-in tokens and sessions are signed with a secret kept in the job database and login tokens
-are spent in its `spent_tokens` table, so any replica on that database accepts a session or a
-sign-in link another one issued, and a link works once across all of them.
+Sign-in tokens and sessions are signed with a secret kept in the job database, login tokens
+are spent in its `spent_tokens` table and sessions recorded in its `ui_sessions` table, so any
+replica on that database accepts a session or a sign-in link another one issued, a link works
+once across all of them, and a session ended at one is ended at all.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from synth_ai.ui.signin_routes import SignInRoutes
 from .models import JobEvent
 from .params import int_param
 from .service import JobsService
-from .tenants import identify, principal_of
+from .sessions import DatabaseSessions
+from .tenants import identify, keys_of, principal_of
 
 RECENT_EVENTS = 300
 """How far back (in seqs) the list looks for a job's latest status and metric values."""
@@ -56,7 +58,13 @@ def summarise(job: dict[str, Any], recent: list[JobEvent]) -> dict[str, Any]:
 class Dashboard:
     def __init__(self, service: JobsService) -> None:
         self.service = service
-        self.signin = SignIn(service.log.secret("ui_signin"), service.log.spend_once, name="jobs")
+        self.signin = SignIn(
+            service.log.secret("ui_signin"),
+            service.log.spend_once,
+            DatabaseSessions(service.log.database),
+            keys_of,
+            name="jobs",
+        )
         self.accounts = SignInRoutes(self.signin, identify, principal_of)
 
     @property

@@ -41,8 +41,8 @@ from .service import JobsService
 from .sse import (
     EventStreamResponse,
 )
-from .tenants import Principal, identify, principal_of, tenant_keys
-from .tokens import TokenCheck, check_stream_token, issue_stream_token, token_tenant
+from .tenants import Principal, grant_alive, identify, principal_of, stream_grant, tenant_keys
+from .tokens import TokenCheck, check_stream_token, issue_stream_token, token_grant, token_tenant
 
 STREAM_PATHS = (
     "/api/jobs/{job_id}/stream",
@@ -233,6 +233,7 @@ class JobsRoutes:
             bus.job_id,
             self.settings.token_ttl_s,
             principal_of(request.scope).tenant,
+            stream_grant(request.scope),
         )
         return JSONResponse({"token": token, "expires_at": expires_at})
 
@@ -260,7 +261,7 @@ class JobsRoutes:
         return JSONResponse(stored, status_code=201)
 
     async def get_artifact(self, request: Request) -> Response:
-        bus = await self._bus(request, self._reader(request))
+        bus = await self._bus(request, await self._reader(request))
         name = artifact_name(request)
         path = self.service.artifacts.path(bus.job_id, name)
         if not await asyncio.to_thread(path.is_file):
@@ -269,7 +270,7 @@ class JobsRoutes:
 
     # --- the stream ------------------------------------------------------------------------
 
-    def _reader(self, request: Request) -> Principal:
+    async def _reader(self, request: Request) -> Principal:
         """Who reads a stream or an artifact: a stream token for this job (what a browser can
         send), else a key, checked here because these routes are public to the middleware."""
         token = request.query_params.get("token")
@@ -281,6 +282,8 @@ class JobsRoutes:
                 raise TaskAppError(403, "forbidden", "This stream token is for another job.")
             if check is not TokenCheck.OK:
                 raise TaskAppError(401, "unauthorised", f"The stream token is {check.value}.")
+            if not await grant_alive(request.scope, token_tenant(token), token_grant(token)):
+                raise TaskAppError(401, "unauthorised", "The stream token's session or key ended.")
             return Principal(token_tenant(token))
         principal = identify(request.headers)
         if principal is not None:
@@ -300,7 +303,7 @@ class JobsRoutes:
         )
 
     async def stream(self, request: Request) -> Response:
-        principal = self._reader(request)
+        principal = await self._reader(request)
         bus = await self._bus(request, principal)
         names = event_names(request)
         last_event_id = request.headers.get("last-event-id", "").strip()

@@ -6,13 +6,15 @@ it created. Keys are read on every request (rotation needs no restart) and compa
 time against every valid key; none is ever logged or answered.
 
 Where the app signs browsers in (`app.state.signin`, see `synth_ai.ui.signin`), a request that
-presents no key may instead carry a session cookie: it names the operator or a tenant who is
-still configured, and a state-changing request made with it must also carry the session's CSRF
-token. A presented key always decides on its own, exactly as without sessions.
+presents no key may instead carry a session cookie: its session must not have been ended and
+the key that opened it must still be configured, and a state-changing request made with it must
+also carry the session's CSRF token. A presented key always decides on its own, exactly as
+without sessions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 import re
@@ -97,14 +99,32 @@ def identify(headers: Headers) -> Principal | None:
     return Principal(tenant) if tenant is not None else None
 
 
-def still_configured(tenant: str | None) -> bool:
-    """Whether a session's principal still has a key here (removing a tenant's key, or every
-    operator key, ends its sessions too)."""
-    return bool(configured_keys()) if tenant is None else tenant in tenant_keys().values()
+def keys_of(tenant: str | None) -> list[str]:
+    """The keys the operator (None) or a tenant has now: what keeps its sessions alive."""
+    if tenant is None:
+        return configured_keys()
+    return [key for key, owner in tenant_keys().items() if owner == tenant]
 
 
 def _signin(scope: Scope) -> SignIn | None:
     return getattr(getattr(scope.get("app"), "state", None), "signin", None)
+
+
+def stream_grant(scope: Scope) -> str:
+    """What a stream token issued to this request dies with: its session, or its key."""
+    signin = _signin(scope)
+    if signin is None:
+        return ""
+    session = scope.get("state", {}).get("session")
+    return signin.grant(principal_of(scope).tenant, session, Headers(scope=scope))
+
+
+async def grant_alive(scope: Scope, tenant: str | None, grant: str) -> bool:
+    """Whether the session or key a stream token was issued to still stands."""
+    signin = _signin(scope)
+    if signin is None:
+        return grant == ""
+    return await asyncio.to_thread(signin.grant_alive, tenant, grant)
 
 
 def principal_of(scope: Scope) -> Principal:
@@ -126,7 +146,7 @@ class TenantAuthMiddleware(AuthMiddleware):
         signin = _signin(scope)
         if principal is None and signin is not None and not presented_keys(headers):
             session = signin.session_of(headers)
-            if session is not None and still_configured(session.tenant):
+            if session is not None and await asyncio.to_thread(signin.alive, session):
                 await self._with_session(signin, session, headers, scope, receive, send)
                 return
         if principal is None:

@@ -20,7 +20,7 @@ from starlette.types import Scope
 from synth_ai.task.errors import TaskAppError, invalid_request
 from synth_ai.task.json_body import json_body
 
-from .signin import LoginRefused, Session, SignIn, same_origin
+from .signin import LoginRefused, Session, SignIn, key_headers, same_origin
 
 if TYPE_CHECKING:
     from synth_ai.jobs.tenants import Principal
@@ -79,17 +79,20 @@ class SignInRoutes:
         token, key = _credential(body, "login_token"), _credential(body, "key")
         if token is not None:
             try:
-                tenant = await asyncio.to_thread(self.signin.redeem, token)
+                tenant, key_id = await asyncio.to_thread(self.signin.redeem, token)
             except LoginRefused as exc:
                 raise TaskAppError(401, "sign_in_refused", str(exc)) from None
         elif key is not None:
-            principal = self.identify(Headers({"x-api-key": key}))
+            principal = self.identify(key_headers(key))
             if principal is None:
                 raise TaskAppError(401, "sign_in_refused", "That key is not valid here.")
-            tenant = principal.tenant
+            tenant, key_id = principal.tenant, self.signin.key_id(key)
         else:
             raise invalid_request("Send a login_token or a key.", loc=["body"], msg="no credential")
-        session, value = self.signin.start_session(tenant)
+        try:
+            session, value = await asyncio.to_thread(self.signin.start_session, tenant, key_id)
+        except LoginRefused as exc:
+            raise TaskAppError(401, "sign_in_refused", str(exc)) from None
         answer = JSONResponse(self._answer(session, tenant))
         answer.headers["set-cookie"] = self.signin.set_cookie(
             request.headers, value, self.signin.session_ttl_s, request.url.scheme == "https"
@@ -102,6 +105,10 @@ class SignInRoutes:
         return JSONResponse(self._answer(session, self.principal_of(request.scope).tenant))
 
     async def sign_out(self, request: Request) -> Response:
+        """Ends the session (at every replica) and clears its cookie."""
+        session = request.scope.get("state", {}).get("session")
+        if session is not None:
+            await asyncio.to_thread(self.signin.end, session)
         answer = Response(status_code=204)
         answer.headers["set-cookie"] = self.signin.set_cookie(
             request.headers, "", 0, request.url.scheme == "https"

@@ -3,8 +3,9 @@
 The list of sessions (filtered by reward and model), one session as a transcript, and the SFT
 JSONL of the current filter (what `synth-ai traces export-sft` writes). Signing in works as on
 the jobs dashboard (a printed single-use link, or a key typed into the page, traded for a
-session cookie); the viewer runs as one process, so its signing secret and spent links live in
-memory and a restart prints a new link. Only the operator's keys read traces.
+session cookie); the viewer runs as one process, so its signing secret, spent links and
+sessions live in memory (at most `MAX_MEMORY_SESSIONS` sessions, the oldest ended first) and a
+restart ends every session and prints a new link. Only the operator's keys read traces.
 """
 
 from __future__ import annotations
@@ -25,13 +26,20 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from synth_ai.jobs.params import int_param
-from synth_ai.jobs.tenants import Principal, TenantAuthMiddleware, identify, principal_of
+from synth_ai.jobs.tenants import (
+    Principal,
+    TenantAuthMiddleware,
+    identify,
+    keys_of,
+    principal_of,
+)
 from synth_ai.storage import DatabaseURL
 from synth_ai.task.errors import EXCEPTION_HANDLERS, TaskAppError, invalid_request
 from synth_ai.task.server import standard_middleware
 from synth_ai.tracing_v3 import TraceReader, write_sft_jsonl
 
 from .pages import page_routes
+from .sessions import MemorySessions
 from .signin import MemorySpend, SignIn
 from .signin_routes import SignInRoutes
 from .trace_summaries import model_names, session_rows
@@ -144,7 +152,9 @@ def create_traces_app(
     """The viewer over the store at `db` (a SQLite path or URL, or `postgresql://`);
     `app.state.signin` issues its sign-in links."""
     reader = TraceReader(db)
-    signin = SignIn(secrets.token_bytes(32), MemorySpend(), name="traces")
+    signin = SignIn(
+        secrets.token_bytes(32), MemorySpend(), MemorySessions(), keys_of, name="traces"
+    )
     accounts = SignInRoutes(signin, operator_only, principal_of)
 
     async def to_viewer(request: Request) -> Response:
