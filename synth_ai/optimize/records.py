@@ -56,9 +56,10 @@ class Usage:
 class Exchange:
     """One call the app made through the interceptor.
 
-    `output` is the answer's text content. `messages` are those forwarded (the candidate rendered, then the rest of the conversation);
-    for a call refused before forwarding, the app's own. `error` says why a call was refused or
-    failed (`None` when the upstream answered a chat completion). Never holds a key.
+    `messages` are those forwarded (the candidate rendered, then the rest of the conversation);
+    for a call refused before forwarding, the app's own. `output` is the answer's text content.
+    `error` says why a call was refused or failed (`None` when the upstream answered a chat
+    completion). Never holds a key.
     """
 
     messages: list[dict[str, Any]]
