@@ -379,3 +379,20 @@ def test_a_call_still_in_flight_when_its_cid_is_released_is_not_recorded(attempt
             assert result[0].status_code == 200  # the app still gets its answer
             assert interceptor.release(cid) == []  # not the new registration's
             assert interceptor.usage.calls == 1
+
+
+@synchronously
+async def test_an_upstream_refusal_reaches_the_app_unchanged_and_is_recorded(
+    upstream: tuple[Upstream, str],
+) -> None:
+    # the stand-in's reflection model refuses a request with no instruction block
+    interceptor = Interceptor(MATH_PROMPT, upstream[1], model="offline-reflection")
+    async with interceptor:
+        cid = new_cid()
+        url = interceptor.register(cid, MATH_PROMPT.seed_candidate())
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(url, json=chat_body())
+    assert answer.status_code == 400
+    assert "```" in answer.json()["error"]["message"]  # the upstream's own words
+    [exchange] = interceptor.release(cid)
+    assert exchange.status == 400 and exchange.error == "The policy endpoint answered HTTP 400."

@@ -145,3 +145,26 @@ def test_a_candidate_must_name_exactly_the_components() -> None:
     MATH.check_candidate({"system": "s", "user": "u"})
     with pytest.raises(ValueError, match="missing user; unknown 'assistant'"):
         MATH.check_candidate({"system": "s", "assistant": "a"})
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+MESSAGE = st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "user", "assistant", 7]) | JSON},
+    optional={"content": JSON | st.just("Problem: x") | st.just(MATH.messages[0].pattern)},
+)
+
+
+@given(messages=st.lists(MESSAGE | JSON, max_size=4))
+def test_any_messages_either_match_or_are_a_named_mismatch(messages: list[object]) -> None:
+    try:
+        values = match(MATH, messages)
+    except PromptMismatch as exc:
+        assert str(exc).startswith(f"message {exc.index}")
+    else:
+        assert set(values) == {"query"}
