@@ -121,7 +121,10 @@ async def test_unknown_cids_are_refused_in_the_openai_shape(proxy: Interceptor) 
     async with httpx.AsyncClient(base_url=proxy.base_url or "") as client:
         for path in ("/v1/chat/completions?cid=other", "/v1/chat/completions", "/cid/x/v1"):
             answer = await client.post(path, json=chat_body())
-            assert answer.status_code in (404, 405), path
+            assert answer.status_code == 404, path
+            assert answer.json()["detail"]["error"]["code"] in ("unknown_cid", "not_found")
+        wrong_method = await client.get("/v1/chat/completions?cid=known-cid")
+        assert wrong_method.json()["error"]["code"] == "method_not_allowed"
         answer = await client.post("/v1/chat/completions?cid=other", json=chat_body())
     assert answer.status_code == 404
     assert answer.json()["error"]["code"] == "unknown_cid"
