@@ -399,3 +399,22 @@ async def test_an_upstream_refusal_reaches_the_app_unchanged_and_is_recorded(
     assert "```" in answer.json()["error"]["message"]  # the upstream's own words
     [exchange] = interceptor.release(cid)
     assert exchange.status == 400 and exchange.error == "The policy endpoint answered HTTP 400."
+
+
+@synchronously
+async def test_calls_past_the_record_cap_are_summed_so_no_token_goes_uncounted(
+    upstream: tuple[Upstream, str],
+) -> None:
+    interceptor = Interceptor(MATH_PROMPT, upstream[1], max_records_per_cid=2)
+    async with interceptor:
+        cid = new_cid()
+        url = interceptor.register(cid, MATH_PROMPT.seed_candidate())
+        async with httpx.AsyncClient() as client:
+            for n in range(5):
+                answer = await client.post(url, json=chat_body(problem=f"Compute {n} + 1."))
+                assert answer.status_code == 200
+        first, second, summary = interceptor.release(cid)
+    assert first.wildcards == {"query": "Compute 0 + 1."} and second.omitted == 0
+    assert (summary.omitted, summary.messages, summary.error) == (3, [], None)
+    assert summary.usage.calls == 3
+    assert first.usage + second.usage + summary.usage == interceptor.usage
