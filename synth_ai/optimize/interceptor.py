@@ -260,7 +260,7 @@ class Interceptor:
         try:
             body = loads_strict(b"".join(chunks))
         except TaskAppError as exc:
-            raise _Refused(400, exc.code, exc.message) from None
+            raise _Refused(exc.status, exc.code, exc.message) from None
         if not isinstance(body, dict):
             raise _Refused(400, "invalid_request", "The body must be a JSON object.")
         messages = body.get("messages")
