@@ -9,6 +9,7 @@ import secrets
 import click
 
 from synth_ai.task import create_task_app, get_task_app, serve_in_background
+from synth_ai.task.references import AppLoadFailed
 from synth_ai.task.registry import ConfigFactoryFailed
 
 
@@ -19,6 +20,8 @@ def serve_target(stack: contextlib.ExitStack, target: str) -> str:
         return target.rstrip("/")
     try:
         config = get_task_app(target).build()
+    except AppLoadFailed as exc:
+        raise click.ClickException(str(exc)) from None
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None
     except ConfigFactoryFailed as exc:

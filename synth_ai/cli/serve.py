@@ -16,6 +16,7 @@ from synth_ai.task import run_task_app
 from synth_ai.task.auth import configured_keys
 from synth_ai.task.banner import LOG_FORMATS, print_notice, safe_location
 from synth_ai.task.connections import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_ENV
+from synth_ai.task.references import AppLoadFailed
 from synth_ai.task.registry import ConfigFactoryFailed, get_task_app
 from synth_ai.tracing_v3.settings import (
     DB_VAR,
@@ -98,6 +99,8 @@ def serve(
         print_notice(f"Loaded from env files: {', '.join(sorted(set(names)))}", log_format)
     try:
         get_task_app(app)  # a reference that names no app stops here, saying why
+    except AppLoadFailed as exc:
+        raise click.ClickException(str(exc)) from None
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None
     except ConfigFactoryFailed as exc:
