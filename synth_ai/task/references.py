@@ -46,8 +46,8 @@ def load_failure(exc: BaseException, path: Path | None) -> AppLoadFailed:
     else:
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if "<frozen" not in f.filename]
         mine = [f for f in frames if path is not None and Path(f.filename) == path]
-        frame = (mine or frames or [None])[-1]
-        where = f"{frame.filename}:{frame.lineno}" if frame is not None else str(path)
+        chosen = mine or frames
+        where = f"{chosen[-1].filename}:{chosen[-1].lineno}" if chosen else str(path)
         message = str(exc)
     return AppLoadFailed(f"{where}: {type(exc).__name__}: {' '.join(message.split())[:300]}")
 
