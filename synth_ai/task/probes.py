@@ -20,10 +20,12 @@ from pydantic import ValidationError
 
 from synth_ai.eval.models import EvalConfig
 from synth_ai.eval.runner import NO_POLICY, _result_from_answer, _result_from_error
+from synth_ai.offline_policy.tally import Count, count_unanswered
 from synth_ai.tracing_v3.sft import CHECK_PURPOSE
 
 from .client import error_from_response, every_generation, excerpt
 from .contracts import ErrorEnvelope, RolloutResponse, TaskInfo
+from .correlation import stamp_inference_url, url_correlation_id
 from .validators import validate_rollout_response_for_rl
 
 RESPONSE_FIELDS = ("run_id", "trace_correlation_id", "trajectories", "metrics", "pipeline_metadata")
@@ -98,6 +100,8 @@ class Probe:
     inference_url: str | None = None
     model: str | None = None
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unanswered: Count | None = None
+    """What a stand-in policy tallied for the rollouts: None when the policy is not one."""
 
     @property
     def auth(self) -> dict[str, str]:
@@ -200,15 +204,17 @@ async def determinism(p: Probe) -> str:
 
 
 def rollout_body(p: Probe, mode: str, cid: str) -> dict[str, Any]:
-    """Marked `record.purpose: check`, so the app can keep this probe out of training data."""
+    """Marked `record.purpose: check`, so the app can keep this probe out of training data.
+    The cid rides on the inference URL too, as trainers send it (0.2.24's apps read it there)."""
     seed = p.seeds[0]
+    url = p.inference_url and stamp_inference_url(p.inference_url, cid)
     return every_generation(
         {
             "run_id": cid,
             "trace_correlation_id": cid,
             "mode": mode,
             "env": {"seed": seed, "config": {"seed": seed}},
-            "policy": {"config": {"inference_url": p.inference_url, "model": p.model or "policy"}},
+            "policy": {"config": {"inference_url": url, "model": p.model or "policy"}},
             "record": {
                 "return_trace": True,
                 "trace_format": "structured",
@@ -237,8 +243,7 @@ async def rollout(p: Probe, mode: str) -> str:
     if data is None:
         raise CheckFailed(f"POST /rollout ({mode}) answered {describe(response)}, not an object")
     require(data, RESPONSE_FIELDS, f"rollout response ({mode})")
-    if data["trace_correlation_id"] != cid:
-        raise CheckFailed(f"trace_correlation_id is {data['trace_correlation_id']!r}, not {cid!r}")
+    carried_by = correlation(data, cid)
     try:
         parsed = RolloutResponse.model_validate(data)
     except ValidationError as exc:
@@ -252,12 +257,49 @@ async def rollout(p: Probe, mode: str) -> str:
             f"the rollout ({mode}) answered an infrastructure error, not a result: "
             f"{result.error_kind}: {result.error}"
         )
+    await unanswerable(p, mode, cid)
     p.answers[mode] = data
-    if mode == "rl":
+    if mode == "rl" and carried_by == "trace_correlation_id":
         problems = validate_rollout_response_for_rl(data, warn_only=True)
         if problems:
             raise CheckFailed("; ".join(problems[:3]))
+    if carried_by != "trace_correlation_id":
+        return f"reward={result.reward}; cid from the trajectories' inference_url (0.2.24)"
     return f"reward={result.reward}"
+
+
+def correlation(data: dict[str, Any], cid: str) -> str:
+    """Where the answer carries the rollout's cid: `trace_correlation_id`, or, where that is
+    null (optional up to 0.2.24, whose trainers read it there), the `cid` of every trajectory's
+    `inference_url`. Anything else is a `CheckFailed` naming what was found."""
+    given = data["trace_correlation_id"]
+    if given is not None:
+        if given != cid:
+            raise CheckFailed(f"trace_correlation_id is {given!r}, not {cid!r}")
+        return "trace_correlation_id"
+    trajectories = data.get("trajectories")
+    urls = [t.get("inference_url") for t in trajectories or [] if isinstance(t, dict)]
+    found = [url_correlation_id(u) if isinstance(u, str) else None for u in urls]
+    if found and all(f == cid for f in found):
+        return "inference_url"
+    raise CheckFailed(
+        f"trace_correlation_id is None and the trajectories' inference_url carry cid "
+        f"{found!r}, not {cid!r}: a trainer cannot join this rollout to its inference calls"
+    )
+
+
+async def unanswerable(p: Probe, mode: str, cid: str) -> None:
+    """A rollout whose every policy call the stand-in could not answer checked nothing of the
+    app: it fails, saying so. Counts add up in `p.unanswered` for the report."""
+    count = await count_unanswered(p.inference_url, [cid])
+    if count is None:
+        return
+    p.unanswered = count if p.unanswered is None else p.unanswered + count
+    if count.calls and count.unanswered == count.calls:
+        raise CheckFailed(
+            f"the rollout ({mode}) made {count.calls} policy call(s) and the stand-in policy "
+            "could not answer any: nothing of the app's rollout was checked (script an answer)"
+        )
 
 
 async def reward_names(p: Probe) -> str:
