@@ -23,6 +23,7 @@ from synth_ai.eval.runner import NO_POLICY, _result_from_answer, _result_from_er
 from synth_ai.offline_policy.tally import Count, count_unanswered
 from synth_ai.tracing_v3.sft import CHECK_PURPOSE
 
+from .auth import expected_prefix
 from .client import error_from_response, every_generation, excerpt
 from .contracts import ErrorEnvelope, RolloutResponse, TaskInfo
 from .correlation import stamp_inference_url, url_correlation_id
@@ -82,10 +83,20 @@ def require(data: Any, fields: Sequence[str], where: str) -> None:
         raise CheckFailed(f"{where} lacks {', '.join(missing)}")
 
 
-def leaks(text: str, secret: str, size: int = 4) -> bool:
-    return len(secret) >= size and any(
-        secret[i : i + size] in text for i in range(len(secret) - size + 1)
-    )
+MEANINGFUL_RUN = 8
+"""Characters of a key in a row that say something about it: shorter runs are found in common
+words (a key starting `auth` would match `authentication`)."""
+
+
+def leaks(text: str, secret: str, size: int = MEANINGFUL_RUN) -> bool:
+    """Whether `text` holds a meaningful part of `secret`: a run of `size` of its characters
+    (all of it when shorter), or its prefix as the app shows it (`/health`'s hint)."""
+    if not secret:
+        return False
+    size = min(size, len(secret))
+    if len(secret) > 4 and str(expected_prefix([secret])) in text:
+        return True
+    return any(secret[i : i + size] in text for i in range(len(secret) - size + 1))
 
 
 @dataclass
