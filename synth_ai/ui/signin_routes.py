@@ -39,9 +39,15 @@ def _credential(body: Any, field: str) -> str | None:
     value = body.get(field) if isinstance(body, dict) else None
     if value is None:
         return None
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_CREDENTIAL_CHARS:
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= MAX_CREDENTIAL_CHARS
+        or not value.isprintable()  # no control characters, no lone surrogates from \ud800
+    ):
         raise invalid_request(
-            f"{field} must be a non-empty string.", loc=["body", field], msg="bad credential"
+            f"{field} must be a non-empty string of printable characters.",
+            loc=["body", field],
+            msg="bad credential",
         )
     return value
 
@@ -89,7 +95,8 @@ class SignInRoutes:
                 record_failure(request.scope)
                 raise TaskAppError(401, "sign_in_refused", str(exc)) from None
         elif key is not None:
-            principal = self.identify(Headers({"x-api-key": key}))
+            # raw, as a header arrives: a key need not be latin-1 text to be refused
+            principal = self.identify(Headers(raw=[(b"x-api-key", key.encode())]))
             if principal is None:
                 record_failure(request.scope)
                 raise TaskAppError(401, "sign_in_refused", "That key is not valid here.")
