@@ -19,7 +19,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
 from synth_ai.batch_writer import WriterUnavailable
-from synth_ai.task.auth import WWW_AUTHENTICATE, check_api_key, presented_keys
+from synth_ai.task.attempts import record_failure
+from synth_ai.task.auth import WWW_AUTHENTICATE, check_api_key, presented_keys, screen
 from synth_ai.task.errors import TaskAppError, invalid_request, validation_error
 from synth_ai.task.json_body import json_body
 
@@ -273,8 +274,12 @@ class JobsRoutes:
     async def _reader(self, request: Request) -> Principal:
         """Who reads a stream or an artifact: a stream token for this job (what a browser can
         send), else a key, checked here because these routes are public to the middleware."""
+        presented = presented_keys(request.headers)
+        screened = screen(request.scope, presented)
+        if screened is not None:
+            raise screened
         token = request.query_params.get("token")
-        if token and not presented_keys(request.headers):
+        if token and not presented:
             check = check_stream_token(
                 self.service.token_secret, token, request.path_params["job_id"]
             )
@@ -288,6 +293,8 @@ class JobsRoutes:
         principal = identify(request.headers)
         if principal is not None:
             return principal
+        if presented:
+            record_failure(request.scope)
         refusal = check_api_key(request.headers, request.method, request.url.path)
         if refusal is not None and refusal.status_code == 503 and not tenant_keys():
             raise TaskAppError(
