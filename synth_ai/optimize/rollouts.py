@@ -1,0 +1,173 @@
+"""One candidate on one seed: a `/rollout` whose policy calls go through the interceptor.
+
+Each rollout gets its own correlation id; the interceptor maps it to the candidate, so the app
+needs nothing but the `inference_url` it is given. A rollout the app failed, refused or
+answered with an infrastructure error is scored 0 and never sent again: sending it again
+would spend the budget on the same failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from synth_ai.task import TaskAppClient, TaskAppClientError
+
+from .config import PromptLearningSection
+
+Candidate = dict[str, str]
+MAX_FEEDBACK_CHARS = 2000
+
+
+class Interceptor(Protocol):
+    """What the optimizer needs of the interceptor (synth_ai/optimize/interceptor.py)."""
+
+    def register(self, cid: str, candidate: Mapping[str, str]) -> str: ...
+
+    def release(self, cid: str) -> Sequence[Any]: ...
+
+
+def candidate_id(candidate: Mapping[str, str]) -> str:
+    """A short stable id from the candidate's text: equal texts, equal ids."""
+    text = json.dumps(dict(candidate), sort_keys=True, ensure_ascii=False)
+    return "c" + hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+@dataclass
+class Exchange:
+    """One policy call of a rollout, as the interceptor recorded it."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    output: str | None = None
+    tool_calls: list[Any] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class RolloutRecord:
+    seed: int
+    candidate_id: str
+    cid: str
+    score: float = 0.0
+    status: str = "ok"
+    """`ok`, `error` (the task failed or was refused) or `infra_error`."""
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    def failure(self) -> str | None:
+        """What went wrong, with the interceptor's own words when it refused a call."""
+        refused = [e.error for e in self.exchanges if e.error]
+        if refused:
+            return refused[0]
+        return self.error if self.status != "ok" else None
+
+
+def exchange_of(record: Any) -> Exchange:
+    """An interceptor record (an object or a mapping) as an `Exchange`."""
+
+    def get(name: str) -> Any:
+        return record.get(name) if isinstance(record, Mapping) else getattr(record, name, None)
+
+    messages = get("messages") or get("request_messages") or []
+    response = get("response")
+    output, tool_calls = get("output"), get("tool_calls")
+    if isinstance(response, Mapping) and output is None:
+        try:
+            message = response["choices"][0]["message"]
+            output, tool_calls = message.get("content"), message.get("tool_calls")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            pass
+    error = get("error")
+    return Exchange(
+        messages=list(messages) if isinstance(messages, list) else [],
+        output=output if isinstance(output, str) else None,
+        tool_calls=list(tool_calls) if isinstance(tool_calls, list) else [],
+        error=str(error) if error else None,
+    )
+
+
+class Rollouts:
+    """Rolls candidates out on seeds through the task app, `max_concurrent` at a time."""
+
+    def __init__(
+        self,
+        config: PromptLearningSection,
+        client: TaskAppClient,
+        interceptor: Interceptor,
+        *,
+        max_concurrent: int,
+        tag: str = "pl",
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.interceptor = interceptor
+        self.limit = asyncio.Semaphore(max_concurrent)
+        self.tag = tag
+
+    def request(self, seed: int, cid: str, run_id: str, inference_url: str) -> dict[str, Any]:
+        policy = self.config.policy
+        env_config: dict[str, Any] = {**self.config.env_config, "seed": seed}
+        return {
+            "run_id": run_id,
+            "trace_correlation_id": cid,
+            "env": {"seed": seed, "config": env_config},
+            "policy": {
+                "policy_name": policy.policy_name or policy.model,
+                "config": {
+                    "model": policy.model,
+                    "provider": policy.provider,
+                    "inference_url": inference_url,
+                    "temperature": policy.temperature,
+                    "max_completion_tokens": policy.max_completion_tokens,
+                },
+            },
+            "mode": "eval",
+            "record": {"return_trace": False},
+        }
+
+    async def one(self, candidate: Candidate, seed: int) -> RolloutRecord:
+        ident = candidate_id(candidate)
+        cid = f"{self.tag}-{ident}-{uuid.uuid4().hex[:12]}"
+        record = RolloutRecord(seed=seed, candidate_id=ident, cid=cid)
+        async with self.limit:
+            url = self.interceptor.register(cid, candidate)
+            try:
+                response = await self.client.rollout(self.request(seed, cid, ident, url))
+            except TaskAppClientError as exc:
+                record.status, record.error = "error", f"{exc.code}: {exc.message}"[:500]
+            else:
+                metrics = response.metrics
+                score = metrics.outcome_score
+                if score is None:
+                    score = metrics.mean_return
+                record.score = float(score) if score is not None else 0.0
+                record.details = dict(metrics.details)
+                infra = record.details.get("infra_error")
+                if infra:
+                    record.status = "infra_error"
+                    record.score = 0.0
+                    record.error = str(infra.get("message") if isinstance(infra, dict) else infra)
+            finally:
+                record.exchanges = [exchange_of(r) for r in self.interceptor.release(cid)]
+        return record
+
+    async def batch(self, candidate: Candidate, seeds: Sequence[int]) -> list[RolloutRecord]:
+        return list(await asyncio.gather(*(self.one(candidate, seed) for seed in seeds)))
+
+
+def feedback(record: RolloutRecord) -> str:
+    """What reflection reads about one rollout: the score, what failed, the app's details."""
+    parts = [f"score {record.score:g}"]
+    failure = record.failure()
+    if failure:
+        parts.append(f"failed: {failure}")
+    details = {k: v for k, v in record.details.items() if k not in ("usage", "infra_error")}
+    if details:
+        parts.append("details: " + json.dumps(details, default=str, sort_keys=True))
+    return "; ".join(parts)[:MAX_FEEDBACK_CHARS]
