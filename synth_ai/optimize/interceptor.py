@@ -1,0 +1,338 @@
+"""The interceptor: an OpenAI-compatible proxy that puts a candidate prompt into an app's calls.
+
+The optimizer registers each rollout's cid with the candidate to score, and hands the app
+`policy.config.inference_url = <proxy>/v1/chat/completions?cid=<cid>`. Every app must call its
+inference URL, so this works with any app in any language. Per call: the cid picks the
+candidate (an unknown cid is refused), the app's messages are matched against the initial
+prompt to recover the wildcard values (a mismatch is refused naming the message and role, never
+guessed), the candidate is rendered with them, and the call goes to the real policy endpoint.
+Its answer goes back to the app unchanged and is recorded, with its token usage, under the cid.
+
+Keys follow the destination (`credentials.py`): the upstream's key comes from the credential
+map; no header of the app's request (its Authorization included) is forwarded. The cid is what
+lets a call through, so cids should be unguessable (`new_cid`); the server binds loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from synth_ai.task.correlation import URL_CID_PARAMS, normalize_inference_url
+from synth_ai.task.credentials import DEFAULT_CREDENTIALS
+from synth_ai.task.errors import TaskAppError
+from synth_ai.task.inference import SharedHttpClient
+from synth_ai.task.json_body import loads_strict
+
+from .prompt import InitialPrompt, PromptMismatch, match, render
+from .records import CidTable, Exchange, Usage, new_cid
+
+MiB = 1024 * 1024
+MAX_MESSAGES = 4096
+_GLUED_PATH = re.compile(r"^(?P<cid>[^/]*)/(?:v\d+/)?chat/completions$")
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    """OpenAI's error shape (what the app's client reads) and the project's envelope in one."""
+    return JSONResponse(
+        {
+            "error": {"message": message, "type": "invalid_request_error", "code": code},
+            "detail": {"error": {"code": code, "message": message}},
+        },
+        status_code=status,
+    )
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _cid_of(request: Request) -> str | None:
+    """The cid in the path (`/cid/<cid>/v1/...`), else in the query (`?cid=`), also where an
+    older client glued the path after the query (`?cid=<cid>/v1/chat/completions`)."""
+    in_path = request.path_params.get("cid")
+    if isinstance(in_path, str):
+        return in_path
+    for name in URL_CID_PARAMS:
+        value = request.query_params.get(name)
+        if value:
+            glued = _GLUED_PATH.match(value)
+            return glued["cid"] if glued else value
+    return None
+
+
+def _answer_parts(answer: Any) -> tuple[str | None, list[dict[str, Any]]]:
+    message = answer["choices"][0]["message"]
+    content = message.get("content")
+    calls = message.get("tool_calls") or []
+    return (
+        content if isinstance(content, str) else None,
+        [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else [],
+    )
+
+
+class Interceptor:
+    """The proxy and its records. Serve it with `serving()` (or `async with`), then
+    `register(cid, candidate)` per rollout and `release(cid)` to take its records.
+
+    `upstream_url` is the real policy endpoint (a base URL `.../v1` or the full
+    chat-completions URL); `model`, when given, replaces the model the app names.
+    `credentials` maps destinations to the environment variables holding their keys.
+    """
+
+    def __init__(
+        self,
+        initial: InitialPrompt,
+        upstream_url: str,
+        *,
+        model: str | None = None,
+        credentials: Mapping[str, str] = DEFAULT_CREDENTIALS,
+        max_cids: int = 1024,
+        max_records_per_cid: int = 64,
+        max_body_bytes: int = 4 * MiB,
+        max_response_bytes: int = 16 * MiB,
+        timeout_s: float = 120.0,
+        host: str = "127.0.0.1",
+        http: SharedHttpClient | None = None,
+    ) -> None:
+        self.initial = initial
+        self.upstream_url = normalize_inference_url(upstream_url)
+        self.model = model
+        self.max_body_bytes = max_body_bytes
+        self.max_response_bytes = max_response_bytes
+        self.timeout_s = timeout_s
+        self.host = host
+        self.table = CidTable(max_cids, max_records_per_cid)
+        self._http = http or SharedHttpClient(timeout_s, credentials=credentials)
+        self.base_url: str | None = None
+        self._serving: AbstractContextManager[str] | None = None
+        self.app = Starlette(
+            routes=[
+                Route(path, self.chat_completions, methods=["POST"])
+                for path in (
+                    "/v1/chat/completions",
+                    "/chat/completions",
+                    "/v1",
+                    "/",
+                    "/cid/{cid}/v1/chat/completions",
+                    "/cid/{cid}/chat/completions",
+                )
+            ],
+            lifespan=self._lifespan,
+        )
+
+    # the optimizer's side
+
+    def register(self, cid: str, candidate: Mapping[str, str]) -> str:
+        """Serve `candidate` to calls carrying `cid`; answers the inference URL for the app."""
+        if self.base_url is None:
+            raise RuntimeError("the interceptor is not serving yet; enter serving() first")
+        self.initial.check_candidate(candidate)
+        self.table.register(cid, candidate)
+        return f"{self.base_url}/v1/chat/completions?{urlencode({'cid': cid})}"
+
+    def new_cid(self, prefix: str = "cand") -> str:
+        return new_cid(prefix)
+
+    def records(self, cid: str) -> list[Exchange]:
+        """The calls recorded under `cid` so far."""
+        return self.table.records(cid)
+
+    def release(self, cid: str) -> list[Exchange]:
+        """Forget `cid` (later calls with it are refused) and answer its records."""
+        return self.table.release(cid)
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens over every call forwarded since the interceptor started."""
+        return self.table.usage
+
+    @contextmanager
+    def serving(self) -> Iterator[str]:
+        """Serve on loopback from a background thread (so the optimizer's own loop, or lack of
+        one, does not matter); yields the base URL."""
+        from synth_ai.task.serving import serve_in_background
+
+        with serve_in_background(self.app, host=self.host) as url:
+            self.base_url = url
+            try:
+                yield url
+            finally:
+                self.base_url = None
+
+    async def __aenter__(self) -> Interceptor:
+        self._serving = self.serving()
+        await asyncio.to_thread(self._serving.__enter__)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            await asyncio.to_thread(serving.__exit__, exc_type, exc, traceback)
+
+    # the app's side
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await self._http.aclose()
+
+    async def chat_completions(self, request: Request) -> Response:
+        cid = _cid_of(request)
+        if not cid or self.table.candidate(cid) is None:
+            return _error(404, "unknown_cid", "No candidate is registered for this call's cid.")
+        candidate = self.table.candidate(cid) or {}
+        try:
+            body = await self._read_body(request)
+        except _Refused as refused:
+            return _error(refused.status, refused.code, refused.message)
+        messages = body["messages"]
+        try:
+            wildcards = match(self.initial, messages)
+        except PromptMismatch as exc:
+            message = f"The app's messages do not match the initial prompt: {exc}"
+            self.table.record(cid, Exchange(messages, {}, 422, error=message))
+            return _error(422, "prompt_mismatch", message)
+        prompt_length = len(self.initial.messages)
+        rendered = [
+            {**original, "content": new["content"]}
+            for original, new in zip(
+                messages, render(candidate, self.initial, wildcards), strict=False
+            )
+        ]
+        forwarded = rendered + list(messages[prompt_length:])
+        payload = {**body, "messages": forwarded}
+        if self.model is not None:
+            payload["model"] = self.model
+        return await self._forward(cid, payload, wildcards)
+
+    async def _read_body(self, request: Request) -> dict[str, Any]:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise self._too_large()
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise self._too_large()
+            chunks.append(chunk)
+        try:
+            body = loads_strict(b"".join(chunks))
+        except TaskAppError as exc:
+            raise _Refused(400, exc.code, exc.message) from None
+        if not isinstance(body, dict):
+            raise _Refused(400, "invalid_request", "The body must be a JSON object.")
+        messages = body.get("messages")
+        if (
+            not isinstance(messages, list)
+            or not messages
+            or len(messages) > MAX_MESSAGES
+            or not all(isinstance(m, dict) for m in messages)
+        ):
+            raise _Refused(
+                400,
+                "invalid_request",
+                f"'messages' must be a list of 1 to {MAX_MESSAGES} message objects.",
+            )
+        if body.get("stream"):
+            raise _Refused(
+                400, "stream_unsupported", "The interceptor does not stream; send stream=false."
+            )
+        return body
+
+    def _too_large(self) -> _Refused:
+        return _Refused(
+            413,
+            "request_too_large",
+            f"The request body is larger than {self.max_body_bytes} bytes.",
+        )
+
+    async def _forward(
+        self, cid: str, payload: dict[str, Any], wildcards: dict[str, str]
+    ) -> Response:
+        import httpx  # loaded with the shared client
+
+        messages = payload["messages"]
+        started = time.perf_counter()
+        client = self._http.get()
+        try:
+            async with client.stream(
+                "POST", self.upstream_url, json=payload, timeout=self.timeout_s
+            ) as upstream:
+                chunks, size = [], 0
+                async for chunk in upstream.aiter_bytes():
+                    size += len(chunk)
+                    if size > self.max_response_bytes:
+                        raise _Refused(
+                            502,
+                            "upstream_too_large",
+                            f"The policy's answer is larger than {self.max_response_bytes} bytes.",
+                        )
+                    chunks.append(chunk)
+                status = upstream.status_code
+                content_type = upstream.headers.get("content-type", "application/json")
+        except httpx.TimeoutException:
+            refused = _Refused(
+                504, "upstream_timeout", "The policy endpoint did not answer in time."
+            )
+        except httpx.TransportError as exc:
+            refused = _Refused(
+                502,
+                "upstream_unreachable",
+                f"The policy endpoint is unreachable ({type(exc).__name__}).",
+            )
+        except _Refused as exc:
+            refused = exc
+        else:
+            latency = time.perf_counter() - started
+            content = b"".join(chunks)
+            self.table.record(cid, self._exchange(messages, wildcards, status, content, latency))
+            return Response(content, status_code=status, media_type=content_type)
+        self.table.record(
+            cid,
+            Exchange(messages, wildcards, refused.status, error=refused.message,
+                     latency_s=time.perf_counter() - started),
+        )  # fmt: skip
+        return _error(refused.status, refused.code, refused.message)
+
+    @staticmethod
+    def _exchange(
+        messages: list[dict[str, Any]],
+        wildcards: dict[str, str],
+        status: int,
+        content: bytes,
+        latency: float,
+    ) -> Exchange:
+        if status >= 400:
+            error = f"The policy endpoint answered HTTP {status}."
+            return Exchange(messages, wildcards, status, error=error, latency_s=latency)
+        try:
+            answer = loads_strict(content)
+            text, calls = _answer_parts(answer)
+        except (TaskAppError, KeyError, IndexError, TypeError, AttributeError):
+            error = "The policy endpoint answered something not a chat completion."
+            return Exchange(messages, wildcards, status, error=error, latency_s=latency)
+        return Exchange(messages, wildcards, status, text, calls, Usage.of(answer), None, latency)
+
+
+__all__ = ["Exchange", "Interceptor", "Usage", "new_cid"]

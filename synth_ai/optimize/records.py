@@ -1,0 +1,144 @@
+"""What the interceptor keeps per rollout: the candidate it serves and the calls it forwarded.
+
+Bounded everywhere: a fixed number of registered cids, a fixed number of records per cid
+(later calls are still forwarded and their tokens counted, only not recorded).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+_CID = re.compile(r"[A-Za-z0-9._~-]{1,128}")
+
+
+def new_cid(prefix: str = "cand") -> str:
+    """An unguessable cid: the cid is what lets a call through the interceptor."""
+    return f"{prefix}-{secrets.token_urlsafe(16)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens the upstream reported, and the calls they came from."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    calls: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.total_tokens + other.total_tokens,
+            self.calls + other.calls,
+        )
+
+    @classmethod
+    def of(cls, answer: Any) -> Usage:
+        """The `usage` of a chat completion; counts that are not non-negative integers are 0."""
+        usage = answer.get("usage") if isinstance(answer, dict) else None
+        usage = usage if isinstance(usage, dict) else {}
+
+        def count(name: str) -> int:
+            value = usage.get(name)
+            return value if type(value) is int and value >= 0 else 0
+
+        prompt, completion = count("prompt_tokens"), count("completion_tokens")
+        return cls(prompt, completion, count("total_tokens") or prompt + completion, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One call the app made through the interceptor.
+
+    `messages` are those forwarded (the candidate rendered, then the rest of the conversation);
+    for a call refused before forwarding, the app's own. `output` is the answer's text content.
+    `error` says why a call was refused or failed (`None` when the upstream answered a chat
+    completion). Never holds a key.
+    """
+
+    messages: list[dict[str, Any]]
+    wildcards: dict[str, str]
+    status: int
+    output: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    usage: Usage = Usage()
+    error: str | None = None
+    latency_s: float = 0.0
+
+
+@dataclass(slots=True)
+class _Slot:
+    candidate: dict[str, str]
+    exchanges: list[Exchange] = field(default_factory=list)
+    usage: Usage = Usage()
+
+
+class CidTable:
+    """Registered cids and their records, shared by the serving thread and the optimizer."""
+
+    def __init__(self, max_cids: int, max_records_per_cid: int) -> None:
+        if max_cids < 1 or max_records_per_cid < 1:
+            raise ValueError("max_cids and max_records_per_cid must be at least 1")
+        self.max_cids = max_cids
+        self.max_records = max_records_per_cid
+        self._slots: dict[str, _Slot] = {}
+        self._usage = Usage()
+        self._lock = threading.Lock()
+
+    def register(self, cid: str, candidate: Mapping[str, str]) -> None:
+        if not isinstance(cid, str) or not _CID.fullmatch(cid):
+            raise ValueError("a cid is 1-128 characters of A-Z a-z 0-9 . _ ~ -")
+        with self._lock:
+            if cid in self._slots:
+                raise ValueError(f"cid {cid!r} is already registered")
+            if len(self._slots) >= self.max_cids:
+                raise ValueError(
+                    f"{self.max_cids} cids are registered already; release finished rollouts"
+                )
+            self._slots[cid] = _Slot(dict(candidate))
+
+    def candidate(self, cid: str) -> dict[str, str] | None:
+        with self._lock:
+            slot = self._slots.get(cid)
+            return slot.candidate if slot is not None else None
+
+    def record(self, cid: str, exchange: Exchange) -> None:
+        """Keep `exchange` under `cid` (unless released meanwhile, or its records are full)."""
+        with self._lock:
+            self._usage += exchange.usage
+            slot = self._slots.get(cid)
+            if slot is None:
+                return
+            slot.usage += exchange.usage
+            if len(slot.exchanges) < self.max_records:
+                slot.exchanges.append(exchange)
+
+    def records(self, cid: str) -> list[Exchange]:
+        with self._lock:
+            slot = self._slots.get(cid)
+            return list(slot.exchanges) if slot is not None else []
+
+    def usage_of(self, cid: str) -> Usage:
+        with self._lock:
+            slot = self._slots.get(cid)
+            return slot.usage if slot is not None else Usage()
+
+    def release(self, cid: str) -> list[Exchange]:
+        with self._lock:
+            slot = self._slots.pop(cid, None)
+            return slot.exchanges if slot is not None else []
+
+    @property
+    def usage(self) -> Usage:
+        with self._lock:
+            return self._usage
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._slots)
