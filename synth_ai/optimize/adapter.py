@@ -16,7 +16,8 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from gepa.core.adapter import EvaluationBatch
+from gepa.core.adapter import EvaluationBatch, GEPAAdapter
+from gepa.core.state import GEPAState
 
 from .rollouts import Candidate, RolloutRecord, Rollouts, candidate_id, feedback
 
@@ -54,7 +55,7 @@ class Budget:
             self.spent += count
 
 
-class RolloutAdapter:
+class RolloutAdapter(GEPAAdapter[int, RolloutRecord, dict[str, Any]]):
     """`evaluate` and `make_reflective_dataset` for gepa; proposals come from gepa's own
     reflective proposer (its `reflection_lm`)."""
 
@@ -79,7 +80,7 @@ class RolloutAdapter:
         """Results already paid for (a resumed run's seed scores), used once instead of a
         rollout."""
 
-    def should_stop(self, _state: Any = None) -> bool:
+    def should_stop(self, gepa_state: GEPAState[Any, Any] | None = None) -> bool:
         """gepa's stop condition, checked before each iteration."""
         reason = self.limit_reached()
         if reason:

@@ -21,7 +21,8 @@ ToSections = Callable[[Candidate], Sections]
 
 
 class Recorder:
-    """A gepa callback: turns the search's steps into events and candidate records."""
+    """A gepa callback: turns the search's steps into events and candidate records. gepa
+    calls only the hooks an object has, so only those this needs are here."""
 
     def __init__(
         self,

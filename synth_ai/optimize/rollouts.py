@@ -11,41 +11,27 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import uuid
+import math
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from synth_ai.task import TaskAppClient, TaskAppClientError
 
 from .config import PromptLearningSection
+from .interceptor import Interceptor
+from .records import Exchange
+from .spend import TokenMeter
 
 Candidate = dict[str, str]
 MAX_FEEDBACK_CHARS = 2000
-
-
-class Interceptor(Protocol):
-    """What the optimizer needs of the interceptor (synth_ai/optimize/interceptor.py)."""
-
-    def register(self, cid: str, candidate: Mapping[str, str]) -> str: ...
-
-    def release(self, cid: str) -> Sequence[Any]: ...
 
 
 def candidate_id(candidate: Mapping[str, str]) -> str:
     """A short stable id from the candidate's text: equal texts, equal ids."""
     text = json.dumps(dict(candidate), sort_keys=True, ensure_ascii=False)
     return "c" + hashlib.sha256(text.encode()).hexdigest()[:10]
-
-
-@dataclass
-class Exchange:
-    """One policy call of a rollout, as the interceptor recorded it."""
-
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    output: str | None = None
-    tool_calls: list[Any] = field(default_factory=list)
-    error: str | None = None
 
 
 @dataclass
@@ -68,30 +54,6 @@ class RolloutRecord:
         return self.error if self.status != "ok" else None
 
 
-def exchange_of(record: Any) -> Exchange:
-    """An interceptor record (an object or a mapping) as an `Exchange`."""
-
-    def get(name: str) -> Any:
-        return record.get(name) if isinstance(record, Mapping) else getattr(record, name, None)
-
-    messages = get("messages") or get("request_messages") or []
-    response = get("response")
-    output, tool_calls = get("output"), get("tool_calls")
-    if isinstance(response, Mapping) and output is None:
-        try:
-            message = response["choices"][0]["message"]
-            output, tool_calls = message.get("content"), message.get("tool_calls")
-        except (KeyError, IndexError, TypeError, AttributeError):
-            pass
-    error = get("error")
-    return Exchange(
-        messages=list(messages) if isinstance(messages, list) else [],
-        output=output if isinstance(output, str) else None,
-        tool_calls=list(tool_calls) if isinstance(tool_calls, list) else [],
-        error=str(error) if error else None,
-    )
-
-
 class Rollouts:
     """Rolls candidates out on seeds through the task app, `max_concurrent` at a time."""
 
@@ -100,6 +62,7 @@ class Rollouts:
         config: PromptLearningSection,
         client: TaskAppClient,
         interceptor: Interceptor,
+        meter: TokenMeter,
         *,
         max_concurrent: int,
         tag: str = "pl",
@@ -107,6 +70,7 @@ class Rollouts:
         self.config = config
         self.client = client
         self.interceptor = interceptor
+        self.meter = meter
         self.limit = asyncio.Semaphore(max_concurrent)
         self.tag = tag
 
@@ -133,7 +97,7 @@ class Rollouts:
 
     async def one(self, candidate: Candidate, seed: int) -> RolloutRecord:
         ident = candidate_id(candidate)
-        cid = f"{self.tag}-{ident}-{uuid.uuid4().hex[:12]}"
+        cid = f"{self.tag}-{ident}-{secrets.token_urlsafe(12)}"
         record = RolloutRecord(seed=seed, candidate_id=ident, cid=cid)
         async with self.limit:
             url = self.interceptor.register(cid, candidate)
@@ -147,6 +111,8 @@ class Rollouts:
                 if score is None:
                     score = metrics.mean_return
                 record.score = float(score) if score is not None else 0.0
+                if not math.isfinite(record.score):
+                    record.score = 0.0
                 record.details = dict(metrics.details)
                 infra = record.details.get("infra_error")
                 if infra:
@@ -154,7 +120,15 @@ class Rollouts:
                     record.score = 0.0
                     record.error = str(infra.get("message") if isinstance(infra, dict) else infra)
             finally:
-                record.exchanges = [exchange_of(r) for r in self.interceptor.release(cid)]
+                record.exchanges = self.interceptor.release(cid)
+                for exchange in record.exchanges:
+                    usage = exchange.usage
+                    self.meter.add(
+                        "policy",
+                        self.config.policy.model,
+                        usage.prompt_tokens,
+                        usage.completion_tokens,
+                    )
         return record
 
     async def batch(self, candidate: Candidate, seeds: Sequence[int]) -> list[RolloutRecord]:
