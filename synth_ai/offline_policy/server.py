@@ -5,6 +5,14 @@ No vendor is reachable where the demo and tests run, so this server answers
 requested tool schema and `tool_choice`, and answers correctly except at a configurable,
 seeded error rate (deterministic per prompt). It is not a model and is never used in
 production.
+
+The request's model name picks one of three documented behaviours, so one server stands in for
+both models a prompt optimizer calls:
+- `offline-reflection` (or gepa's reflection prompt under any name): the reflection stand-in,
+  which proposes an instruction from the feedback it is given (`reflection.py`);
+- `offline-prompt-sensitive`: the policy whose accuracy depends on what its prompt tells it
+  (`lessons.py`);
+- any other name: the plain solver above.
 """
 
 from __future__ import annotations
@@ -25,9 +33,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .lessons import PROMPT_SENSITIVE_MODEL, as_prompted
+from .reflection import (
+    REFLECTION_MODEL,
+    NotAReflectionRequest,
+    is_reflection_request,
+    reflection_answer,
+)
 from .solver import format_answer, solve
 
 OFFLINE_MODEL = "offline-policy"
+MODELS = (OFFLINE_MODEL, PROMPT_SENSITIVE_MODEL, REFLECTION_MODEL)
 
 
 def _openai_error(status: int, message: str) -> JSONResponse:
@@ -64,6 +80,29 @@ def _argument_name(function: dict[str, Any]) -> str:
     required = parameters.get("required") or []
     properties = list((parameters.get("properties") or {}).keys())
     return (required or properties or ["answer"])[0]
+
+
+def _completion(
+    body: dict[str, Any], number: int, message: dict[str, Any], finish: str, asked: str, said: str
+) -> JSONResponse:
+    """A chat completion; tokens counted as words (a stand-in has no tokenizer)."""
+    prompt_tokens = len(asked.split())
+    completion_tokens = max(1, len(said.split()))
+    return JSONResponse(
+        {
+            "id": f"chatcmpl-offline-{number}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model") or OFFLINE_MODEL,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+            "system_fingerprint": "offline-stand-in",
+        }
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +149,25 @@ class OfflinePolicy:
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
         text = _text_of(messages)
+        number = next(self._ids)
+        if is_reflection_request(body.get("model"), text):
+            try:
+                reply = reflection_answer(text)
+            except NotAReflectionRequest as exc:
+                return _openai_error(400, str(exc))
+            message: dict[str, Any] = {"role": "assistant", "content": reply}
+            return _completion(body, number, message, "stop", text, reply)
         users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
         # the latest question first: in a multi-turn conversation that is the one asked now
-        answer = self.answer(_text_of(users[-1:])) or self.answer(text)
+        problem = _text_of(users[-1:])
+        answer = self.answer(problem)
+        if not answer:
+            problem, answer = text, self.answer(text)
+        if body.get("model") == PROMPT_SENSITIVE_MODEL:
+            answer = as_prompted(answer, problem, text)
         tool = _chosen_tool(body.get("tools") or [], body.get("tool_choice"))
-        number = next(self._ids)
         if tool is None:
-            message: dict[str, Any] = {"role": "assistant", "content": f"\\boxed{{{answer}}}"}
+            message = {"role": "assistant", "content": f"\\boxed{{{answer}}}"}
             finish = "stop"
         else:
             arguments = json.dumps({_argument_name(tool): answer})
@@ -132,29 +183,13 @@ class OfflinePolicy:
                 ],
             }
             finish = "tool_calls"
-        prompt_tokens = len(text.split())
-        completion_tokens = max(1, len(answer.split()))
-        return JSONResponse(
-            {
-                "id": f"chatcmpl-offline-{number}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model") or OFFLINE_MODEL,
-                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-                "system_fingerprint": "offline-stand-in",
-            }
-        )
+        return _completion(body, number, message, finish, text, answer)
 
     async def models(self, request: Request) -> Response:
         return JSONResponse(
             {
                 "object": "list",
-                "data": [{"id": OFFLINE_MODEL, "object": "model", "owned_by": "offline"}],
+                "data": [{"id": name, "object": "model", "owned_by": "offline"} for name in MODELS],
             }
         )
 

@@ -28,7 +28,7 @@ from synth_ai.task import (
     invalid_request,
 )
 
-from .grading import TOOL_NAME, grade_completion
+from .grading import TOOL_NAME, Grade, grade_completion
 from .problems import KINDS, SPLITS, MathProblem, generate_problem
 
 APP_ID = "math"
@@ -130,6 +130,16 @@ def render_prompt(template: Any, problem: str) -> list[dict[str, str]]:
     if not any("{problem}" in text for _, text in sections):
         messages.append({"role": "user", "content": problem})
     return messages
+
+
+def feedback(grade: Grade, problem: MathProblem) -> str:
+    """One sentence on the answer, for an optimizer's reflection: what failed, on which kind."""
+    if grade.correct:
+        return f"correct (kind: {problem.kind})"
+    submitted = "nothing" if grade.submitted is None else repr(grade.submitted)
+    return (
+        f"{grade.reason} (kind: {problem.kind}): submitted {submitted}, expected {problem.answer}"
+    )
 
 
 def task_info_for(problem: MathProblem) -> TaskInfo:
@@ -255,6 +265,7 @@ async def rollout(request: RolloutRequest, context: RolloutContext) -> RolloutRe
                 "submitted_answer": grade.submitted,
                 "expected_answer": str(problem.answer),
                 "kind": problem.kind,
+                "feedback": feedback(grade, problem),
                 "problem_id": problem.id,
                 "model": payload["model"],
                 "usage": completion.get("usage"),
