@@ -200,7 +200,7 @@ def optimize_main(
         write_json(folder / f"{job_id}.json", json_report(summary, job_id))
     if as_json:
         click.echo(json.dumps(json_report(summary, job_id)))
-    if interrupted:
+    if interrupted or summary.get("canceled"):  # Ctrl-C here, or a cancel through the API
         raise SystemExit(INTERRUPTED)
     best_test = (summary.get("best_score") or {}).get("test")
     if fail_under is not None and (best_test is None or best_test < fail_under):

@@ -69,6 +69,7 @@ class RolloutAdapter(GEPAAdapter[int, RolloutRecord, dict[str, Any]]):
         *,
         limit_reached: Callable[[], str | None] = lambda: None,
         on_batch: BatchHook | None = None,
+        on_spend: Callable[[], None] | None = None,
         preset: Mapping[tuple[str, int], RolloutRecord] | None = None,
     ) -> None:
         self.rollouts = rollouts
@@ -76,6 +77,9 @@ class RolloutAdapter(GEPAAdapter[int, RolloutRecord, dict[str, Any]]):
         self.loop = loop
         self.limit_reached = limit_reached
         self.on_batch = on_batch
+        self.on_spend = on_spend
+        """Called once rollouts are reserved, before any is sent: the run stores what it has
+        spent then, so a kill during a batch cannot hand the batch's rollouts back."""
         self.preset = dict(preset or {})
         """Results already paid for (a resumed run's seed scores), used once instead of a
         rollout."""
@@ -106,6 +110,8 @@ class RolloutAdapter(GEPAAdapter[int, RolloutRecord, dict[str, Any]]):
         if self.should_stop():
             raise Stop(self.budget.reason)
         self.budget.take(len(todo))
+        if self.on_spend is not None:
+            self.on_spend()
         future = asyncio.run_coroutine_threadsafe(
             self.rollouts.batch(dict(candidate), todo), self.loop
         )

@@ -138,6 +138,9 @@ class OptimizeRun:
             "finished": finished,
         }
 
+    def _save(self) -> None:
+        write_json(self.folder / STATE_NAME, self.state())
+
     def _after_batch(self, candidate: Candidate, records: list[RolloutRecord]) -> None:
         """In the optimizer's thread, after each batch: keep the seed prompt's validation
         results (a resumption reuses them), save the state, report progress."""
@@ -146,7 +149,7 @@ class OptimizeRun:
             self.seed_validation = [
                 {"seed": r.seed, "score": r.score, "status": r.status} for r in records
             ]
-        write_json(self.folder / STATE_NAME, self.state())
+        self._save()
         self.progress()
 
     def _preset(self) -> dict[tuple[str, int], RolloutRecord]:
@@ -163,15 +166,20 @@ class OptimizeRun:
         }
 
     async def _preflight(self, client: TaskAppClient, rollouts: Rollouts) -> None:
+        """The app answers `/health` and `/task_info` with the key; then, unless a resumed run
+        passed it already, one rollout of the seed prompt goes through the interceptor (a
+        prompt the app does not send stops the run here)."""
         for name, call in (("/health", client.health), ("/task_info", client.task_info)):
             try:
                 await call()
             except TaskAppClientError as exc:
                 raise PreflightFailed(f"{name} check failed: {exc}") from None
+        if self.seed_validation:
+            return
         seed = self.gepa_config.evaluation.seeds[0]
         self.budget.take(1)
+        await asyncio.to_thread(self._save)
         (record,) = await rollouts.batch(self.seed_candidate, [seed])
-        await asyncio.to_thread(write_json, self.folder / STATE_NAME, self.state())
         failure = record.failure()
         if failure:
             raise PreflightFailed(f"preflight rollout on seed {seed} failed: {failure}")
@@ -209,8 +217,7 @@ class OptimizeRun:
                     self.meter,
                     max_concurrent=self.gepa_config.rollout.max_concurrent,
                 )
-                if not self.seed_validation:  # a resumed run passed its preflight already
-                    await self._preflight(client, rollouts)
+                await self._preflight(client, rollouts)
                 await self._status(JobState.RUNNING, "preflight passed")
                 self._emit(
                     "prompt.learning.gepa.start",
@@ -231,6 +238,7 @@ class OptimizeRun:
                     loop,
                     limit_reached=self.meter.exceeded,
                     on_batch=self._after_batch,
+                    on_spend=self._save,
                     preset=self._preset(),
                 )
                 reflection = ReflectionModel(
