@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -291,3 +292,90 @@ async def test_an_app_not_built_on_this_framework_works_through_it(proxy: Interc
         {"role": "user", "content": "Q: Compute 41 + 1."},
     ]
     assert exchange.output == "\\boxed{42}"
+
+
+@synchronously
+async def test_prompt_template_delivery_forwards_as_sent_and_model_is_the_optimizers(
+    upstream: tuple[Upstream, str],
+) -> None:
+    interceptor = Interceptor(MATH_PROMPT, f"{upstream[1]}/v1", model="the-policy")
+    async with interceptor:
+        cid = new_cid()
+        url = interceptor.register(cid, {"system": "S", "user": "U {query}"}, rewrite=False)
+        sent = chat_body(system="S")  # the app rendered the candidate itself
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(url, json=sent)
+    assert answer.status_code == 200
+    seen = upstream[0].policy.requests_seen[-1].body
+    assert seen["messages"] == sent["messages"] and seen["model"] == "the-policy"
+    [exchange] = interceptor.release(cid)
+    assert exchange.messages == sent["messages"] and exchange.error is None
+
+
+@synchronously
+async def test_concurrent_rollouts_each_get_and_record_their_own_candidate(
+    proxy: Interceptor, upstream: tuple[Upstream, str]
+) -> None:
+    cids = [new_cid() for _ in range(4)]  # the fixture's cap
+    for round_number in range(5):
+        urls = {
+            cid: proxy.register(cid, {"system": f"S{cid}", "user": f"{cid}: {{query}}"})
+            for cid in cids
+        }
+        async with httpx.AsyncClient() as client:
+            answers = await asyncio.gather(
+                *(
+                    client.post(url, json=chat_body(problem=f"Compute {n} + {round_number}."))
+                    for n, url in enumerate(urls.values())
+                    for _ in range(3)
+                )
+            )
+        assert {a.status_code for a in answers} == {200}
+        for n, cid in enumerate(cids):
+            exchanges = proxy.release(cid)
+            assert len(exchanges) == 3
+            for exchange in exchanges:
+                assert exchange.messages[0]["content"] == f"S{cid}"
+                assert exchange.wildcards == {"query": f"Compute {n} + {round_number}."}
+                assert (
+                    exchange.tool_calls == []
+                    and exchange.output == f"\\boxed{{{n + round_number}}}"
+                )
+    assert proxy.usage.calls == 60
+
+
+class GatedUpstream(Upstream):
+    """The stand-in, holding each answer until the test opens the gate (a named delay point)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = threading.Event()
+        self.gate = threading.Event()
+
+    async def chat(self, request: Request) -> Response:
+        self.arrived.set()
+        await asyncio.to_thread(self.gate.wait, 10)
+        return await super().chat(request)
+
+
+@pytest.mark.parametrize("attempt", range(10))
+def test_a_call_still_in_flight_when_its_cid_is_released_is_not_recorded(attempt: int) -> None:
+    gated = GatedUpstream()
+    with serve_in_background(gated.app) as upstream_url:
+        interceptor = Interceptor(MATH_PROMPT, upstream_url)
+        with interceptor.serving():
+            cid = new_cid()
+            url = interceptor.register(cid, MATH_PROMPT.seed_candidate())
+            result: list[httpx.Response] = []
+            caller = threading.Thread(
+                target=lambda: result.append(httpx.post(url, json=chat_body(), timeout=10))
+            )
+            caller.start()
+            assert gated.arrived.wait(10)
+            assert interceptor.release(cid) == []
+            interceptor.register(cid, {"system": "reused", "user": "{query}"})
+            gated.gate.set()
+            caller.join(10)
+            assert result[0].status_code == 200  # the app still gets its answer
+            assert interceptor.release(cid) == []  # not the new registration's
+            assert interceptor.usage.calls == 1

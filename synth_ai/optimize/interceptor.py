@@ -16,9 +16,10 @@ lets a call through, so cids should be unguessable (`new_cid`); the server binds
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from types import TracebackType
 from typing import Any
@@ -136,12 +137,16 @@ class Interceptor:
 
     # the optimizer's side
 
-    def register(self, cid: str, candidate: Mapping[str, str]) -> str:
-        """Serve `candidate` to calls carrying `cid`; answers the inference URL for the app."""
+    def register(self, cid: str, candidate: Mapping[str, str], *, rewrite: bool = True) -> str:
+        """Serve `candidate` to calls carrying `cid`; answers the inference URL for the app.
+
+        `rewrite=False` is for an app given the candidate itself (`policy.config.
+        prompt_template`): its messages are forwarded as sent, and still recorded.
+        """
         if self.base_url is None:
             raise RuntimeError("the interceptor is not serving yet; enter serving() first")
         self.initial.check_candidate(candidate)
-        self.table.register(cid, candidate)
+        self.table.register(cid, candidate, rewrite=rewrite)
         return f"{self.base_url}/v1/chat/completions?{urlencode({'cid': cid})}"
 
     def new_cid(self, prefix: str = "cand") -> str:
@@ -199,32 +204,36 @@ class Interceptor:
 
     async def chat_completions(self, request: Request) -> Response:
         cid = _cid_of(request)
-        if not cid or self.table.candidate(cid) is None:
+        registration = self.table.lookup(cid) if cid else None
+        if cid is None or registration is None:
             return _error(404, "unknown_cid", "No candidate is registered for this call's cid.")
-        candidate = self.table.candidate(cid) or {}
         try:
             body = await self._read_body(request)
         except _Refused as refused:
             return _error(refused.status, refused.code, refused.message)
         messages = body["messages"]
+        record = functools.partial(self.table.record, cid, registration)
+        if not registration.rewrite:
+            return await self._forward(self._with_model(body), {}, record)
         try:
             wildcards = match(self.initial, messages)
         except PromptMismatch as exc:
             message = f"The app's messages do not match the initial prompt: {exc}"
-            self.table.record(cid, Exchange(messages, {}, 422, error=message))
+            record(Exchange(messages, {}, 422, error=message))
             return _error(422, "prompt_mismatch", message)
         prompt_length = len(self.initial.messages)
         rendered = [
             {**original, "content": new["content"]}
             for original, new in zip(
-                messages, render(candidate, self.initial, wildcards), strict=False
+                messages, render(registration.candidate, self.initial, wildcards), strict=False
             )
         ]
         forwarded = rendered + list(messages[prompt_length:])
-        payload = {**body, "messages": forwarded}
-        if self.model is not None:
-            payload["model"] = self.model
-        return await self._forward(cid, payload, wildcards)
+        payload = self._with_model({**body, "messages": forwarded})
+        return await self._forward(payload, wildcards, record)
+
+    def _with_model(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return payload if self.model is None else {**payload, "model": self.model}
 
     async def _read_body(self, request: Request) -> dict[str, Any]:
         declared = request.headers.get("content-length", "")
@@ -268,8 +277,12 @@ class Interceptor:
         )
 
     async def _forward(
-        self, cid: str, payload: dict[str, Any], wildcards: dict[str, str]
+        self,
+        payload: dict[str, Any],
+        wildcards: dict[str, str],
+        record: Callable[[Exchange], None],
     ) -> Response:
+        """Send the call on; answer the upstream's reply as it came, and `record` it."""
         import httpx  # loaded with the shared client
 
         messages = payload["messages"]
@@ -306,13 +319,12 @@ class Interceptor:
         else:
             latency = time.perf_counter() - started
             content = b"".join(chunks)
-            self.table.record(cid, self._exchange(messages, wildcards, status, content, latency))
+            record(self._exchange(messages, wildcards, status, content, latency))
             return Response(content, status_code=status, media_type=content_type)
-        self.table.record(
-            cid,
-            Exchange(messages, wildcards, refused.status, error=refused.message,
-                     latency_s=time.perf_counter() - started),
-        )  # fmt: skip
+        latency = time.perf_counter() - started
+        record(
+            Exchange(messages, wildcards, refused.status, error=refused.message, latency_s=latency)
+        )
         return _error(refused.status, refused.code, refused.message)
 
     @staticmethod

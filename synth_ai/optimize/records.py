@@ -72,9 +72,18 @@ class Exchange:
     latency_s: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """What a cid was registered with: the candidate, and whether the interceptor renders it
+    into the app's messages (`rewrite`) or the app already did (`prompt_template` delivery)."""
+
+    candidate: dict[str, str]
+    rewrite: bool = True
+
+
 @dataclass(slots=True)
 class _Slot:
-    candidate: dict[str, str]
+    registration: Registration
     exchanges: list[Exchange] = field(default_factory=list)
     usage: Usage = Usage()
 
@@ -91,7 +100,7 @@ class CidTable:
         self._usage = Usage()
         self._lock = threading.Lock()
 
-    def register(self, cid: str, candidate: Mapping[str, str]) -> None:
+    def register(self, cid: str, candidate: Mapping[str, str], *, rewrite: bool = True) -> None:
         if not isinstance(cid, str) or not _CID.fullmatch(cid):
             raise ValueError("a cid is 1-128 characters of A-Z a-z 0-9 . _ ~ -")
         with self._lock:
@@ -101,19 +110,20 @@ class CidTable:
                 raise ValueError(
                     f"{self.max_cids} cids are registered already; release finished rollouts"
                 )
-            self._slots[cid] = _Slot(dict(candidate))
+            self._slots[cid] = _Slot(Registration(dict(candidate), rewrite))
 
-    def candidate(self, cid: str) -> dict[str, str] | None:
+    def lookup(self, cid: str) -> Registration | None:
         with self._lock:
             slot = self._slots.get(cid)
-            return slot.candidate if slot is not None else None
+            return slot.registration if slot is not None else None
 
-    def record(self, cid: str, exchange: Exchange) -> None:
-        """Keep `exchange` under `cid` (unless released meanwhile, or its records are full)."""
+    def record(self, cid: str, registration: Registration, exchange: Exchange) -> None:
+        """Keep `exchange` under `cid`, unless its records are full or the registration the
+        call was served under is gone (released, even if the cid was registered again since)."""
         with self._lock:
             self._usage += exchange.usage
             slot = self._slots.get(cid)
-            if slot is None:
+            if slot is None or slot.registration is not registration:
                 return
             slot.usage += exchange.usage
             if len(slot.exchanges) < self.max_records:
