@@ -83,6 +83,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             "app": started[1][1],
             "app_log": started[1][2],
             "jobs": started[2][1],
+            "logs": [output for _, _, output in started],
         }
     finally:
         for process, _, output in started:
@@ -104,9 +105,9 @@ def optimize(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def stream_types(jobs: str, job_id: str) -> list[str]:
+def stream_events(jobs: str, job_id: str) -> list[dict[str, Any]]:
     """Every event of a finished job over SSE, from the first, in the order sent."""
-    types = []
+    events = []
     headers = {"X-API-Key": KEY}
     with httpx.stream(
         "GET", f"{jobs}/api/jobs/{job_id}/stream?since_id=0", headers=headers, timeout=30
@@ -114,10 +115,10 @@ def stream_types(jobs: str, job_id: str) -> list[str]:
         assert response.status_code == 200, response.read()
         for line in response.iter_lines():
             if line.startswith("data:"):
-                sent = json.loads(line[5:]).get("type")  # the closing `end` frame has none
-                if sent:
-                    types.append(sent)
-    return types
+                sent = json.loads(line[5:])
+                if sent.get("type"):  # the closing `end` frame has none
+                    events.append(sent)
+    return events
 
 
 def test_the_best_prompt_beats_the_seed_on_the_test_pool(
@@ -140,11 +141,28 @@ def test_the_best_prompt_beats_the_seed_on_the_test_pool(
     assert report["tokens"]["policy"]["prompt"] > 0 and report["tokens"]["reflection"]["prompt"] > 0
     assert KEY not in result.stdout + result.stderr
 
-    types = stream_types(servers["jobs"], report["job_id"])
+    events = stream_events(servers["jobs"], report["job_id"])
+    types = [event["type"] for event in events]
     positions = [types.index(name) for name in EVENTS_IN_ORDER]
     assert positions == sorted(positions), types
-    assert "prompt.learning.progress" in types
     assert types[-1] == "job.status"
+    progress = [e for e in events if e["type"] == "prompt.learning.progress"][-1]
+    assert progress["rollouts_total"] == BUDGET
+    assert 0 < progress["rollouts_completed"] <= BUDGET
+    assert {"percent_rollouts", "elapsed_seconds", "eta_seconds", "tokens_used"} <= set(progress)
+    baseline = next(e for e in events if e["type"] == "prompt.learning.validation.scored")
+    assert baseline["is_baseline"] and len(baseline["instance_scores"]) == 8
+    best_prompt = next(e for e in events if e["type"] == "prompt.learning.best.prompt")
+    assert best_prompt["best_prompt"]["sections"][0]["role"] == "system"
+    final = next(e for e in events if e["type"] == "prompt.learning.final.results")
+    assert len(final["attempted_candidates"]) >= len(final["optimized_candidates"]) >= 2
+    for event in events:
+        assert KEY not in json.dumps(event)
+    assert not any(KEY in line for log in servers["logs"] for line in list(log))
+    artifacts = f"{servers['jobs']}/api/jobs/{report['job_id']}/artifacts"
+    for name in ("best_prompt.json", "candidates.json", "run_state.json"):
+        answer = httpx.get(f"{artifacts}/{name}", headers={"X-API-Key": KEY})
+        assert answer.status_code == 200 and KEY not in answer.text
 
 
 def test_a_prompt_the_app_does_not_send_exits_3_after_one_preflight_rollout(
