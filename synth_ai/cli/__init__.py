@@ -31,11 +31,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "optimize": (
         "synth_ai.cli.optimize:optimize",
-        "Improve a prompt against a task app with GEPA (the prompt-learning TOML).",
+        "Improve a prompt against a task app with GEPA (the published prompt-learning TOML).",
     ),
     "train": (
         "synth_ai.cli.optimize:train",
-        "Published alias: `train --type prompt_learning --config CONFIG.toml` runs `optimize`.",
+        "Published alias: `train --type prompt_learning --config CONFIG.toml` is `optimize`.",
     ),
     "policy": (
         "synth_ai.cli.policy:policy",
