@@ -22,7 +22,7 @@ from rich.console import Console
 
 from synth_ai.jobs import JobEmitter, JobsService, JobState
 from synth_ai.optimize.config import ConfigError, load_config, parse_config
-from synth_ai.optimize.job_kind import KIND, PromptLearningJob, initial_prompt, run_job
+from synth_ai.optimize.job_kind import KIND, PromptLearningJob, run_job
 from synth_ai.optimize.run import PreflightFailed
 from synth_ai.optimize.state import STATE_NAME, read_state, write_json
 from synth_ai.task import TaskAppClient
@@ -164,7 +164,6 @@ def optimize_main(
             assert config_path is not None
             config = load_config(config_path)
         section = config.prompt_learning
-        initial_prompt(section)
     except (ConfigError, ValueError) as exc:
         raise BadConfig(str(exc)) from None
     with contextlib.ExitStack() as stack:

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .prompt import InitialPrompt, PromptMessage
+
 MAX_SEEDS = 100_000
 Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 REFLECTION_PLACEHOLDERS = ("<curr_param>", "<side_info>")
@@ -39,6 +41,17 @@ class InitialPromptSection(Strict):
     name: str | None = Field(default=None, max_length=256)
     messages: list[MessagePattern] = Field(min_length=1, max_length=64)
     wildcards: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+    def build(self) -> InitialPrompt:
+        """The prompt model the interceptor matches with; ValueError naming what is wrong."""
+        return InitialPrompt(
+            [PromptMessage(m.role, m.pattern, m.order) for m in self.messages], self.wildcards
+        )
+
+    @model_validator(mode="after")
+    def _well_formed(self) -> InitialPromptSection:
+        self.build()
+        return self
 
 
 class PolicySection(Strict):

@@ -20,7 +20,7 @@ from synth_ai.jobs import JobEmitter, JobsService, JobState
 
 from .config import PromptLearningSection, Strict
 from .interceptor import Interceptor
-from .prompt import InitialPrompt, PromptMessage
+from .prompt import InitialPrompt
 from .rollouts import Candidate
 from .run import OptimizeRun, PreflightFailed
 from .state import STATE_NAME, carry_over, read_state
@@ -43,15 +43,6 @@ class PromptLearningJob(Strict):
         if not section.task_app_url.startswith(("http://", "https://")):
             raise ValueError("task_app_url must be an http(s) URL on a jobs server")
         return section
-
-
-def initial_prompt(section: PromptLearningSection) -> InitialPrompt:
-    """The config's initial prompt; ValueError naming the field at fault."""
-    prompt = section.initial_prompt
-    return InitialPrompt(
-        [PromptMessage(m.role, m.pattern, m.order) for m in prompt.messages],
-        prompt.wildcards,
-    )
 
 
 def sections_of(initial: InitialPrompt) -> Callable[[Candidate], list[dict[str, str]]]:
@@ -88,7 +79,7 @@ async def run_job(
         source = job_folder(service, job.resume_from)
         await asyncio.to_thread(carry_over, source, folder)
         resumed = await asyncio.to_thread(read_state, folder)
-    initial = initial_prompt(section)
+    initial = section.initial_prompt.build()
     interceptor = Interceptor(initial, section.policy.inference_url, model=section.policy.model)
     async with interceptor:
         run = OptimizeRun(
@@ -115,7 +106,6 @@ class PromptLearningJobKind:
 
     def prepare(self, config: dict[str, Any]) -> tuple[dict[str, Any], PromptLearningJob]:
         runtime = PromptLearningJob.model_validate(config)
-        initial_prompt(runtime.prompt_learning)  # a malformed prompt is refused before a job
         stored = runtime.model_dump(mode="json", exclude={"prompt_learning": {"task_app_api_key"}})
         return stored, runtime
 
