@@ -23,7 +23,7 @@ from synth_ai.examples.math_task_app.problems import generate_problem
 from synth_ai.task import serve_in_background
 
 from .conftest import KEY
-from .processes import start_server, stop_server
+from .processes import free_port, start_server, stop_server
 from .test_optimize_e2e import config_text
 
 SYSTEM = "Answer with the math_submit tool."
@@ -139,3 +139,19 @@ def test_a_token_limit_stops_the_run_with_its_best_so_far(policy: str, tmp_path:
     assert report["rollouts"]["search"] < 60
     assert report["best_score"]["validation"] is not None
     assert "offline-prompt-sensitive" in report["tokens"]["unpriced_models"]  # said, not $0
+
+
+def test_an_unreachable_reflection_model_is_reported_not_hidden(
+    policy: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "optimize.toml"
+    dead = f"http://127.0.0.1:{free_port()}"
+    text = config_text("math", policy, budget=30)
+    config.write_text(
+        text.replace(f'llm_inference_url = "{policy}/v1"', f'llm_inference_url = "{dead}/v1"')
+    )
+    code, report, err = optimize(config, "--jobs-db", str(tmp_path / "jobs.db"))
+    assert code == 0, err
+    assert report["reflection_failures"] > 0
+    assert report["best_prompt"] == report["seed_prompt"]  # nothing was proposed
+    assert report["rollouts"]["search"] <= 30

@@ -95,6 +95,11 @@ def print_summary(console: Console, summary: dict[str, Any], job_id: str) -> Non
         f"tokens: {tokens.get('total')} (policy {_sum(tokens.get('policy'))}, "
         f"reflection {_sum(tokens.get('reflection'))}); spend {spend}"
     )
+    if summary.get("reflection_failures"):
+        console.print(
+            f"[yellow]reflection failed {summary['reflection_failures']} time(s): "
+            "see the job's warnings[/yellow]"
+        )
     if summary.get("stop_reason"):
         console.print(f"stopped: {summary['stop_reason']}")
     for name, url in (summary.get("artifacts") or {}).items():
@@ -117,6 +122,7 @@ def json_report(summary: dict[str, Any], job_id: str) -> dict[str, Any]:
         "rollouts": summary.get("rollouts"),
         "tokens": summary.get("tokens"),
         "stop_reason": summary.get("stop_reason"),
+        "reflection_failures": summary.get("reflection_failures"),
         "canceled": summary.get("canceled"),
         "artifacts": summary.get("artifacts"),
     }

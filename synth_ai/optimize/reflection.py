@@ -9,7 +9,7 @@ config names.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from synth_ai.task import chat_completion
@@ -41,8 +41,11 @@ class ReflectionModel:
         loop: asyncio.AbstractEventLoop,
         http: SharedHttpClient,
         meter: TokenMeter,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
         self.url = chat_url(url)
+        self.on_failure = on_failure
+        self.failures = 0
         self.model = model
         self.loop = loop
         self.http = http
@@ -50,7 +53,13 @@ class ReflectionModel:
 
     def __call__(self, prompt: str | list[dict[str, Any]]) -> str:
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        return asyncio.run_coroutine_threadsafe(self.complete(messages), self.loop).result()
+        try:
+            return asyncio.run_coroutine_threadsafe(self.complete(messages), self.loop).result()
+        except Exception as exc:  # gepa skips the proposal; the run says why
+            self.failures += 1
+            if self.on_failure is not None:
+                self.on_failure(f"reflection failed: {exc}")
+            raise
 
     async def complete(self, messages: list[dict[str, Any]]) -> str:
         payload = {"model": self.model, "messages": messages, "max_tokens": MAX_REFLECTION_TOKENS}

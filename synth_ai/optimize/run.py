@@ -93,6 +93,7 @@ class OptimizeRun:
         self.recorder = Recorder(emitter, to_sections, resumed.get("candidates"))
         self.seed_validation: list[dict[str, Any]] = list(resumed.get("seed_validation") or [])
         self.test_rollouts = 0
+        self.reflection: ReflectionModel | None = None
         self.started = time.monotonic()
 
     def _emit(self, type: str, message: str | None = None, **data: Any) -> None:
@@ -137,6 +138,11 @@ class OptimizeRun:
             "stop_reason": self.budget.reason,
             "finished": finished,
         }
+
+    def _warn(self, message: str) -> None:
+        logger.warning("%s", message)
+        if self.emitter is not None:
+            self.emitter.emit_log(message, level="warning", type="prompt.learning.log")
 
     def _save(self) -> None:
         write_json(self.folder / STATE_NAME, self.state())
@@ -247,7 +253,9 @@ class OptimizeRun:
                     loop=loop,
                     http=http,
                     meter=self.meter,
+                    on_failure=self._warn,
                 )
+                self.reflection = reflection
                 with contextlib.suppress(Stop):  # stopped before the seed prompt was scored
                     await asyncio.to_thread(self._search, adapter, reflection)
                 summary = await self._finish(rollouts)
@@ -305,6 +313,7 @@ class OptimizeRun:
             },
             "tokens": self.meter.snapshot(),
             "stop_reason": self.budget.reason,
+            "reflection_failures": self.reflection.failures if self.reflection else 0,
             "canceled": canceled,
             "candidates": {
                 "attempted": len(self.recorder.candidates),
