@@ -41,6 +41,11 @@ from .records import CidTable, Exchange, Usage, new_cid
 
 MiB = 1024 * 1024
 MAX_MESSAGES = 4096
+KEEP_ALIVE_S = 65
+"""How long an idle connection from the app stays open: longer than clients keep idle ones
+(httpx: 5 s), so the client always closes first. Were the server to close at the moment the
+client reuses the connection, that rollout would fail as an infrastructure error, and the
+optimizer scores those 0 without retrying."""
 _GLUED_PATH = re.compile(r"^(?P<cid>[^/]*)/(?:v\d+/)?chat/completions$")
 
 
@@ -171,7 +176,7 @@ class Interceptor:
         one, does not matter); yields the base URL."""
         from synth_ai.task.serving import serve_in_background
 
-        with serve_in_background(self.app, host=self.host) as url:
+        with serve_in_background(self.app, host=self.host, timeout_keep_alive=KEEP_ALIVE_S) as url:
             self.base_url = url
             try:
                 yield url

@@ -178,8 +178,10 @@ def serve_in_background(
     port: int = 0,
     log_level: str = "warning",
     max_connections: int | None = None,
+    **options: Any,
 ) -> Iterator[str]:
-    """Serve `app` from a thread and yield its base URL; stop it on exit.
+    """Serve `app` from a thread and yield its base URL; stop it on exit. `options` go to
+    uvicorn's config.
 
     The socket is bound and listening before the thread starts, so the URL works at once:
     connections made before uvicorn is ready wait in the backlog instead of failing.
@@ -189,7 +191,11 @@ def serve_in_background(
     bound_port = sock.getsockname()[1]
     server = Server(
         uvicorn.Config(
-            app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5, **settings
+            app,
+            log_level=log_level,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            **{**settings, **options},
         )
     )
     thread = threading.Thread(
