@@ -155,3 +155,21 @@ def test_an_unreachable_reflection_model_is_reported_not_hidden(
     assert report["reflection_failures"] > 0
     assert report["best_prompt"] == report["seed_prompt"]  # nothing was proposed
     assert report["rollouts"]["search"] <= 30
+
+
+def test_prompt_template_delivery_improves_and_still_records(policy: str, tmp_path: Path) -> None:
+    """The math app declares `supports_prompt_template`: the candidate goes in
+    `policy.config.prompt_template` and the interceptor forwards the app's messages as sent, so
+    a seed prompt the app would never send on its own is what it sends (in interceptor
+    delivery the same config exits 3 at preflight)."""
+    config = tmp_path / "optimize.toml"
+    text = config_text("math", policy, system="Use the math_submit tool.", budget=40)
+    delivery = 'task_app_url = "math"\ndelivery = "prompt_template"'
+    config.write_text(text.replace('task_app_url = "math"', delivery))
+    code, report, err = optimize(config, "--jobs-db", str(tmp_path / "jobs.db"))
+    assert code == 0, err
+    assert report["best_score"]["test"] - report["seed_score"]["test"] >= 0.2, report
+    assert report["tokens"]["policy"]["prompt"] > 0  # recorded through the interceptor
+    config.write_text(text)
+    code, _, err = optimize(config, "--jobs-db", str(tmp_path / "jobs.db"))
+    assert code == 3 and "message 0 (system)" in err

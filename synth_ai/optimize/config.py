@@ -183,6 +183,10 @@ class PromptLearningSection(Strict):
     task_app_id: str | None = Field(default=None, max_length=256)
     env_config: dict[str, Any] = Field(default_factory=dict)
     results_folder: str | None = Field(default=None, max_length=4096)
+    delivery: Literal["interceptor", "prompt_template"] = "interceptor"
+    """How a candidate reaches the app: the interceptor rewrites the app's messages (any app),
+    or, for apps declaring `supports_prompt_template`, `policy.config.prompt_template` carries
+    it and the interceptor only records."""
     initial_prompt: InitialPromptSection
     policy: PolicySection
     gepa: GepaSection

@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +64,7 @@ class Rollouts:
         interceptor: Interceptor,
         meter: TokenMeter,
         *,
+        to_sections: Callable[[Candidate], list[dict[str, str]]],
         max_concurrent: int,
         tag: str = "pl",
     ) -> None:
@@ -71,25 +72,31 @@ class Rollouts:
         self.client = client
         self.interceptor = interceptor
         self.meter = meter
+        self.to_sections = to_sections
         self.limit = asyncio.Semaphore(max_concurrent)
         self.tag = tag
 
-    def request(self, seed: int, cid: str, run_id: str, inference_url: str) -> dict[str, Any]:
+    def request(
+        self, seed: int, cid: str, candidate: Candidate, inference_url: str
+    ) -> dict[str, Any]:
         policy = self.config.policy
         env_config: dict[str, Any] = {**self.config.env_config, "seed": seed}
+        policy_config: dict[str, Any] = {
+            "model": policy.model,
+            "provider": policy.provider,
+            "inference_url": inference_url,
+            "temperature": policy.temperature,
+            "max_completion_tokens": policy.max_completion_tokens,
+        }
+        if self.config.delivery == "prompt_template":
+            policy_config["prompt_template"] = self.to_sections(candidate)
         return {
-            "run_id": run_id,
+            "run_id": candidate_id(candidate),
             "trace_correlation_id": cid,
             "env": {"seed": seed, "config": env_config},
             "policy": {
                 "policy_name": policy.policy_name or policy.model,
-                "config": {
-                    "model": policy.model,
-                    "provider": policy.provider,
-                    "inference_url": inference_url,
-                    "temperature": policy.temperature,
-                    "max_completion_tokens": policy.max_completion_tokens,
-                },
+                "config": policy_config,
             },
             "mode": "eval",
             "record": {"return_trace": False},
@@ -100,9 +107,10 @@ class Rollouts:
         cid = f"{self.tag}-{ident}-{secrets.token_urlsafe(12)}"
         record = RolloutRecord(seed=seed, candidate_id=ident, cid=cid)
         async with self.limit:
-            url = self.interceptor.register(cid, candidate)
+            rewrite = self.config.delivery == "interceptor"
+            url = self.interceptor.register(cid, candidate, rewrite=rewrite)
             try:
-                response = await self.client.rollout(self.request(seed, cid, ident, url))
+                response = await self.client.rollout(self.request(seed, cid, candidate, url))
             except TaskAppClientError as exc:
                 record.status, record.error = "error", f"{exc.code}: {exc.message}"[:500]
             else:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -58,7 +59,7 @@ class OptimizeRun:
         *,
         interceptor: Interceptor,
         seed_candidate: Candidate,
-        to_sections: Any,
+        to_sections: Callable[[Candidate], list[dict[str, str]]],
         folder: Path,
         emitter: JobEmitter | None = None,
         cancel: asyncio.Event | None = None,
@@ -221,6 +222,7 @@ class OptimizeRun:
                     client,
                     self.interceptor,
                     self.meter,
+                    to_sections=self.to_sections,
                     max_concurrent=self.gepa_config.rollout.max_concurrent,
                 )
                 await self._preflight(client, rollouts)
