@@ -179,3 +179,39 @@ def test_ctrl_c_stops_at_the_next_batch_with_exit_130(policy: str, tmp_path: Pat
     finally:
         gate.unlink(missing_ok=True)
         stop_server(app, log)
+
+
+def test_kill_9_of_the_jobs_server_then_resume_there(policy: str, tmp_path: Path) -> None:
+    app, url, log, gate, mark = gated_app(tmp_path, after=20)
+    db = str(tmp_path / "jobs.db")
+    jobs, jobs_url, jobs_log = start_server(["jobs", "serve", "--db", db], ready="  event log:")
+    follower = None
+    try:
+        config = tmp_path / "optimize.toml"
+        config.write_text(config_text(url, policy))
+        follower = cli(["optimize", str(config), "--jobs-url", jobs_url], tmp_path)
+        wait_for(mark, follower)
+        headers = {"X-API-Key": KEY}
+        (job,) = httpx.get(f"{jobs_url}/api/jobs", headers=headers).json()["jobs"]
+        jobs.send_signal(signal.SIGKILL)
+        jobs.wait(timeout=10)
+        stop_server(jobs, jobs_log)
+        follower.kill()  # it would wait for the server to come back
+        follower.communicate(timeout=30)
+        gate.unlink()
+        jobs, jobs_url, jobs_log = start_server(["jobs", "serve", "--db", db], ready="  event log:")
+        resumed = cli(
+            ["optimize", "--resume", job["job_id"], "--jobs-url", jobs_url, "--json"], tmp_path
+        )
+        out, err = resumed.communicate(timeout=120)
+        assert resumed.returncode == 0, err
+        report = json.loads(out)
+        assert report["rollouts"]["search"] <= BUDGET
+        assert report["best_score"]["test"] - report["seed_score"]["test"] >= 0.2
+        assert rollouts_logged(log) <= BUDGET + 2 * len(TEST_POOL)
+    finally:
+        if follower is not None and follower.poll() is None:
+            follower.kill()
+        gate.unlink(missing_ok=True)
+        stop_server(app, log)
+        stop_server(jobs, jobs_log)

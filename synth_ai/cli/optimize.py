@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -153,9 +154,9 @@ def optimize_main(
     try:
         if resume is not None:
             if jobs_url:
-                scratch = jobs_db.with_suffix(".artifacts") / f"resume-{resume}"
-                asyncio.run(_remote_state(resume, jobs_url, jobs_api_key, scratch))
-                state = read_state(scratch)
+                with tempfile.TemporaryDirectory() as scratch:
+                    asyncio.run(_remote_state(resume, jobs_url, jobs_api_key, Path(scratch)))
+                    state = read_state(Path(scratch))
             else:
                 state = _stored_state(resume, jobs_db)
             config = parse_config({"prompt_learning": state["config"]})
