@@ -176,6 +176,18 @@ def test_ctrl_c_stops_at_the_next_batch_with_exit_130(policy: str, tmp_path: Pat
         best = json.loads((job_dir / "best_prompt.json").read_text())
         assert best["seed_score"]["validation"] is not None
         assert json.loads((job_dir / "run_state.json").read_text())["stop_reason"] == "canceled"
+
+        jobs_db = str(tmp_path / "jobs.db")
+        resumed = cli(
+            ["optimize", "--resume", job_dir.name, "--jobs-db", jobs_db, "--json"], tmp_path
+        )
+        out, err = resumed.communicate(timeout=120)
+        assert resumed.returncode == 0, err  # a canceled run may resume
+        report = json.loads(out)
+        assert report["rollouts"]["search"] <= BUDGET
+        again = cli(["optimize", "--resume", report["job_id"], "--jobs-db", jobs_db], tmp_path)
+        _, err = again.communicate(timeout=60)
+        assert again.returncode == 2 and "finished; nothing to resume" in err
     finally:
         gate.unlink(missing_ok=True)
         stop_server(app, log)

@@ -159,6 +159,8 @@ def optimize_main(
                     state = read_state(Path(scratch))
             else:
                 state = _stored_state(resume, jobs_db)
+            if state.get("finished"):
+                raise ConfigError(f"--resume {resume}: that run finished; nothing to resume")
             config = parse_config({"prompt_learning": state["config"]})
             app_reference = state.get("app_reference")
         else:

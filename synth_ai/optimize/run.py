@@ -64,7 +64,7 @@ class OptimizeRun:
         emitter: JobEmitter | None = None,
         cancel: asyncio.Event | None = None,
         api_key: str | None = None,
-        artifact_url: Any = None,
+        artifact_url: Callable[[str], str] | None = None,
         resumed: dict[str, Any] | None = None,
         app_reference: str | None = None,
     ) -> None:
@@ -96,6 +96,8 @@ class OptimizeRun:
         self.test_rollouts = 0
         self.reflection: ReflectionModel | None = None
         self.started = time.monotonic()
+        self.spent_before = self.budget.spent
+        """Rollouts spent before this process took over (a resumed run's): not in its rate."""
 
     def _emit(self, type: str, message: str | None = None, **data: Any) -> None:
         if self.emitter is not None:
@@ -110,6 +112,7 @@ class OptimizeRun:
 
     def progress(self) -> None:
         spent, total = self.budget.spent, self.budget.limit
+        done = spent - self.spent_before
         elapsed = time.monotonic() - self.started
         tokens = self.meter.snapshot()
         self._emit(
@@ -119,7 +122,7 @@ class OptimizeRun:
             rollouts_completed=spent,
             percent_rollouts=round(100.0 * spent / total, 2),
             elapsed_seconds=round(elapsed, 3),
-            eta_seconds=round(elapsed / spent * (total - spent), 3) if spent else None,
+            eta_seconds=round(elapsed / done * (total - spent), 3) if done > 0 else None,
             tokens_used=tokens["total"],
             token_budget=tokens["max_limit"],
             spend_usd=tokens["spend_usd"],
@@ -338,7 +341,9 @@ class OptimizeRun:
         await asyncio.to_thread(
             write_json, self.folder / CANDIDATES_NAME, {"candidates": self.recorder.candidates}
         )
-        await asyncio.to_thread(write_json, self.folder / STATE_NAME, self.state(finished=True))
+        await asyncio.to_thread(
+            write_json, self.folder / STATE_NAME, self.state(finished=not summary["canceled"])
+        )
         artifacts = {
             name: self.artifact_url(name) for name in (BEST_NAME, CANDIDATES_NAME, STATE_NAME)
         }
