@@ -121,7 +121,10 @@ async def test_unknown_cids_are_refused_in_the_openai_shape(proxy: Interceptor) 
     async with httpx.AsyncClient(base_url=proxy.base_url or "") as client:
         for path in ("/v1/chat/completions?cid=other", "/v1/chat/completions", "/cid/x/v1"):
             answer = await client.post(path, json=chat_body())
-            assert answer.status_code in (404, 405), path
+            assert answer.status_code == 404, path
+            assert answer.json()["detail"]["error"]["code"] in ("unknown_cid", "not_found")
+        wrong_method = await client.get("/v1/chat/completions?cid=known-cid")
+        assert wrong_method.json()["error"]["code"] == "method_not_allowed"
         answer = await client.post("/v1/chat/completions?cid=other", json=chat_body())
     assert answer.status_code == 404
     assert answer.json()["error"]["code"] == "unknown_cid"
@@ -193,7 +196,7 @@ async def test_huge_and_malformed_bodies_are_refused(proxy: Interceptor) -> None
         streaming = await client.post(url, json={**chat_body(), "stream": True})
     assert (huge.status_code, huge.json()["error"]["code"]) == (413, "request_too_large")
     assert streamed.status_code == 413
-    assert not_json.status_code == 400 and nan.status_code in (400, 422)
+    assert not_json.status_code == 400 and nan.status_code == 422
     assert no_messages.status_code == 400
     assert streaming.json()["error"]["code"] == "stream_unsupported"
     assert proxy.release(cid) == []
@@ -379,3 +382,39 @@ def test_a_call_still_in_flight_when_its_cid_is_released_is_not_recorded(attempt
             assert result[0].status_code == 200  # the app still gets its answer
             assert interceptor.release(cid) == []  # not the new registration's
             assert interceptor.usage.calls == 1
+
+
+@synchronously
+async def test_an_upstream_refusal_reaches_the_app_unchanged_and_is_recorded(
+    upstream: tuple[Upstream, str],
+) -> None:
+    # the stand-in's reflection model refuses a request with no instruction block
+    interceptor = Interceptor(MATH_PROMPT, upstream[1], model="offline-reflection")
+    async with interceptor:
+        cid = new_cid()
+        url = interceptor.register(cid, MATH_PROMPT.seed_candidate())
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(url, json=chat_body())
+    assert answer.status_code == 400
+    assert "```" in answer.json()["error"]["message"]  # the upstream's own words
+    [exchange] = interceptor.release(cid)
+    assert exchange.status == 400 and exchange.error == "The policy endpoint answered HTTP 400."
+
+
+@synchronously
+async def test_calls_past_the_record_cap_are_summed_so_no_token_goes_uncounted(
+    upstream: tuple[Upstream, str],
+) -> None:
+    interceptor = Interceptor(MATH_PROMPT, upstream[1], max_records_per_cid=2)
+    async with interceptor:
+        cid = new_cid()
+        url = interceptor.register(cid, MATH_PROMPT.seed_candidate())
+        async with httpx.AsyncClient() as client:
+            for n in range(5):
+                answer = await client.post(url, json=chat_body(problem=f"Compute {n} + 1."))
+                assert answer.status_code == 200
+        first, second, summary = interceptor.release(cid)
+    assert first.wildcards == {"query": "Compute 0 + 1."} and second.omitted == 0
+    assert (summary.omitted, summary.messages, summary.error) == (3, [], None)
+    assert summary.usage.calls == 3
+    assert first.usage + second.usage + summary.usage == interceptor.usage

@@ -145,3 +145,55 @@ def test_a_candidate_must_name_exactly_the_components() -> None:
     MATH.check_candidate({"system": "s", "user": "u"})
     with pytest.raises(ValueError, match="missing user; unknown 'assistant'"):
         MATH.check_candidate({"system": "s", "assistant": "a"})
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+MESSAGE = st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "user", "assistant", 7]) | JSON},
+    optional={"content": JSON | st.just("Problem: x") | st.just(MATH.messages[0].pattern)},
+)
+
+
+@given(messages=st.lists(MESSAGE | JSON, max_size=4))
+def test_any_messages_either_match_or_are_a_named_mismatch(messages: list[object]) -> None:
+    try:
+        values = match(MATH, messages)
+    except PromptMismatch as exc:
+        assert str(exc).startswith(f"message {exc.index}")
+    else:
+        assert set(values) == {"query"}
+
+
+@st.composite
+def prompts_and_values(draw: st.DrawFn) -> tuple[InitialPrompt, dict[str, str]]:
+    """A prompt of 1-3 messages whose patterns interleave tricky text and wildcards."""
+    names = draw(st.lists(st.sampled_from(["a", "b", "c", "query"]), min_size=0, max_size=4))
+    messages = []
+    for order in range(draw(st.integers(1, 3))):
+        pattern = draw(TRICKY)
+        for name in draw(st.lists(st.sampled_from(names), max_size=3)) if names else []:
+            pattern += "{" + name + "}" + draw(TRICKY.filter(bool))
+        messages.append(PromptMessage(draw(st.sampled_from(["system", "user"])), pattern, order))
+    values = {name: draw(TRICKY) for name in set(names)}
+    return InitialPrompt(messages, dict.fromkeys(names, REQUIRED)), values
+
+
+@given(case=prompts_and_values())
+def test_matching_never_answers_values_other_than_those_sent(
+    case: tuple[InitialPrompt, dict[str, str]],
+) -> None:
+    """The property behind "never guess": a match answers exactly the values rendered, or
+    refuses; it never answers different ones."""
+    prompt, values = case
+    messages = render(prompt.seed_candidate(), prompt, values)
+    used = {n for m in prompt.messages for n in values if "{" + n + "}" in m.pattern}
+    try:
+        assert match(prompt, messages) == {n: values[n] for n in used}
+    except PromptMismatch as exc:
+        assert "more than one way" in str(exc)

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -58,6 +59,14 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
         },
         status_code=status,
     )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such path, wrong method) in the same shape."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+    message = "POST chat completions to /v1/chat/completions?cid=<cid>."
+    return _error(status, code, message)
 
 
 class _Refused(Exception):
@@ -137,6 +146,7 @@ class Interceptor:
                     "/cid/{cid}/chat/completions",
                 )
             ],
+            exception_handlers={HTTPException: _http_error},
             lifespan=self._lifespan,
         )
 
@@ -153,9 +163,6 @@ class Interceptor:
         self.initial.check_candidate(candidate)
         self.table.register(cid, candidate, rewrite=rewrite)
         return f"{self.base_url}/v1/chat/completions?{urlencode({'cid': cid})}"
-
-    def new_cid(self, prefix: str = "cand") -> str:
-        return new_cid(prefix)
 
     def records(self, cid: str) -> list[Exchange]:
         """The calls recorded under `cid` so far."""
@@ -253,7 +260,7 @@ class Interceptor:
         try:
             body = loads_strict(b"".join(chunks))
         except TaskAppError as exc:
-            raise _Refused(400, exc.code, exc.message) from None
+            raise _Refused(exc.status, exc.code, exc.message) from None
         if not isinstance(body, dict):
             raise _Refused(400, "invalid_request", "The body must be a JSON object.")
         messages = body.get("messages")

@@ -60,6 +60,10 @@ class Exchange:
     for a call refused before forwarding, the app's own. `output` is the answer's text content.
     `error` says why a call was refused or failed (`None` when the upstream answered a chat
     completion). Never holds a key.
+
+    Past a cid's record cap, calls are summed into one last record instead: `omitted` says how
+    many, `usage` holds their tokens (so summing `usage` over the records counts every call),
+    and it carries no messages, output or error.
     """
 
     messages: list[dict[str, Any]]
@@ -70,6 +74,7 @@ class Exchange:
     usage: Usage = Usage()
     error: str | None = None
     latency_s: float = 0.0
+    omitted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +90,14 @@ class Registration:
 class _Slot:
     registration: Registration
     exchanges: list[Exchange] = field(default_factory=list)
-    usage: Usage = Usage()
+    omitted: int = 0
+    omitted_usage: Usage = Usage()
+
+    def records(self) -> list[Exchange]:
+        if not self.omitted:
+            return list(self.exchanges)
+        summary = Exchange([], {}, 200, usage=self.omitted_usage, omitted=self.omitted)
+        return [*self.exchanges, summary]
 
 
 class CidTable:
@@ -118,37 +130,31 @@ class CidTable:
             return slot.registration if slot is not None else None
 
     def record(self, cid: str, registration: Registration, exchange: Exchange) -> None:
-        """Keep `exchange` under `cid`, unless its records are full or the registration the
-        call was served under is gone (released, even if the cid was registered again since)."""
+        """Keep `exchange` under `cid` (summed into the last record once the records are full),
+        unless the registration the call was served under is gone (released, even if the cid
+        was registered again since)."""
         with self._lock:
             self._usage += exchange.usage
             slot = self._slots.get(cid)
             if slot is None or slot.registration is not registration:
                 return
-            slot.usage += exchange.usage
             if len(slot.exchanges) < self.max_records:
                 slot.exchanges.append(exchange)
+            else:
+                slot.omitted += 1
+                slot.omitted_usage += exchange.usage
 
     def records(self, cid: str) -> list[Exchange]:
         with self._lock:
             slot = self._slots.get(cid)
-            return list(slot.exchanges) if slot is not None else []
-
-    def usage_of(self, cid: str) -> Usage:
-        with self._lock:
-            slot = self._slots.get(cid)
-            return slot.usage if slot is not None else Usage()
+            return slot.records() if slot is not None else []
 
     def release(self, cid: str) -> list[Exchange]:
         with self._lock:
             slot = self._slots.pop(cid, None)
-            return slot.exchanges if slot is not None else []
+            return slot.records() if slot is not None else []
 
     @property
     def usage(self) -> Usage:
         with self._lock:
             return self._usage
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._slots)
