@@ -21,6 +21,8 @@ from gepa.core.state import GEPAState
 
 from .rollouts import Candidate, RolloutRecord, Rollouts, candidate_id, feedback
 
+MAX_CALLS_SHOWN = 8
+"""Policy calls of one rollout shown to reflection (a long multi-turn rollout is cut here)."""
 BatchHook = Callable[[Candidate, list[RolloutRecord]], None]
 
 
@@ -127,28 +129,25 @@ class RolloutAdapter(GEPAAdapter[int, RolloutRecord, dict[str, Any]]):
         eval_batch: EvaluationBatch[RolloutRecord, dict[str, Any]],
         components_to_update: list[str],
     ) -> dict[str, list[dict[str, Any]]]:
-        """Per component: what the model was shown, what it answered (text and tool calls),
-        and the reward with the app's `metrics.details` as feedback."""
-        records = eval_batch.trajectories or []
-        dataset: dict[str, list[dict[str, Any]]] = {}
-        for component in components_to_update:
-            rows = []
-            for record in records:
-                exchange = record.exchanges[0] if record.exchanges else None
-                rows.append(
-                    {
-                        "Inputs": {
-                            "seed": record.seed,
-                            "messages": exchange.messages if exchange else [],
-                        },
-                        "Generated Outputs": {
-                            "text": exchange.output if exchange else None,
-                            "tool_calls": exchange.tool_calls if exchange else [],
-                        },
-                        "Feedback": feedback(record),
-                        "score": record.score,
-                        "component": component,
-                    }
-                )
-            dataset[component] = rows
-        return dataset
+        """Per component, per rollout: its inputs (the wildcard values the app filled in), what
+        the model answered on each call (text and tool calls), and the reward with the app's
+        `metrics.details` as feedback. The same rows serve every component: the feedback is
+        about the whole prompt."""
+        rows = [reflective_row(record) for record in eval_batch.trajectories or []]
+        return {component: rows for component in components_to_update}
+
+
+def reflective_row(record: RolloutRecord) -> dict[str, Any]:
+    exchanges = record.exchanges[:MAX_CALLS_SHOWN]
+    inputs: dict[str, Any] = {"seed": record.seed}
+    if exchanges and exchanges[0].wildcards:
+        inputs.update(exchanges[0].wildcards)
+    elif exchanges and exchanges[0].messages:  # delivered as a prompt template: no wildcards
+        inputs["messages"] = exchanges[0].messages
+    outputs = [{"text": e.output, "tool_calls": e.tool_calls} for e in exchanges]
+    return {
+        "Inputs": inputs,
+        "Generated Outputs": outputs[0] if len(outputs) == 1 else outputs,
+        "Feedback": feedback(record),
+        "score": record.score,
+    }

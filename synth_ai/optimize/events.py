@@ -101,6 +101,8 @@ class Recorder:
             if not baseline:
                 self._proposal(candidate, accepted=True, before=before, after=after)
             self._child = None
+        if baseline:
+            self.iteration_metrics(0)
         self.emit(
             "prompt.learning.validation.scored",
             f"{'seed prompt' if baseline else ident}: validation {average:.3f}",
