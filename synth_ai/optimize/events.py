@@ -148,6 +148,47 @@ class Recorder:
                 name, value, step=step, split="eval", type="prompt.learning.metric"
             )
 
+    def final_events(self, summary: dict[str, Any]) -> None:
+        """The artifacts, the best prompt, every candidate and the end, in the published
+        order."""
+        for name, url in summary.get("artifacts", {}).items():
+            kind = name.split(".")[0]
+            self.emit(f"artifact.{kind}", kind=kind, url=url)
+        best_score, test = summary["best_score"], summary["best_score"]["test"]
+        self.emit(
+            "prompt.learning.best.prompt",
+            f"best prompt {summary['best_candidate_id']}",
+            best_prompt=summary["best_prompt"],
+            best_score=best_score["validation"],
+            test_score=test,
+            candidate_id=summary["best_candidate_id"],
+        )
+        self.emit(
+            "prompt.learning.final.results",
+            "final results",
+            optimized_candidates=[
+                {
+                    "id": c["id"],
+                    "validation_score": c.get("validation_score"),
+                    "sections": c["sections"],
+                }
+                for c in self.accepted
+            ],
+            attempted_candidates=[
+                {"id": c["id"], "accepted": c["accepted"], "parent": c["parent"]}
+                for c in self.candidates
+            ],
+            seed_score=summary["seed_score"],
+            best_score=best_score,
+        )
+        self.emit(
+            "prompt.learning.gepa.complete",
+            f"GEPA finished ({summary['stop_reason'] or 'search ended'})",
+            rollouts=summary["rollouts"],
+            tokens=summary["tokens"],
+            stop_reason=summary["stop_reason"],
+        )
+
     def _entry(
         self,
         candidate: Candidate,

@@ -325,12 +325,10 @@ class OptimizeRun:
                 "accepted": len(self.recorder.accepted),
             },
         }
-        await self._store(summary, best, best_test)
+        await self._store(summary)
         return summary
 
-    async def _store(
-        self, summary: dict[str, Any], best: dict[str, Any] | None, best_test: float | None
-    ) -> None:
+    async def _store(self, summary: dict[str, Any]) -> None:
         best_doc = {
             "candidate_id": summary["best_candidate_id"],
             "best_prompt": summary["best_prompt"],
@@ -348,41 +346,7 @@ class OptimizeRun:
             name: self.artifact_url(name) for name in (BEST_NAME, CANDIDATES_NAME, STATE_NAME)
         }
         summary["artifacts"] = artifacts
-        for name, url in artifacts.items():
-            self._emit(f"artifact.{name.split('.')[0]}", kind=name.split(".")[0], url=url)
-        self._emit(
-            "prompt.learning.best.prompt",
-            f"best prompt {summary['best_candidate_id']}",
-            best_prompt=summary["best_prompt"],
-            best_score=summary["best_score"]["validation"],
-            test_score=best_test,
-            candidate_id=summary["best_candidate_id"],
-        )
-        self._emit(
-            "prompt.learning.final.results",
-            "final results",
-            optimized_candidates=[
-                {
-                    "id": c["id"],
-                    "validation_score": c.get("validation_score"),
-                    "sections": c["sections"],
-                }
-                for c in self.recorder.accepted
-            ],
-            attempted_candidates=[
-                {"id": c["id"], "accepted": c["accepted"], "parent": c["parent"]}
-                for c in self.recorder.candidates
-            ],
-            seed_score=summary["seed_score"],
-            best_score=summary["best_score"],
-        )
-        self._emit(
-            "prompt.learning.gepa.complete",
-            f"GEPA finished ({summary['stop_reason'] or 'search ended'})",
-            rollouts=summary["rollouts"],
-            tokens=summary["tokens"],
-            stop_reason=summary["stop_reason"],
-        )
+        self.recorder.final_events(summary)
         if summary["canceled"]:
             await self._status(JobState.CANCELED, "canceled; best so far stored", summary=summary)
         else:
