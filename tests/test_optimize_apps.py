@@ -173,3 +173,19 @@ def test_prompt_template_delivery_improves_and_still_records(policy: str, tmp_pa
     config.write_text(text)
     code, _, err = optimize(config, "--jobs-db", str(tmp_path / "jobs.db"))
     assert code == 3 and "message 0 (system)" in err
+
+
+@pytest.mark.parametrize("dead", ["app", "policy"])
+def test_an_unreachable_app_or_policy_exits_3_at_preflight(
+    dead: str, policy: str, tmp_path: Path
+) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    config = tmp_path / "optimize.toml"
+    if dead == "app":
+        config.write_text(config_text(nowhere, policy))
+    else:
+        config.write_text(config_text("math", nowhere))
+    code, report, err = optimize(config, "--jobs-db", str(tmp_path / "jobs.db"))
+    assert code == 3, err
+    assert ("/health check failed" if dead == "app" else "preflight rollout") in err
+    assert report == {}

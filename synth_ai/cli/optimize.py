@@ -26,7 +26,7 @@ from synth_ai.optimize.config import ConfigError, load_config, parse_config
 from synth_ai.optimize.job_kind import KIND, PromptLearningJob, run_job
 from synth_ai.optimize.run import PreflightFailed
 from synth_ai.optimize.state import STATE_NAME, read_state, write_json
-from synth_ai.task import TaskAppClient
+from synth_ai.task import TaskAppClient, TaskAppClientError
 
 from .app_target import serve_target
 from .optimize_report import LiveView, json_report, print_summary, progress_bar
@@ -169,6 +169,8 @@ def optimize_main(
         section = config.prompt_learning
     except (ConfigError, ValueError) as exc:
         raise BadConfig(str(exc)) from None
+    except TaskAppClientError as exc:  # the jobs server does not know the job, or is down
+        raise BadConfig(f"--resume {resume}: {exc}") from None
     with contextlib.ExitStack() as stack:
         target = app_reference or section.task_app_url
         url = serve_target(stack, target)
@@ -190,6 +192,8 @@ def optimize_main(
         except PreflightFailed as exc:
             click.echo(f"Error: {exc}", err=True)
             raise SystemExit(UNREACHABLE) from None
+        except TaskAppClientError as exc:  # the jobs server refused the job, or is down
+            raise click.ClickException(f"jobs server {jobs_url}: {exc}") from None
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             raise SystemExit(INTERRUPTED) from None
