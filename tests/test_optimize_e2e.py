@@ -72,9 +72,10 @@ llm_inference_url = "{policy}/v1"
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     env = {**os.environ, "ENVIRONMENT_API_KEY": KEY}
     db = str(tmp_path_factory.mktemp("jobs") / "jobs.db")
+    traces = tmp_path_factory.mktemp("traces")
     started = [
         start_server(["policy", "serve", "--offline"], env=env),
-        start_server(["serve", "math"], env=env),
+        start_server(["serve", "math", "--trace", str(traces)], env=env),
         start_server(["jobs", "serve", "--db", db], env=env, ready="  event log:"),
     ]
     try:
@@ -84,6 +85,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             "app_log": started[1][2],
             "jobs": started[2][1],
             "logs": [output for _, _, output in started],
+            "traces": traces / "synth_ai.db",
         }
     finally:
         for process, _, output in started:
@@ -163,6 +165,32 @@ def test_the_best_prompt_beats_the_seed_on_the_test_pool(
     for name in ("best_prompt.json", "candidates.json", "run_state.json"):
         answer = httpx.get(f"{artifacts}/{name}", headers={"X-API-Key": KEY})
         assert answer.status_code == 200 and KEY not in answer.text
+
+    # each rollout's trace names the candidate it scored
+    candidates = httpx.get(f"{artifacts}/candidates.json", headers={"X-API-Key": KEY}).json()
+    known = {c["id"] for c in candidates["candidates"]}
+    listed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "synth_ai",
+            "traces",
+            "list",
+            "--db",
+            str(servers["traces"]),
+            "--json",
+            "--limit",
+            "10000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    sessions = json.loads(listed.stdout)["sessions"]
+    mine = [s for s in sessions if s["metadata"]["run_id"] in known]
+    assert len(mine) == made  # every rollout of this run, each under a candidate it tried
+    assert all(s["session_id"].startswith(f"pl-{s['metadata']['run_id']}-") for s in sessions)
 
 
 def test_a_prompt_the_app_does_not_send_exits_3_after_one_preflight_rollout(
