@@ -156,6 +156,9 @@ def test_the_best_prompt_beats_the_seed_on_the_test_pool(
     assert baseline["is_baseline"] and len(baseline["instance_scores"]) == 8
     best_prompt = next(e for e in events if e["type"] == "prompt.learning.best.prompt")
     assert best_prompt["best_prompt"]["sections"][0]["role"] == "system"
+    metrics = {(e["name"], e["step"]) for e in events if e["type"] == "prompt.learning.metric"}
+    assert {("best_validation_score", 0), ("mean_validation_score", 0)} <= metrics
+    assert max(step for _, step in metrics) >= 1  # one pair per iteration
     final = next(e for e in events if e["type"] == "prompt.learning.final.results")
     assert len(final["attempted_candidates"]) >= len(final["optimized_candidates"]) >= 2
     for event in events:
