@@ -75,8 +75,15 @@ class Recorder:
         if self._child is None or self._parent is None:
             return
         before, after = float(event["old_score"]), float(event["new_score"])
+        same = self._child == self._parent
         self._add(
-            self._entry(self._child, accepted=False, minibatch=(before, after), parent=self._parent)
+            self._entry(
+                self._child,
+                accepted=False,
+                minibatch=(before, after),
+                parent=self._parent,
+                reason="reflection proposed no change" if same else None,
+            )
         )
         self._proposal(self._child, accepted=False, before=before, after=after)
         self._child = None
