@@ -172,6 +172,13 @@ def test_the_best_prompt_beats_the_seed_on_the_test_pool(
     # each rollout's trace names the candidate it scored
     candidates = httpx.get(f"{artifacts}/candidates.json", headers={"X-API-Key": KEY}).json()
     known = {c["id"] for c in candidates["candidates"]}
+    (seed_entry,) = [c for c in candidates["candidates"] if c.get("baseline")]
+    assert seed_entry["parent"] is None and seed_entry["accepted"]
+    for entry in candidates["candidates"]:
+        assert entry is seed_entry or entry["parent"] in known
+        if entry["accepted"]:
+            assert len(entry["validation"]) == 8
+    assert sum(c["accepted"] for c in candidates["candidates"]) >= 2  # the seed and a better one
     listed = subprocess.run(
         [
             sys.executable,
