@@ -133,8 +133,12 @@ def test_a_token_limit_stops_the_run_with_its_best_so_far(policy: str, tmp_path:
     config = tmp_path / "optimize.toml"
     text = config_text("math", policy) + "\n[prompt_learning.gepa.token]\nmax_limit = 600\n"
     config.write_text(text)
-    code, report, err = optimize(config, "--jobs-db", str(tmp_path / "jobs.db"))
-    assert code == 0, err
+    code, report, err = optimize(
+        config, "--jobs-db", str(tmp_path / "jobs.db"), "--fail-under", "0.9"
+    )
+    assert code == 1, err  # the seed's test score is the best there is, and under 0.9
+    assert "under 0.9" in err
+    assert report["best_score"]["test"] < 0.9
     assert report["stop_reason"].startswith("token limit reached")
     assert report["rollouts"]["search"] < 60
     assert report["best_score"]["validation"] is not None
