@@ -120,6 +120,12 @@ def test_the_test_pool_never_overlaps_the_search() -> None:
     assert "test_pool must not share seeds" in refusal(data)
 
 
+def test_a_seed_listed_twice_is_refused() -> None:
+    data = document()
+    data["prompt_learning"]["gepa"]["evaluation"]["validation_seeds"] = [4, 4]
+    assert "validation_seeds lists a seed twice" in refusal(data)
+
+
 def test_a_key_is_never_echoed() -> None:
     data = document()
     data["prompt_learning"]["task_app_api_key"] = ["sk-secret-value"]

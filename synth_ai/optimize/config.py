@@ -161,6 +161,10 @@ class GepaSection(Strict):
     @model_validator(mode="after")
     def _pools(self) -> GepaSection:
         evaluation = self.evaluation
+        for name in ("seeds", "validation_seeds", "test_pool"):
+            pool = getattr(evaluation, name)
+            if len(set(pool)) != len(pool):
+                raise ValueError(f"evaluation.{name} lists a seed twice")
         seen = set(evaluation.seeds) | set(evaluation.validation_seeds)
         if seen & set(evaluation.test_pool):
             raise ValueError(
