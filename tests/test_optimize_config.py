@@ -102,6 +102,13 @@ def test_an_unknown_key_is_named(path: tuple[str, ...], expected: str) -> None:
     assert expected in refusal(data)
 
 
+@pytest.mark.parametrize("key", ["population", "mutation_rate"])
+def test_settings_local_gepa_lacks_are_refused_not_ignored(key: str) -> None:
+    data = document()
+    data["prompt_learning"]["gepa"][key] = {"initial_size": 20} if key == "population" else 0.3
+    assert refusal(data).startswith(f"prompt_learning.gepa: {key} is a setting of the hosted")
+
+
 def test_mipro_is_refused_in_one_line() -> None:
     data = document()
     data["prompt_learning"]["algorithm"] = "mipro"

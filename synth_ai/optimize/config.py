@@ -76,15 +76,12 @@ class EvaluationSection(Strict):
     seeds: list[Seed] = Field(min_length=1, max_length=MAX_SEEDS)
     validation_seeds: list[Seed] = Field(min_length=1, max_length=MAX_SEEDS)
     test_pool: list[Seed] = Field(min_length=1, max_length=MAX_SEEDS)
-    validation_pool: str | None = Field(default=None, max_length=256)
-    validation_top_k: int | None = Field(default=None, ge=1, le=10_000)
 
 
 class MutationSection(Strict):
     llm_model: str = Field(min_length=1, max_length=256)
     llm_inference_url: str = Field(max_length=2048, pattern=r"^https?://\S+$")
     llm_provider: str | None = Field(default=None, max_length=64)
-    rate: float | None = Field(default=None, ge=0, le=1)
     prompt: str | None = Field(default=None, max_length=100_000)
     """gepa's reflection template; must hold `<curr_param>` and `<side_info>`."""
 
@@ -118,9 +115,6 @@ FLAT_KEYS: dict[str, tuple[str, str]] = {
     "evaluation_seeds": ("evaluation", "seeds"),
     "validation_seeds": ("evaluation", "validation_seeds"),
     "test_pool": ("evaluation", "test_pool"),
-    "validation_pool": ("evaluation", "validation_pool"),
-    "validation_top_k": ("evaluation", "validation_top_k"),
-    "mutation_rate": ("mutation", "rate"),
     "mutation_llm_model": ("mutation", "llm_model"),
     "mutation_llm_provider": ("mutation", "llm_provider"),
     "mutation_llm_inference_url": ("mutation", "llm_inference_url"),
@@ -132,6 +126,46 @@ FLAT_KEYS: dict[str, tuple[str, str]] = {
 }
 """The published format's flat legacy keys of `[prompt_learning.gepa]` and where they go; a
 nested value wins over a flat one, as the published parser had it."""
+
+
+SEARCH_SETTINGS = (
+    "population",
+    "archive",
+    "modules",
+    "metaprompt",
+    "initial_population_size",
+    "num_generations",
+    "children_per_generation",
+    "crossover_rate",
+    "selection_pressure",
+    "patience_generations",
+    "archive_size",
+    "pareto_set_size",
+    "pareto_eps",
+    "feedback_fraction",
+    "mutation_rate",
+    "validation_pool",
+    "validation_top_k",
+)
+"""Published keys of the hosted optimizer's search that the `gepa` library has no setting
+for: refused by name rather than silently ignored (`mutation.prompt` replaces `metaprompt`)."""
+NESTED_SEARCH_SETTINGS = {
+    "mutation": ("rate",),
+    "evaluation": ("validation_pool", "validation_top_k"),
+}
+
+
+def refuse_search_settings(data: dict[str, Any]) -> None:
+    named = [key for key in SEARCH_SETTINGS if key in data]
+    for section, keys in NESTED_SEARCH_SETTINGS.items():
+        inner = data.get(section)
+        if isinstance(inner, dict):
+            named += [f"{section}.{key}" for key in keys if key in inner]
+    if named:
+        raise ValueError(
+            f"{named[0]} is a setting of the hosted optimizer that local GEPA does not have; "
+            "remove it"
+        )
 
 
 class GepaSection(Strict):
@@ -149,6 +183,7 @@ class GepaSection(Strict):
     def _nest_flat_keys(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
+        refuse_search_settings(data)
         nested = {key: value for key, value in data.items() if key not in FLAT_KEYS}
         for key, (section, field) in FLAT_KEYS.items():
             if key not in data:
