@@ -13,12 +13,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import httpx
+
 if TYPE_CHECKING:
     from .contracts import RolloutResponse
 
 CID_PARAM = "cid"
 URL_CID_PARAMS = ("cid", "trace_correlation_id", "trace")
 INFERENCE_URL_KEYS = ("inference_url", "api_base", "base_url")
+MAX_URL_CHARS = 8192
+"""Longer than any real endpoint; well under what httpx refuses (64 KiB)."""
 _VERSION_SEGMENT = re.compile(r"/v\d+$")
 _MISPLACED_PATH = re.compile(r"^(?P<query>[^/]*)(?P<path>/(?:v\d+/)?chat/completions)$")
 
@@ -40,6 +44,8 @@ def normalize_inference_url(url: str) -> str:
     (`http://h?cid=x/v1/chat/completions`, a mistake older clients made) is put back after it.
     """
     url = url.strip()
+    if len(url) > MAX_URL_CHARS:
+        raise ValueError(f"inference URL is longer than {MAX_URL_CHARS} characters")
     parts = urlsplit(url)
     if not parts.scheme or not parts.netloc:
         raise ValueError(f"inference URL needs a scheme and a host: {url!r}")
@@ -50,14 +56,35 @@ def normalize_inference_url(url: str) -> str:
     path = path.rstrip("/")
     if not path.endswith("/chat/completions"):
         path += "/chat/completions" if _VERSION_SEGMENT.search(path) else "/v1/chat/completions"
-    return urlunsplit((parts.scheme, parts.netloc, path, query, parts.fragment))
+    normalized = urlunsplit((parts.scheme, parts.netloc, path, query, parts.fragment))
+    check_callable(normalized)
+    return normalized
+
+
+def check_callable(url: str) -> None:
+    """Raise ValueError unless an HTTP client can call `url`: http(s), a host, a port that
+    parses and is in range. Checked here, at the edge, so the caller hears a 422 rather than
+    an executor failing on it later."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("inference URL must be http:// or https://")
+    try:
+        parts.port  # noqa: B018  (raises for a port that is not a number in range)
+        host = httpx.URL(url).host
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise ValueError(f"inference URL is malformed: {exc}"[:200]) from None
+    if not host:
+        raise ValueError("inference URL has no host")
 
 
 def url_correlation_id(url: str | None) -> str | None:
     """The correlation id carried in an inference URL's query, if any."""
     if not url:
         return None
-    params = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    query = urlsplit(url).query
+    if misplaced := _MISPLACED_PATH.match(query):
+        query = misplaced["query"]  # what `normalize_inference_url` keeps of it
+    params = dict(parse_qsl(query, keep_blank_values=True))
     for name in URL_CID_PARAMS:
         if params.get(name):
             return params[name]

@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from .access_log import loggable
 from .config import TaskAppConfig
 from .contracts import (
+    MAX_ID_CHARS,
     RolloutMetrics,
     RolloutRequest,
     RolloutResponse,
@@ -194,12 +195,26 @@ class RolloutRunner:
                 type="url_parsing",
             ) from None
         cid = extract_trace_correlation_id(
-            # "" rather than None: the URL was looked for above, so it is not looked for again
+            # the normalised URL: its cid is what the call carries ("" when there is none, so
+            # the config is not looked at again)
             policy_config,
-            raw_url or "",
+            url or "",
             fields["trace_correlation_id"],  # the request model fills it in from run_id
         )
         assert cid is not None
+        if len(cid) > MAX_ID_CHARS:
+            from_policy = policy_config.get("trace_correlation_id") == cid
+            raise invalid_request(
+                f"The correlation id is longer than {MAX_ID_CHARS} characters.",
+                loc=[
+                    "body",
+                    "policy",
+                    "config",
+                    "trace_correlation_id" if from_policy else "inference_url",
+                ],
+                msg=f"at most {MAX_ID_CHARS} characters",
+                type="string_too_long",
+            )
         deadline = self.config.max_rollout_seconds
         max_time_s = fields["safety"].max_time_s
         if max_time_s is not None and max_time_s < deadline:
@@ -298,6 +313,10 @@ class RolloutRunner:
                     result = await self.config.rollout(request, context)  # type: ignore[misc]
                 else:
                     result = await self._run_in_pool(request, context)
+                    if inspect.isawaitable(result):
+                        # an async executor behind a plain `def` (a decorator, a callable
+                        # object): its work is the awaitable it returned
+                        result = await result
             finally:
                 timed_out = watch.stop_deadline()
         except asyncio.CancelledError:
