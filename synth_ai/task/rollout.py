@@ -8,10 +8,11 @@ that disconnects cancels its rollout; infrastructure errors are reported apart f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,8 @@ class RolloutContext:
     trace: TraceSession | None = None
     """This rollout's trace session when tracing is on (or a trace was asked for)."""
     _http: SharedHttpClient | None = None
+    _worker: Future[Any] | None = None
+    """A sync executor's run in the worker pool: its slot is held until the thread returns."""
 
     @property
     def cancelled(self) -> threading.Event:
@@ -249,7 +252,7 @@ class RolloutRunner:
                 else:
                     response = await self._execute_traced(request, context, watch, *traced)
             finally:
-                self.limiter.release()
+                self._release(context)
         except asyncio.CancelledError:
             if not watch.client_left():
                 raise
@@ -366,8 +369,24 @@ class RolloutRunner:
                 thread_name_prefix=f"rollout-{self.config.app_id}",
             )
         _ = context.cancelled  # made here, on the loop, before the worker thread can race for it
+        context._worker = self._pool.submit(self.config.rollout, request, context)
+        return await asyncio.wrap_future(context._worker)
+
+    def _release(self, context: RolloutContext) -> None:
+        """Free the rollout's slot, or, while its worker thread still runs (the rollout timed
+        out or its client left, and the executor is stuck in a blocking call), once that thread
+        returns: a slot freed earlier would admit rollouts the pool cannot start."""
+        worker = context._worker
+        if worker is None or worker.done():
+            self.limiter.release()
+            return
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.config.rollout, request, context)
+
+        def returned(_: Future[Any]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nothing to free
+                loop.call_soon_threadsafe(self.limiter.release)
+
+        worker.add_done_callback(returned)
 
     @staticmethod
     def _executor_failed(context: RolloutContext, exc: BaseException) -> TaskAppError:
