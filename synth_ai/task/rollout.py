@@ -284,7 +284,10 @@ class RolloutRunner:
             raise
         finally:
             # answered only after the session is committed: a 200 means the trace is kept
-            failure = await tracer.finish(session, error)
+            try:
+                failure = await tracer.finish(session, error)
+            finally:
+                self.tracing.finished(context.correlation_id)
             if response is not None and tracer.store is not None:
                 response.pipeline_metadata["trace_stored"] = failure is None
                 if failure is not None:
