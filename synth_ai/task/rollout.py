@@ -38,6 +38,7 @@ from .correlation import (
 from .errors import InfrastructureError, TaskAppError, invalid_request, validation_error
 from .inference import SharedHttpClient
 from .limits import RolloutLimiter
+from .shutdown import on_shutdown
 from .tracing import RolloutTracing
 from .watchdog import Watch, Watchdog
 
@@ -158,8 +159,24 @@ class RolloutRunner:
         self.tracing = RolloutTracing(config)
         self._executor_is_async = _is_async(config.rollout)
         self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: dict[int, RolloutContext] = {}
+        self._shutdown_loop: asyncio.AbstractEventLoop | None = None
+
+    def cancel_all(self) -> None:
+        """Tell every rollout in flight to stop (`context.cancelled`): the server is going."""
+        for context in list(self._in_flight.values()):
+            context.cancelled.set()
+
+    def _told_on_shutdown(self, context: RolloutContext) -> None:
+        """Count the rollout in flight, and have this loop's server shutdown tell it."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._shutdown_loop:
+            self._shutdown_loop = loop
+            on_shutdown(self.cancel_all)
+        self._in_flight[id(context)] = context
 
     async def close(self) -> None:
+        self.cancel_all()
         await self.http.aclose()
         await self.tracing.close()
         if self._pool is not None:
@@ -242,6 +259,7 @@ class RolloutRunner:
         # The rollout runs in the request's own task, which the watchdog cancels if the client
         # leaves (a rollout running past WATCH_AFTER_S gets a listener) or at the deadline.
         watch = self.watchdog.watch(receive)
+        self._told_on_shutdown(context)
         try:
             if not self.limiter.try_acquire():
                 await self.limiter.acquire()
@@ -254,12 +272,13 @@ class RolloutRunner:
             finally:
                 self._release(context)
         except asyncio.CancelledError:
+            context.cancelled.set()  # however it was cancelled, a worker thread may be told
             if not watch.client_left():
                 raise
-            context.cancelled.set()
             logger.info("client disconnected; rollout %s cancelled", _logged(context))
             raise TaskAppError(499, "client_disconnected", "The client went away.") from None
         finally:
+            del self._in_flight[id(context)]
             self.watchdog.forget(watch)
         return apply_correlation(
             response, request.run_id, context.correlation_id, context.inference_url
