@@ -11,9 +11,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -21,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from .access_log import loggable
 from .config import TaskAppConfig
+from .context import RolloutContext
 from .contracts import (
     MAX_ID_CHARS,
     RolloutMetrics,
@@ -40,50 +39,12 @@ from .inference import SharedHttpClient
 from .limits import RolloutLimiter
 from .shutdown import on_shutdown
 from .tracing import RolloutTracing
-from .watchdog import Watch, Watchdog
+from .watchdog import ClientLeft, ClientWatch
 
 if TYPE_CHECKING:
-    import httpx
-
     from synth_ai.tracing_v3 import SessionTracer, TraceSession
 
 logger = logging.getLogger("synth_ai.task.rollout")
-
-WATCH_AFTER_S = 0.05
-
-
-@dataclass(slots=True)
-class RolloutContext:
-    """What the framework hands an executor beside the request."""
-
-    correlation_id: str
-    inference_url: str | None
-    """The policy's inference URL, normalised and stamped with `cid`: call exactly this."""
-    deadline_s: float
-    env_id: str
-    policy_id: str
-    _cancelled: threading.Event | None = None
-    trace: TraceSession | None = None
-    """This rollout's trace session when tracing is on (or a trace was asked for)."""
-    _http: SharedHttpClient | None = None
-    _worker: Future[Any] | None = None
-    """A sync executor's run in the worker pool: its slot is held until the thread returns."""
-
-    @property
-    def cancelled(self) -> threading.Event:
-        """Set when the rollout is cancelled or times out; sync executors may poll or wait on
-        it. Made on first use (async rollouts rarely look); for sync executors the runner
-        makes it on the loop before handing the rollout to a worker thread."""
-        if self._cancelled is None:
-            self._cancelled = threading.Event()
-        return self._cancelled
-
-    @property
-    def http(self) -> httpx.AsyncClient:
-        """The app's pooled HTTP client (for async executors)."""
-        if self._http is None:
-            raise RuntimeError("this context has no shared HTTP client")
-        return self._http.get()
 
 
 def parse_rollout_request(content_type: str, body: bytes) -> RolloutRequest:
@@ -147,14 +108,13 @@ def _logged(context: RolloutContext) -> str:
 
 
 class RolloutRunner:
-    """The `/rollout` endpoint, a plain ASGI app: owns one app's rollout limiter, watchdog,
-    worker pool and shared HTTP client. Errors propagate as exceptions to the app's handlers,
+    """The `/rollout` endpoint, a plain ASGI app: owns one app's rollout limiter, worker pool
+    and shared HTTP client. Errors propagate as exceptions to the app's handlers,
     which answer them in the envelope."""
 
     def __init__(self, config: TaskAppConfig) -> None:
         self.config = config
         self.limiter = RolloutLimiter(config.max_concurrent_rollouts, config.max_queued_rollouts)
-        self.watchdog = Watchdog(WATCH_AFTER_S)
         self.http = SharedHttpClient(credentials=config.credentials)
         self.tracing = RolloutTracing(config)
         self._executor_is_async = _is_async(config.rollout)
@@ -200,10 +160,8 @@ class RolloutRunner:
         await send({"type": "http.response.body", "body": body})
 
     def context_for(self, request: RolloutRequest) -> RolloutContext:
-        # fields read from `__dict__`, on every rollout: see `contracts.WireModel`
-        fields = request.__dict__
-        policy, env = fields["policy"].__dict__, fields["env"].__dict__
-        policy_config = policy["config"]
+        policy, env = request.policy, request.env
+        policy_config = policy.config
         raw_url = policy_inference_url(policy_config)
         try:
             url = normalize_inference_url(raw_url) if raw_url else None
@@ -219,7 +177,7 @@ class RolloutRunner:
             # the config is not looked at again)
             policy_config,
             url or "",
-            fields["trace_correlation_id"],  # the request model fills it in from run_id
+            request.trace_correlation_id,  # the request model fills it in from run_id
         )
         assert cid is not None
         if len(cid) > MAX_ID_CHARS:
@@ -236,19 +194,16 @@ class RolloutRunner:
                 type="string_too_long",
             )
         deadline = self.config.max_rollout_seconds
-        max_time_s = fields["safety"].max_time_s
+        max_time_s = request.safety.max_time_s
         if max_time_s is not None and max_time_s < deadline:
             deadline = max_time_s
-        # positional: a dataclass call with keywords costs about twice as much
         return RolloutContext(
-            cid,
-            stamp_inference_url(url, cid) if url else None,
-            deadline,
-            env["env_id"] or env["env_name"] or self.config.app_id,
-            policy["policy_id"] or policy["policy_name"] or "policy",
-            None,
-            None,
-            self.http,
+            correlation_id=cid,
+            inference_url=stamp_inference_url(url, cid) if url else None,
+            deadline_s=deadline,
+            env_id=env.env_id or env.env_name or self.config.app_id,
+            policy_id=policy.policy_id or policy.policy_name or "policy",
+            _http=self.http,
         )
 
     async def handle(self, scope: Scope, receive: Receive) -> RolloutResponse:
@@ -256,30 +211,29 @@ class RolloutRunner:
         request = parse_rollout_request(content_type(scope), body)
         context = self.context_for(request)
         scope.setdefault("state", {})["correlation_id"] = context.correlation_id
-        # The rollout runs in the request's own task, which the watchdog cancels if the client
-        # leaves (a rollout running past WATCH_AFTER_S gets a listener) or at the deadline.
-        watch = self.watchdog.watch(receive)
         self._told_on_shutdown(context)
         try:
-            if not self.limiter.try_acquire():
-                await self.limiter.acquire()
-            try:
-                traced = self.tracing.start(request, context.correlation_id)
-                if traced is None:
-                    response = await self._execute(request, context, watch)
-                else:
-                    response = await self._execute_traced(request, context, watch, *traced)
-            finally:
-                self._release(context)
-        except asyncio.CancelledError:
-            context.cancelled.set()  # however it was cancelled, a worker thread may be told
-            if not watch.client_left():
-                raise
+            # the rollout runs in the request's own task, cancelled if the client leaves
+            async with ClientWatch(receive):
+                if not self.limiter.try_acquire():
+                    await self.limiter.acquire()
+                try:
+                    traced = self.tracing.start(request, context.correlation_id)
+                    if traced is None:
+                        response = await self._execute(request, context)
+                    else:
+                        response = await self._execute_traced(request, context, *traced)
+                finally:
+                    self._release(context)
+        except ClientLeft:
+            context.cancelled.set()
             logger.info("client disconnected; rollout %s cancelled", _logged(context))
             raise TaskAppError(499, "client_disconnected", "The client went away.") from None
+        except asyncio.CancelledError:
+            context.cancelled.set()  # however it was cancelled, a worker thread may be told
+            raise
         finally:
             del self._in_flight[id(context)]
-            self.watchdog.forget(watch)
         return apply_correlation(
             response, request.run_id, context.correlation_id, context.inference_url
         )
@@ -288,7 +242,6 @@ class RolloutRunner:
         self,
         request: RolloutRequest,
         context: RolloutContext,
-        watch: Watch,
         tracer: SessionTracer,
         session: TraceSession,
     ) -> RolloutResponse:
@@ -296,7 +249,7 @@ class RolloutRunner:
         error: str | None = None
         response: RolloutResponse | None = None
         try:
-            response = await self._execute(request, context, watch)
+            response = await self._execute(request, context)
             self._complete_trace(response, request, session)
         except BaseException as exc:
             error = exc.code if isinstance(exc, TaskAppError) else type(exc).__name__
@@ -328,12 +281,10 @@ class RolloutRunner:
 
             response.trace = render_trace(session.trace, request.record.trace_format)
 
-    async def _execute(
-        self, request: RolloutRequest, context: RolloutContext, watch: Watch
-    ) -> RolloutResponse:
-        watch.start_deadline(context.deadline_s, self.watchdog.period)
+    async def _execute(self, request: RolloutRequest, context: RolloutContext) -> RolloutResponse:
+        deadline = asyncio.timeout(context.deadline_s)
         try:
-            try:
+            async with deadline:
                 if self._executor_is_async:
                     result = await self.config.rollout(request, context)  # type: ignore[misc]
                 else:
@@ -342,11 +293,9 @@ class RolloutRunner:
                         # an async executor behind a plain `def` (a decorator, a callable
                         # object): its work is the awaitable it returned
                         result = await result
-            finally:
-                timed_out = watch.stop_deadline()
-        except asyncio.CancelledError:
-            if not timed_out:
-                raise
+        except TimeoutError as exc:
+            if not deadline.expired():  # the executor's own timeout: its failure
+                raise self._executor_failed(context, exc) from None
             context.cancelled.set()
             logger.warning("rollout %s timed out after %g s", _logged(context), context.deadline_s)
             raise TaskAppError(
