@@ -118,42 +118,27 @@ def apply_correlation(
 ) -> RolloutResponse:
     """Enforce the cid rule on whatever the executor answered, in place: `run_id` (the
     request's, where the answer has none), `cid` and the stamped `inference_url` (the
-    request's; else the answer's own, stamped here) on the answer and every trajectory.
-
-    The models' fields are read and written in their `__dict__`, as pydantic itself does
-    without `validate_assignment` (which the contract models do not use): its attribute hooks
-    cost several times a dict access, and this runs on every rollout.
-    """
-    fields = response.__dict__
-    metadata = fields["pipeline_metadata"]
-    url = inference_url or metadata.get("inference_url") or fields["inference_url"]
+    request's; else the answer's own, stamped here) on the answer and every trajectory."""
+    metadata = response.pipeline_metadata
+    url = inference_url or metadata.get("inference_url") or response.inference_url
     if url:
         url = stamp_inference_url(url, cid)
-    run_id = fields["run_id"] or run_id
-    fields["run_id"] = run_id
-    fields["trace_correlation_id"] = cid
-    fields["inference_url"] = url
-    response.__pydantic_fields_set__.update(_STAMPED)
-    metadata["run_id"] = run_id
+    response.run_id = response.run_id or run_id
+    response.trace_correlation_id = cid
+    response.inference_url = url
+    metadata["run_id"] = response.run_id
     metadata["trace_correlation_id"] = cid
     metadata["inference_url"] = url
-    for trajectory in fields["trajectories"]:
-        stamped = trajectory.__dict__
-        stamped["trace_correlation_id"] = cid
-        if url:
-            stamped["inference_url"] = url
-            for step in stamped["steps"]:
-                info = step.info
-                meta = info.get("meta")
-                if not isinstance(meta, dict):
-                    info["meta"] = {"inference_url": url}
-                elif meta.get("inference_url") != url:
-                    # a copy: the executor may share one meta dict between steps or rollouts
-                    info["meta"] = {**meta, "inference_url": url}
-        trajectory.__pydantic_fields_set__.update(_STAMPED_TRAJECTORY if url else _CID)
+    for trajectory in response.trajectories:
+        trajectory.trace_correlation_id = cid
+        if not url:
+            continue
+        trajectory.inference_url = url
+        for step in trajectory.steps:
+            meta = step.info.get("meta")
+            if not isinstance(meta, dict):
+                step.info["meta"] = {"inference_url": url}
+            elif meta.get("inference_url") != url:
+                # a copy: the executor may share one meta dict between steps or rollouts
+                step.info["meta"] = {**meta, "inference_url": url}
     return response
-
-
-_CID = ("trace_correlation_id",)
-_STAMPED = ("run_id", "trace_correlation_id", "inference_url")
-_STAMPED_TRAJECTORY = ("trace_correlation_id", "inference_url")

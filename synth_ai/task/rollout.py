@@ -54,8 +54,7 @@ def parse_rollout_request(content_type: str, body: bytes) -> RolloutRequest:
             415, "unsupported_media_type", "Send the rollout request as application/json."
         )
     try:
-        # the validator itself: `model_validate_json` costs about 10% more, in its keywords
-        return RolloutRequest.__pydantic_validator__.validate_json(body)
+        return RolloutRequest.model_validate_json(body)
     except ValidationError as exc:
         if any(err["type"] == "json_invalid" for err in exc.errors()):
             raise TaskAppError(400, "invalid_json", "The request body is not valid JSON.") from None
