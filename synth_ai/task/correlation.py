@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import httpx
-
 if TYPE_CHECKING:
     from .contracts import RolloutResponse
 
@@ -65,6 +63,8 @@ def check_callable(url: str) -> None:
     """Raise ValueError unless an HTTP client can call `url`: http(s), a host, a port that
     parses and is in range. Checked here, at the edge, so the caller hears a 422 rather than
     an executor failing on it later."""
+    import httpx  # here: an app whose rollouts name no inference URL never loads it
+
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
         raise ValueError("inference URL must be http:// or https://")
