@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
 from .access_log import loggable
+from .client_watch import ClientLeft, ClientWatch
 from .config import TaskAppConfig
 from .context import RolloutContext
 from .contracts import (
@@ -39,7 +40,6 @@ from .inference import SharedHttpClient
 from .limits import RolloutLimiter
 from .shutdown import on_shutdown
 from .tracing import RolloutTracing
-from .watchdog import ClientLeft, ClientWatch
 
 if TYPE_CHECKING:
     from synth_ai.tracing_v3 import SessionTracer, TraceSession
