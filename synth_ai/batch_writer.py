@@ -213,11 +213,20 @@ class BatchWriter(Generic[T, R]):
                 return
 
     def _commit(self, batch: list[_Entry[T]]) -> None:
+        """Handle one batch and answer every item of it, whatever the handler does (raises,
+        answers too few or too many outcomes): one waiter left unanswered would hang its
+        caller, and every caller in the batch behind it."""
         outcomes: list[Any]
         try:
             outcomes = self._handle([entry.item for entry in batch])
+            if len(outcomes) != len(batch):
+                raise RuntimeError(
+                    f"{self.name}: the handler answered {len(outcomes)} outcomes "
+                    f"for {len(batch)} items"
+                )
         except Exception as exc:
             outcomes = [exc] * len(batch)
+        outcomes = [_settable(outcome) for outcome in outcomes]
         failed = [o for o in outcomes if isinstance(o, BaseException)]
         if failed:
             self.failures.failed(len(failed), f"{type(failed[-1]).__name__}: {failed[-1]}")
@@ -231,6 +240,16 @@ class BatchWriter(Generic[T, R]):
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
                 loop.call_soon_threadsafe(_resolve, settled)
         self._settle(len(outcomes) - len(failed), len(failed))
+
+
+def _settable(outcome: Any) -> Any:
+    """An outcome a future can hold: `StopIteration` cannot be set on one (asyncio refuses it
+    with TypeError), so it is carried inside a RuntimeError, as generators do."""
+    if isinstance(outcome, StopIteration | StopAsyncIteration):
+        error = RuntimeError(f"{type(outcome).__name__}: {outcome}")
+        error.__cause__ = outcome
+        return error
+    return outcome
 
 
 def _resolve(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
