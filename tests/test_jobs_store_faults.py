@@ -123,7 +123,7 @@ def test_an_idempotency_key_answers_its_first_seqs_and_refuses_other_events(
         assert first.status_code == again.status_code == 201
         assert first.json()["seqs"] == again.json()["seqs"] == [1, 2]
         other = http.post(path, json={"type": "system.log", "message": "c"}, headers=once)
-        assert other.status_code == 422
+        assert other.status_code == 409
         assert other.json()["detail"]["error"]["code"] == "idempotency_key_reused"
         bad = http.post(path, json=body, headers={"idempotency-key": "x" * 256})
         assert bad.status_code == 422

@@ -134,7 +134,7 @@ class JobsRoutes:
             ) from None
         except KeyReused:
             raise TaskAppError(
-                422,
+                409,
                 "idempotency_key_reused",
                 "This Idempotency-Key already stored other events of this job.",
             ) from None
