@@ -83,7 +83,7 @@ class SeenPosts(httpx.HTTPTransport):
         return super().handle_request(request)
 
 
-@pytest.mark.parametrize("round_", range(3))
+@pytest.mark.parametrize("round_", range(5))
 def test_a_post_retried_after_a_timeout_is_stored_once(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, round_: int
 ) -> None:

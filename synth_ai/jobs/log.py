@@ -4,8 +4,10 @@ Seqs are assigned in the transaction that stores the events (`jobs.last_seq` is 
 `UPDATE ... RETURNING`, which on PostgreSQL also locks the job's row against other replicas), so
 a seq is acknowledged only once it is committed, a refused append uses up none, and no seq is
 ever given twice, whatever crashes. Appends are group-committed: one transaction for whatever is
-queued, each append in its own savepoint so one refused append never undoes the others. Reads
-use other connections (pooled on PostgreSQL).
+queued, each append in its own savepoint so one refused append never undoes the others. What
+reaches a batch was encoded by its caller, and a post's idempotency key is kept with its events
+(see `.log_append`). After `close`, appends fail at once. Reads use other connections (pooled
+on PostgreSQL).
 
 Server-run jobs hold a lease (`lease_owner`, `lease_expires_at`) that their server renews; a job
 whose lease ran out is failed by whichever server notices first, so a job never stays `running`
