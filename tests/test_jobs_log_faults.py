@@ -1,6 +1,7 @@
 """Faults of the job log that once took other callers down with them: an event that cannot be
 encoded (issue 26 #4), work submitted around `close()` (#11) and an eval job whose start failed
-(#9). Races are driven through the log's named delay point (`delay_point`), never by sleeping.
+(#9); and the log's idempotency keys (#7) under any order of retries. Races are driven through
+the log's named delay point (`delay_point`), never by sleeping.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from synth_ai.batch_writer import WriterUnavailable
 from synth_ai.eval import EvalJobKind
@@ -221,3 +224,36 @@ def test_an_eval_job_whose_start_fails_ends_failed_and_lets_go_of_its_lease(
         assert events[-1]["data"]["state"] == "failed"
         assert "did not start" in events[-1]["message"]
         assert str(tmp_path) not in events[-1]["message"]  # the server's paths stay its own
+
+
+# --- idempotency keys, whatever the order of retries ------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(keys=st.lists(st.integers(0, 4), min_size=1, max_size=10))
+def test_posts_with_repeated_keys_store_each_key_once(
+    tmp_path_factory: pytest.TempPathFactory, keys: list[int]
+) -> None:
+    """Each key's events are stored at its first post; every later post with it is answered
+    the same seqs, and the log holds each key's events once, in first-post order."""
+    log = JobEventLog(tmp_path_factory.mktemp("keys") / "jobs.db")
+    log.create_job("job_a", "custom", {}, {})
+
+    async def post_all() -> dict[int, list[int]]:
+        answered: dict[int, list[int]] = {}
+        for key in keys:
+            events = [line(f"{key}.{n}") for n in range(key % 3 + 1)]
+            seqs = [e.seq for e in await log.append("job_a", events, key=f"k{key}")]
+            assert seqs == answered.setdefault(key, seqs)
+        return answered
+
+    try:
+        answered = asyncio.run(post_all())
+        first_posts = list(dict.fromkeys(keys))
+        stored = log.events("job_a", limit=1000)
+        assert [e.message for e in stored] == [
+            f"{key}.{n}" for key in first_posts for n in range(key % 3 + 1)
+        ]
+        assert [seq for key in first_posts for seq in answered[key]] == [e.seq for e in stored]
+    finally:
+        log.close()

@@ -41,12 +41,14 @@ class EvalJobKind:
         job_id = job["job_id"]
         try:
             await self._start(service, job_id, runtime)
-        except Exception as exc:
+        except BaseException as exc:  # a cancelled request too: the job must not stay queued
             service.leases.forget(job_id)
             logger.warning("eval job %s did not start: %s: %s", job_id, type(exc).__name__, exc)
             # an OSError's own words, without the server's paths
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             await _fail(service, job_id, f"the job did not start: {type(exc).__name__}: {why}")
+            if not isinstance(exc, Exception):
+                raise
 
     async def _start(self, service: JobsService, job_id: str, runtime: EvalConfig) -> None:
         bus = await service.bus(job_id)
