@@ -13,7 +13,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from synth_ai.task import create_task_app, serve_in_background
-from synth_ai.task.auth import presented_from, refusal_for, refusal_for_raw
 
 from .conftest import KEY, InProcess, make_config, rollout_body
 
@@ -142,49 +141,3 @@ def test_no_key_material_in_error_bodies_or_logs(
     for secret in (valid, alias, presented):
         leaked = [w for w in windows(secret) if w in output]
         assert not leaked, f"key material {leaked} leaked"
-
-
-# Header values as a server hands them over: any byte but CR/LF/NUL, around a key or not.
-header_bytes = st.binary(max_size=6).map(lambda b: b.translate(None, b"\r\n\x00"))
-latin1_spaces = st.sampled_from([b"", b" ", b"\t", b"\x0b\x0c", b"\x1c\x1f", b"\x85", b"\xa0"])
-
-
-@settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(
-    valid=st.sampled_from(["k3y-Valid.1", "clé-non-ascii"]),
-    before=latin1_spaces,
-    after=latin1_spaces,
-    body=st.one_of(st.just(b"KEY"), st.just(b"KEY,other"), header_bytes),
-)
-def test_the_edges_bytes_check_agrees_with_the_general_one(
-    monkeypatch: pytest.MonkeyPatch, valid: str, before: bytes, after: bytes, body: bytes
-) -> None:
-    """The usual request is checked as raw bytes; it must accept exactly what decoding,
-    splitting and comparing the text accepts (whitespace, commas and non-ASCII included)."""
-    monkeypatch.setenv("ENVIRONMENT_API_KEY", valid)
-    raw = before + body.replace(b"KEY", valid.encode()) + after
-    general = refusal_for(presented_from(raw.decode("latin-1"), None, None), "GET", "/x")
-    fast = refusal_for_raw(raw, None, None, "GET", "/x")
-    assert (fast is None) == (general is None)
-    if raw.strip() == valid.encode() and raw.isascii():
-        assert fast is None
-
-
-def test_a_key_set_rotated_and_restored_is_seen_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The keys are re-derived whenever either variable changes, to any value and back."""
-    for primary, aliases, accepted, refused in [
-        ("first", None, b"first", b"second"),
-        ("second", None, b"second", b"first"),
-        ("second", "third, fourth", b"fourth", b"first"),
-        ("first", "third", b"third", b"fourth"),
-        ("first", None, b"first", b"third"),
-    ]:
-        monkeypatch.setenv("ENVIRONMENT_API_KEY", primary)
-        if aliases is None:
-            monkeypatch.delenv("ENVIRONMENT_API_KEY_ALIASES", raising=False)
-        else:
-            monkeypatch.setenv("ENVIRONMENT_API_KEY_ALIASES", aliases)
-        assert refusal_for_raw(accepted, None, None, "GET", "/x") is None
-        assert refusal_for_raw(refused, None, None, "GET", "/x") is not None

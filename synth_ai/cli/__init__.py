@@ -29,6 +29,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "synth_ai.cli.eval:eval_command",
         "Roll out SEEDS on a task app (a URL, or a registered app served in-process).",
     ),
+    "optimize": (
+        "synth_ai.cli.optimize:optimize",
+        "Improve a prompt against a task app with GEPA (the published prompt-learning TOML).",
+    ),
+    "train": (
+        "synth_ai.cli.optimize:train",
+        "Published alias: `train --type prompt_learning --config CONFIG.toml` is `optimize`.",
+    ),
     "policy": (
         "synth_ai.cli.policy:policy",
         "Policies to roll out with, served locally.",

@@ -53,10 +53,12 @@ def serve(
     log_format: str,
 ) -> None:
     """Serve the jobs API and event streams, and the dashboard at /ui/; it also runs `eval`
-    jobs itself. Prints a sign-in URL for the dashboard (single use, short-lived)."""
+    and `prompt_learning` jobs itself. Prints a sign-in URL for the dashboard (single use,
+    short-lived)."""
     from synth_ai.eval import EvalJobKind
     from synth_ai.jobs import create_jobs_app
     from synth_ai.jobs.tenants import tenant_keys
+    from synth_ai.optimize.job_kind import KIND, PromptLearningJobKind
     from synth_ai.storage import StoreUnavailable
     from synth_ai.task.banner import jobs_banner, print_banner
     from synth_ai.task.serving import run_app
@@ -66,7 +68,7 @@ def serve(
         app = create_jobs_app(
             db,
             artifacts_dir=artifacts_dir,
-            kinds={"eval": EvalJobKind()},
+            kinds={"eval": EvalJobKind(), KIND: PromptLearningJobKind()},
             cors_origins=cors_origins,
         )
     except ValueError as exc:  # a setting or --db refused at startup; the message names it

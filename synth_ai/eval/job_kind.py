@@ -6,7 +6,8 @@ import asyncio
 import logging
 from typing import Any
 
-from synth_ai.jobs import JobEmitter, JobsService, JobState
+from synth_ai.jobs import EventIn, JobEmitter, JobsService, JobState
+from synth_ai.jobs.log import JobFinished
 
 from .models import EvalConfig
 from .runner import EvalCheckFailed, EvalRun
@@ -22,6 +23,11 @@ class EvalJobKind:
 
     The server decides where results go (the job's `results.jsonl` artifact), and the task app
     gets only the key the job's creator put in its config, never the server's own.
+
+    The job's lease, taken when the job is made, is renewed only while it can run: a start
+    that fails (its results folder cannot be made, the log does not answer) ends the job
+    `failed`, saying why, and lets go of the lease, rather than leave it `queued` under a lease
+    renewed for as long as the server lives.
     """
 
     def __init__(self) -> None:
@@ -33,12 +39,25 @@ class EvalJobKind:
 
     async def start(self, service: JobsService, job: dict[str, Any], runtime: EvalConfig) -> None:
         job_id = job["job_id"]
+        try:
+            await self._start(service, job_id, runtime)
+        except BaseException as exc:  # a cancelled request too: the job must not stay queued
+            service.leases.forget(job_id)
+            logger.warning("eval job %s did not start: %s: %s", job_id, type(exc).__name__, exc)
+            # an OSError's own words, without the server's paths
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            await _fail(service, job_id, f"the job did not start: {type(exc).__name__}: {why}")
+            if not isinstance(exc, Exception):
+                raise
+
+    async def _start(self, service: JobsService, job_id: str, runtime: EvalConfig) -> None:
         bus = await service.bus(job_id)
-        assert bus is not None
-        cancel = asyncio.Event()
-        statuses = bus.subscribe(["status"])
+        if bus is None:
+            raise LookupError(f"job {job_id} is not in the log")
         results = service.artifacts.path(job_id, RESULTS_NAME)
         await asyncio.to_thread(results.parent.mkdir, parents=True, exist_ok=True)
+        cancel = asyncio.Event()
+        statuses = bus.subscribe(["status"])
         # "" and not None: the client must not fall back to this server's ENVIRONMENT_API_KEY
         config = runtime.model_copy(update={"api_key": runtime.api_key or ""})
 
@@ -64,8 +83,9 @@ class EvalJobKind:
                 ).run()
             except EvalCheckFailed as exc:
                 logger.warning("eval job %s: %s", job_id, exc)
-            except Exception:
+            except Exception as exc:
                 logger.exception("eval job %s failed", job_id)
+                await _fail(service, job_id, f"{type(exc).__name__}: {exc}")
             finally:
                 watcher.cancel()
                 service.leases.forget(job_id)
@@ -73,3 +93,15 @@ class EvalJobKind:
         task = asyncio.create_task(run(), name=f"eval-{job_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def _fail(service: JobsService, job_id: str, reason: str) -> None:
+    """End the job `failed` with `reason` (a terminal status also clears its lease), unless it
+    ended already; a log that does not answer leaves it to the lease's expiry."""
+    failed = EventIn(type="job.status", level="error", message=reason, data={"state": "failed"})
+    try:
+        await service.emit(job_id, [failed])
+    except JobFinished:
+        pass
+    except Exception as exc:
+        logger.warning("eval job %s: failing it did not work either: %s", job_id, exc)

@@ -250,6 +250,15 @@ def build_openapi(kinds: Sequence[str] = ("custom",)) -> dict[str, Any]:
                     "description": 'One event, or `{"events": [...]}` with 1 to '
                     f"{MAX_EVENTS_PER_POST}, stored together or not at all; answered "
                     "once committed.",
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "description": "Stored once per job: a retry with this key and "
+                            "the same events is answered the seqs first assigned.",
+                            "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                        }
+                    ],
                     "requestBody": {
                         "required": True,
                         "content": json_content(

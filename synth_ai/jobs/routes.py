@@ -19,14 +19,15 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
 from synth_ai.batch_writer import WriterUnavailable
-from synth_ai.task.auth import WWW_AUTHENTICATE, check_api_key, presented_keys
+from synth_ai.task.attempts import record_failure
+from synth_ai.task.auth import WWW_AUTHENTICATE, check_api_key, presented_keys, screen
 from synth_ai.task.errors import TaskAppError, invalid_request, validation_error
 from synth_ai.task.json_body import json_body
 
 from .artifacts import JOB_ID
 from .bus import JobBus, TooManySubscribers
 from .frames import stream_frames
-from .log import JobFinished, JobNotFound, LogFailed
+from .log import EventNotEncodable, JobFinished, JobNotFound, KeyReused, LogFailed
 from .models import EventIn, JobEvent, JobState
 from .params import (
     MAX_SEQ,
@@ -56,6 +57,7 @@ ARTIFACT_PATHS = (
 ARTIFACT_UPLOAD = re.compile(r"^/(api/|)(rl/)?jobs/[^/]+/artifacts/[^/]+$")
 ARTIFACT_KIND = re.compile(r"[a-z0-9_]{1,32}")
 MAX_EVENTS_PER_POST = 1000
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 class JobKind(Protocol):
@@ -121,10 +123,22 @@ class JobsRoutes:
             raise job_not_found(job_id)
         return bus
 
-    async def _store(self, job_id: str, events: list[EventIn]) -> list[JobEvent]:
+    async def _store(
+        self, job_id: str, events: list[EventIn], key: str | None = None
+    ) -> list[JobEvent]:
         """Store events, mapping the log's refusals onto the error envelope."""
         try:
-            return await self.service.emit(job_id, events)
+            return await self.service.emit(job_id, events, key)
+        except EventNotEncodable as exc:
+            raise invalid_request(
+                "An event cannot be stored as JSON.", loc=["body", "events"], msg=str(exc)[:200]
+            ) from None
+        except KeyReused:
+            raise TaskAppError(
+                409,
+                "idempotency_key_reused",
+                "This Idempotency-Key already stored other events of this job.",
+            ) from None
         except JobNotFound:
             raise job_not_found(job_id) from None
         except JobFinished as exc:
@@ -210,7 +224,16 @@ class JobsRoutes:
         )
 
     async def post_events(self, request: Request) -> Response:
+        """Store a producer's events. With an `Idempotency-Key` header, a post is stored once
+        per job: a retry with the same key and events is answered the first seqs."""
         job_id = (await self._bus(request)).job_id
+        key = request.headers.get("idempotency-key")
+        if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+            raise invalid_request(
+                "Idempotency-Key is 1 to 255 printable ASCII characters.",
+                loc=["header", "idempotency-key"],
+                msg="not a valid key",
+            )
         body = await json_body(request)
         raw = body.get("events") if isinstance(body, dict) and "events" in body else [body]
         if not isinstance(raw, list) or not raw or len(raw) > MAX_EVENTS_PER_POST:
@@ -223,7 +246,7 @@ class JobsRoutes:
             events = [EventIn.model_validate(item) for item in raw]
         except ValidationError as exc:
             raise validation_error(exc, "An event is invalid.") from None
-        stored = await self._store(job_id, events)
+        stored = await self._store(job_id, events, key)
         return JSONResponse({"seqs": [event.seq for event in stored]}, status_code=201)
 
     async def stream_token(self, request: Request) -> Response:
@@ -273,8 +296,12 @@ class JobsRoutes:
     async def _reader(self, request: Request) -> Principal:
         """Who reads a stream or an artifact: a stream token for this job (what a browser can
         send), else a key, checked here because these routes are public to the middleware."""
+        presented = presented_keys(request.headers)
+        screened = screen(request.scope, presented)
+        if screened is not None:
+            raise screened
         token = request.query_params.get("token")
-        if token and not presented_keys(request.headers):
+        if token and not presented:
             check = check_stream_token(
                 self.service.token_secret, token, request.path_params["job_id"]
             )
@@ -288,6 +315,8 @@ class JobsRoutes:
         principal = identify(request.headers)
         if principal is not None:
             return principal
+        if presented:
+            record_failure(request.scope)
         refusal = check_api_key(request.headers, request.method, request.url.path)
         if refusal is not None and refusal.status_code == 503 and not tenant_keys():
             raise TaskAppError(

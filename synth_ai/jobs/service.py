@@ -248,13 +248,15 @@ class JobsService:
             bus.close()
             del self._buses[bus.job_id]
 
-    async def emit(self, job_id: str, events: Sequence[EventIn]) -> list[JobEvent]:
-        """Store events; answers them numbered once committed.
+    async def emit(
+        self, job_id: str, events: Sequence[EventIn], key: str | None = None
+    ) -> list[JobEvent]:
+        """Store events; answers them numbered once committed (`key`: an idempotency key).
 
         Raises `JobNotFound`, `JobFinished` or `WriterUnavailable` (see `JobEventLog.append`).
         """
         self._bind_loop()
-        return await self.log.append(job_id, events)
+        return await self.log.append(job_id, events, key)
 
     def emit_nowait(self, job_id: str, events: Sequence[EventIn]) -> bool:
         """Queue events from any thread without waiting for the commit (no seq answered).

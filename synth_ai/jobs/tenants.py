@@ -25,12 +25,14 @@ from typing import TYPE_CHECKING
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
+from synth_ai.task.attempts import record_failure
 from synth_ai.task.auth import (
     WWW_AUTHENTICATE,
     AuthMiddleware,
     check_api_key,
     configured_keys,
     presented_keys,
+    screen,
 )
 from synth_ai.task.errors import error_response
 
@@ -138,18 +140,25 @@ class TenantAuthMiddleware(AuthMiddleware):
     who it is."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] == "OPTIONS" or self._is_public(scope):
+        if scope["type"] != "http" or self._is_public(scope):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        presented = presented_keys(headers)
+        screened = screen(scope, presented)
+        if screened is not None:
+            await screened.to_response()(scope, receive, send)
+            return
         principal = identify(headers)
         signin = _signin(scope)
-        if principal is None and signin is not None and not presented_keys(headers):
+        if principal is None and signin is not None and not presented:
             session = signin.session_of(headers)
             if session is not None and await asyncio.to_thread(signin.alive, session):
                 await self._with_session(signin, session, headers, scope, receive, send)
                 return
         if principal is None:
+            if presented:
+                record_failure(scope)
             # 401, or 503 when no key at all is configured (tenant keys count as configured)
             refusal = check_api_key(headers, scope["method"], scope["path"])
             if refusal is None or (refusal.status_code == 503 and tenant_keys()):

@@ -2,6 +2,9 @@
 
 Valid keys are read from the environment on every request, so rotating a key needs no
 restart. Neither a valid key nor a presented one ever appears in an answer or a log line.
+A request is public only when the route it reaches is public for its path and its method;
+guessing is bounded by `MAX_PRESENTED_KEYS` per request and by failed checks per client
+address (`attempts`).
 """
 
 from __future__ import annotations
@@ -13,17 +16,21 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Match, Route
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .access_log import loggable
-from .errors import error_response
+from .attempts import blocked, record_failure
+from .errors import TaskAppError, error_response
 
 logger = logging.getLogger("synth_ai.task.auth")
 
 PRIMARY_KEY_VAR = "ENVIRONMENT_API_KEY"
 ALIASES_VAR = "ENVIRONMENT_API_KEY_ALIASES"
 DEV_KEY_VARS = ("DEV_ENVIRONMENT_API_KEY", "dev_environment_api_key")
+MAX_PRESENTED_KEYS = 4
+"""Keys one request may present, across its key headers: enough to roll from one key to the
+next, too few to guess with."""
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="task-app", charset="UTF-8"'}
 
 
@@ -40,48 +47,6 @@ def configured_keys(environ: Mapping[str, str] | None = None) -> list[str]:
     keys = [primary] if primary else []
     keys += [alias for alias in _split(env.get(ALIASES_VAR)) if alias not in keys]
     return keys
-
-
-_UNSEEN = object()
-
-
-class _EncodedKeys:
-    """`configured_keys()` as bytes, re-derived only when the variables it reads change.
-
-    The variables are still looked at on every request (rotation needs no restart), in the
-    values os.environ keeps (`_data`, which its setters replace): decoding them, as reading
-    os.environ does, was most of the cost of checking a key. Holding the values seen last, an
-    identity check tells whether either variable changed.
-    """
-
-    __slots__ = ("_aliases", "_data", "_keys", "_primary")
-
-    def __init__(self) -> None:
-        self._data: object = _UNSEEN
-        self._primary: object = _UNSEEN
-        self._aliases: object = _UNSEEN
-        self._keys: tuple[bytes, ...] = ()
-
-    def current(self) -> tuple[bytes, ...]:
-        data = getattr(os.environ, "_data", None)
-        if (
-            data is self._data
-            and data.get(_PRIMARY_NAME) is self._primary  # type: ignore[attr-defined]
-            and data.get(_ALIASES_NAME) is self._aliases  # type: ignore[attr-defined]
-        ):
-            return self._keys
-        if not isinstance(data, dict):
-            return tuple(key.encode() for key in configured_keys())
-        primary, aliases = data.get(_PRIMARY_NAME), data.get(_ALIASES_NAME)
-        keys = tuple(key.encode() for key in configured_keys())
-        if primary is not None and primary.strip():  # else a dev key, not watched here, may count
-            self._data, self._primary, self._aliases, self._keys = data, primary, aliases, keys
-        return keys
-
-
-_PRIMARY_NAME = os.environ.encodekey(PRIMARY_KEY_VAR)
-_ALIASES_NAME = os.environ.encodekey(ALIASES_VAR)
-_encoded_keys = _EncodedKeys()
 
 
 def presented_from(
@@ -103,12 +68,12 @@ def presented_keys(headers: Headers) -> list[str]:
     )
 
 
-def _matches(presented: Iterable[bytes], valid: Sequence[bytes]) -> bool:
+def _matches(presented: Iterable[str], valid: Sequence[str]) -> bool:
     """Constant-time comparison of every presented key against every valid one."""
     matched = False
     for candidate in presented:
         for key in valid:
-            matched |= hmac.compare_digest(candidate, key)
+            matched |= hmac.compare_digest(candidate.encode(), key.encode())
     return matched
 
 
@@ -119,8 +84,8 @@ def expected_prefix(keys: Sequence[str]) -> str | None:
 
 def refusal_for(presented: list[str], method: str, path: str) -> JSONResponse | None:
     """None when a presented key is valid; else the 503/401 answer to send (and a log line)."""
-    valid = _encoded_keys.current()
-    if valid and _matches([key.encode() for key in presented], valid):
+    valid = configured_keys()
+    if valid and _matches(presented, valid):
         return None
     if not valid:
         logger.error("refused %s %s: no %s is configured", method, loggable(path), PRIMARY_KEY_VAR)
@@ -144,75 +109,55 @@ def check_api_key(headers: Headers, method: str, path: str) -> JSONResponse | No
     return refusal_for(presented_keys(headers), method, path)
 
 
-_COMMA = ord(",")
-"""An int: `bytes in bytes` tries its operand as an int first and pays for the TypeError."""
-_STR_WHITESPACE = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
-"""What `str.strip()` strips from ASCII text."""
+def screen(scope: Scope, presented: Sequence[str]) -> TaskAppError | None:
+    """What to refuse before any presented key is tested: a client address that failed too
+    often (429), or more keys than `MAX_PRESENTED_KEYS` (401, counted as a failure)."""
+    refusal = blocked(scope)
+    if refusal is None and len(presented) > MAX_PRESENTED_KEYS:
+        record_failure(scope)
+        refusal = TaskAppError(
+            401,
+            "too_many_keys",
+            f"At most {MAX_PRESENTED_KEYS} keys may be sent in one request.",
+            headers=WWW_AUTHENTICATE,
+        )
+    return refusal
 
 
-def _latin1(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("latin-1")
-
-
-def refusal_for_raw(
-    x_api_key: bytes | None,
-    x_api_keys: bytes | None,
-    authorization: bytes | None,
-    method: str,
-    path: str,
-) -> JSONResponse | None:
-    """`check_api_key` from the raw header values (the first of each), as the edge reads them.
-
-    The usual request, one ASCII `X-API-Key` and no other key header, is accepted as bytes,
-    with no decoding, splitting or encoding; it is the same comparison, at about half the cost.
-    Anything else, and any refusal, takes the general path.
-    """
-    if (
-        x_api_key is not None
-        and x_api_keys is None
-        and authorization is None
-        and x_api_key.isascii()
-        and _COMMA not in x_api_key
-    ):
-        key = x_api_key.strip(_STR_WHITESPACE)
-        matched = False
-        for valid in _encoded_keys.current():
-            matched |= hmac.compare_digest(key, valid)
-        if matched:
-            return None
-    presented = presented_from(_latin1(x_api_key), _latin1(x_api_keys), _latin1(authorization))
-    return refusal_for(presented, method, path)
+def key_refusal(scope: Scope, presented: list[str]) -> JSONResponse | None:
+    """None when the request may go on; else its answer: `screen`'s, then 401 or 503 from
+    checking the keys. A key presented and not recognised counts as a failed check."""
+    screened = screen(scope, presented)
+    if screened is not None:
+        return screened.to_response()
+    refusal = refusal_for(presented, scope["method"], scope["path"])
+    if refusal is not None and refusal.status_code == 401 and presented:
+        record_failure(scope)
+    return refusal
 
 
 class PublicRoutes:
-    """The routes that need no key: plain paths by a set lookup, patterned ones by matching."""
+    """The routes that need no key, and a request's only way to reach one without a key."""
 
     def __init__(self, routes: Sequence[BaseRoute]) -> None:
-        self.paths = {
-            route.path
-            for route in routes
-            if isinstance(route, Route) and not route.param_convertors
-        }
-        self.patterned = [
-            route for route in routes if getattr(route, "path", None) not in self.paths
-        ]
+        self.routes = list(routes)
 
     def match(self, scope: Scope) -> bool:
-        if scope["path"] in self.paths:
-            return True
-        return bool(self.patterned) and any(
-            route.matches(scope)[0] is not Match.NONE for route in self.patterned
-        )
-
-    def exempt(self, scope: Scope) -> bool:
-        """Requests auth lets through unchecked: CORS preflights and public routes."""
-        if scope["method"] == "OPTIONS" or scope["path"] in self.paths:
-            return True
-        return bool(self.patterned) and self.match(scope)
+        """Whether the request goes to a public route: the first route of the app's table
+        that matches its path and its method (`Match.FULL`; a GET route takes HEAD) is
+        public. A path match alone (`Match.PARTIAL`) makes nothing public, nor does a public
+        pattern listed after the protected route the request reaches."""
+        if not self.routes:
+            return False
+        table = getattr(scope.get("app"), "routes", None) or self.routes
+        for route in table:
+            if route.matches(scope)[0] is Match.FULL:
+                return route in self.routes
+        return False
 
 
 class AuthMiddleware:
-    """Answers 401/503 in the error envelope for every route but the public ones.
+    """Answers 429/401/503 in the error envelope for every route but the public ones.
 
     `standard_middleware` folds this check into its one edge layer; the class stays for
     stacks that need auth as a layer of its own (after CORS) and for subclasses.
@@ -226,10 +171,10 @@ class AuthMiddleware:
         return self.public.match(scope)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.public.exempt(scope):
+        if scope["type"] != "http" or self.public.match(scope):
             await self.app(scope, receive, send)
             return
-        refusal = check_api_key(Headers(scope=scope), scope["method"], scope["path"])
+        refusal = key_refusal(scope, presented_keys(Headers(scope=scope)))
         if refusal is None:
             await self.app(scope, receive, send)
         else:

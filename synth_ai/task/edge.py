@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .access_log import log_request
 from .access_log import logger as access_logger
-from .auth import PublicRoutes, refusal_for_raw
+from .auth import PublicRoutes, key_refusal, presented_from
 from .errors import TaskAppError, error_response, handle_unexpected
 from .limits import RequestTooLarge
 
@@ -96,10 +96,11 @@ class EdgeMiddleware:
         if length is not None and length > max_bytes:
             await RequestTooLarge(max_bytes).to_response()(scope, receive, send)
             return
-        if self.public is not None and not self.public.exempt(scope):
-            refusal = refusal_for_raw(
-                x_api_key, x_api_keys, authorization, scope["method"], scope["path"]
+        if self.public is not None and not self.public.match(scope):
+            presented = presented_from(
+                _latin1(x_api_key), _latin1(x_api_keys), _latin1(authorization)
             )
+            refusal = key_refusal(scope, presented)
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
@@ -122,6 +123,11 @@ class EdgeMiddleware:
         if not self.direct or scope["method"] != "POST" or scope.get("root_path"):
             return None  # under a root path the router resolves the route
         return self.direct.get(scope["path"])
+
+
+def _latin1(value: bytes | None) -> str | None:
+    """A header value as text, decoded as `Headers` decodes it."""
+    return None if value is None else value.decode("latin-1")
 
 
 def _counting(receive: Receive, max_bytes: int) -> Receive:

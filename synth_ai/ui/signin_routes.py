@@ -17,6 +17,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
+from synth_ai.task.attempts import record_failure
+from synth_ai.task.auth import presented_from, screen
 from synth_ai.task.errors import TaskAppError, invalid_request
 from synth_ai.task.json_body import json_body
 
@@ -37,9 +39,15 @@ def _credential(body: Any, field: str) -> str | None:
     value = body.get(field) if isinstance(body, dict) else None
     if value is None:
         return None
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_CREDENTIAL_CHARS:
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= MAX_CREDENTIAL_CHARS
+        or not value.isprintable()  # no control characters, no lone surrogates from \ud800
+    ):
         raise invalid_request(
-            f"{field} must be a non-empty string.", loc=["body", field], msg="bad credential"
+            f"{field} must be a non-empty string of printable characters.",
+            loc=["body", field],
+            msg="bad credential",
         )
     return value
 
@@ -77,14 +85,19 @@ class SignInRoutes:
             raise TaskAppError(403, "forbidden", "Sign in from this server's own page.")
         body = await json_body(request)
         token, key = _credential(body, "login_token"), _credential(body, "key")
+        screened = screen(request.scope, presented_from(key, None, None))
+        if screened is not None:
+            raise screened
         if token is not None:
             try:
                 tenant, key_id = await asyncio.to_thread(self.signin.redeem, token)
             except LoginRefused as exc:
+                record_failure(request.scope)
                 raise TaskAppError(401, "sign_in_refused", str(exc)) from None
         elif key is not None:
             principal = self.identify(key_headers(key))
             if principal is None:
+                record_failure(request.scope)
                 raise TaskAppError(401, "sign_in_refused", "That key is not valid here.")
             tenant, key_id = principal.tenant, self.signin.key_id(key)
         else:
