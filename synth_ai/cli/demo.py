@@ -111,7 +111,8 @@ def demo(
         console.print(f"jobs server at {jobs_url}")
         where = urlsplit(jobs_url)
         assert where.hostname is not None and where.port is not None
-        console.print(sign_in_banner(jobs_app.state.signin, where.hostname, where.port, "Watch it"))
+        watch = "Watch it" if keep_serving else "Watch it live (it stops with the run)"
+        console.print(sign_in_banner(jobs_app.state.signin, where.hostname, where.port, watch))
         eval_config = EvalConfig(
             task_app_url=app_url,
             api_key=api_key,
@@ -131,6 +132,11 @@ def demo(
     if summary is None:
         raise click.ClickException(f"job {job_id} ended without a summary")
     print_summary(console, summary, job_id, str(results), span)
+    if not keep_serving:
+        console.print(
+            "the dashboard stopped with the run (its link is dead now): `jobs serve` below shows "
+            "the job again with a new link, or run the demo with --keep-serving"
+        )
     lines = _count_lines(sft) - earlier
     console.print(f"trace DB: {trace_db} ({len(read_results(results))} results)")
     console.print(f"SFT examples: {sft} ({lines} lines from this run)")
