@@ -355,3 +355,46 @@ def test_a_metric_held_back_to_coalesce_it_still_arrives(
         assert page.locator("#log li", has_text="after-the-metrics").count() == 1
         assert page.inner_text("#events") == "3"
         assert watched.errors == []
+
+
+def test_an_eval_jobs_progress_reaches_its_total_and_times_are_iso_utc(
+    server: JobsServerProcess,
+    chromium: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A real eval on the jobs server (`eval --jobs-server`): the page's progress bar ends at
+    the total, and its times read as the CLI prints them (ISO 8601, UTC)."""
+    import re
+
+    from synth_ai.task import create_task_app
+
+    from .conftest import make_config
+
+    out = str(tmp_path / "results.jsonl")
+    command = [sys.executable, "-m", "synth_ai", "eval", "--seeds", "0-5", "--out", out]
+    with serve_in_background(create_task_app(make_config())) as app_url:
+        ran = subprocess.run(  # a process of its own: the browser's driver holds this loop
+            [*command, app_url, "--jobs-server", server.url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "ENVIRONMENT_API_KEY": KEY},
+        )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    job = re.search(r"job (job_[0-9a-f]+)", ran.stdout)
+    assert job is not None
+    watched = Watched(chromium.new_context())
+    page = watched.page
+    page.goto(server.sign_in_link())
+    page.locator(f"tr[data-job-id='{job[1]}']").wait_for(timeout=5000)
+    page.goto(f"{server.url}/ui/job.html?id={job[1]}")
+    page.wait_for_function(
+        "() => document.getElementById('progress').textContent.startsWith('step 6 of 6')",
+        timeout=5000,
+    )
+    bar = page.locator("#progress progress")
+    assert (bar.get_attribute("value"), bar.get_attribute("max")) == ("6", "6")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", page.inner_text("#created"))
+    first = page.locator("#log li time").first.inner_text()
+    assert re.fullmatch(r"\d\d:\d\d:\d\dZ", first), first
+    assert watched.errors == []
