@@ -61,6 +61,9 @@ class EvalJobKind:
                     cancel=cancel,
                     results_path=results,
                     results_url=service.artifacts.url(job_id, RESULTS_NAME),
+                    results_kept=lambda: service.artifacts.record(
+                        job_id, RESULTS_NAME, job["tenant"]
+                    ),
                 ).run()
             except EvalCheckFailed as exc:
                 logger.warning("eval job %s: %s", job_id, exc)

@@ -162,6 +162,13 @@ class JobEventLog:
         rows = self._query("SELECT * FROM jobs WHERE job_id = ?", [job_id])
         return _job(rows[0]) if rows else None
 
+    def owns(self, job_id: str, tenant: str | None) -> bool:
+        """Whether `tenant` owns the job: one query whose answer and cost are the same for a
+        job that does not exist and one that is another tenant's."""
+        return bool(
+            self._query("SELECT job_id FROM jobs WHERE job_id = ? AND tenant = ?", [job_id, tenant])
+        )
+
     def list_jobs(self, limit: int = 50, tenant: str | None = None) -> list[dict[str, Any]]:
         """Newest first: every job, or only one tenant's."""
         if tenant is None:
