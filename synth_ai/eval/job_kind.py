@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from synth_ai.jobs import JobEmitter, JobsService, JobState
+from synth_ai.jobs.masking import mask_passwords
 
 from .models import EvalConfig
 from .runner import EvalCheckFailed, EvalRun
@@ -17,8 +18,8 @@ RESULTS_NAME = "results.jsonl"
 
 
 class EvalJobKind:
-    """Validates eval configs, keeps the API key out of the stored job, and runs the job as a
-    task on the server's loop; `POST /api/jobs/{id}/cancel` stops it.
+    """Validates eval configs, keeps the API key and URL passwords out of the stored job, and
+    runs the job as a task on the server's loop; `POST /api/jobs/{id}/cancel` stops it.
 
     The server decides where results go (the job's `results.jsonl` artifact), and the task app
     gets only the key the job's creator put in its config, never the server's own.
@@ -29,7 +30,7 @@ class EvalJobKind:
 
     def prepare(self, config: dict[str, Any]) -> tuple[dict[str, Any], EvalConfig]:
         runtime = EvalConfig.model_validate(config)
-        return runtime.model_dump(exclude={"api_key"}), runtime
+        return mask_passwords(runtime.model_dump(exclude={"api_key"})), runtime
 
     async def start(self, service: JobsService, job: dict[str, Any], runtime: EvalConfig) -> None:
         job_id = job["job_id"]
