@@ -18,6 +18,7 @@ import pytest
 from starlette.applications import Starlette
 
 from synth_ai.jobs import StreamSettings, create_jobs_app
+from synth_ai.jobs.log import JobEventLog
 from synth_ai.task import serve_in_background
 
 from .conftest import KEY
@@ -33,17 +34,21 @@ def as_(key: str) -> dict[str, str]:
 
 @contextmanager
 def serve(
-    url: str, monkeypatch: pytest.MonkeyPatch, **limits: Any
+    url: str, folder: Path, monkeypatch: pytest.MonkeyPatch, **limits: Any
 ) -> Iterator[tuple[str, Starlette]]:
+    """A jobs server on `url`, its artifacts under `folder`."""
     monkeypatch.setenv("SYNTH_JOBS_TENANT_KEYS", TENANTS)
-    app = create_jobs_app(url, settings=StreamSettings(end_grace_s=0.05, **limits))
+    settings = StreamSettings(end_grace_s=0.05, **limits)
+    app = create_jobs_app(url, artifacts_dir=folder / "artifacts", settings=settings)
     with serve_in_background(app) as base:
         yield base, app
 
 
 @pytest.fixture
-def jobs(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Starlette]]:
-    with serve(database_url, monkeypatch) as served:
+def jobs(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, Starlette]]:
+    with serve(database_url, tmp_path, monkeypatch) as served:
         yield served
 
 
@@ -156,7 +161,7 @@ def test_each_bound_refuses_past_it_and_keeps_nothing(
         "max_owner_artifact_bytes": 1500,
         "max_artifact_bytes": 950,
     }
-    with serve(database_url, monkeypatch, **limits) as (url, app):
+    with serve(database_url, tmp_path, monkeypatch, **limits) as (url, app):
         first, second, third = new_job(url), new_job(url), new_job(url)
 
         def refused(job_id: str, name: str, size: int, status: int, code: str, var: str) -> None:
@@ -190,11 +195,11 @@ def test_each_bound_refuses_past_it_and_keeps_nothing(
 
 @pytest.mark.parametrize("round_", range(10))
 def test_concurrent_uploads_cannot_pass_the_count_together(
-    database_url: str, monkeypatch: pytest.MonkeyPatch, round_: int
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, round_: int
 ) -> None:
     """Eight uploads all pass the early check (none is committed yet: the delay point holds
     each until all have streamed in); the commit's check under the owner's lock keeps three."""
-    with serve(database_url, monkeypatch, max_artifacts=3) as (url, app):
+    with serve(database_url, tmp_path, monkeypatch, max_artifacts=3) as (url, app):
         store = app.state.jobs.artifacts
         job_id = new_job(url)
         store.before_commit = asyncio.Barrier(8).wait
@@ -213,3 +218,32 @@ def test_concurrent_uploads_cannot_pass_the_count_together(
         kept = {a.json()["name"] for a in answers if a.status_code == 201}
         assert {a["name"] for a in listed(url, job_id)} == kept
         assert {p.name for p in (store.root / job_id).iterdir()} == kept  # no part left over
+
+
+def test_files_of_an_older_version_are_indexed_once(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database made before sizes and hashes were kept: its files are hashed once, when the
+    index is made, each owned by its job's tenant (and counted); later starts read none."""
+    job_id = "job_00000000000000aa"
+    log = JobEventLog(database_url)
+    log.create_job(job_id, "custom", {}, {}, tenant="acme")
+    log.close()
+    folder = tmp_path / "artifacts" / job_id
+    folder.mkdir(parents=True)
+    old = b"o" * 700
+    (folder / "old.bin").write_bytes(old)
+    (folder / ".old.bin.1234.part").write_bytes(b"half")  # an upload cut off: not an artifact
+    expected = {
+        "name": "old.bin",
+        "size": len(old),
+        "sha256": hashlib.sha256(old).hexdigest(),
+        "url": f"/api/jobs/{job_id}/artifacts/old.bin",
+    }
+    with serve(database_url, tmp_path, monkeypatch, max_owner_artifact_bytes=1000) as (url, _):
+        assert listed(url, job_id) == [expected]
+        refused = put(url, new_job(url), "new.bin", b"n" * 301, ACME)
+        assert error_of(refused)["code"] == "tenant_artifacts_full"
+    (folder / "old.bin").write_bytes(b"changed")
+    with serve(database_url, tmp_path, monkeypatch) as (url, _):
+        assert listed(url, job_id) == [expected]

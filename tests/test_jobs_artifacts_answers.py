@@ -32,18 +32,25 @@ def as_(key: str) -> dict[str, str]:
 
 
 @contextmanager
-def serve(db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Starlette]]:
+def serve(
+    db: str, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, Starlette]]:
     monkeypatch.setenv("SYNTH_JOBS_TENANT_KEYS", f"acme:{ACME}, globex:{GLOBEX}")
     app = create_jobs_app(
-        db, settings=StreamSettings(end_grace_s=0.05), kinds={"eval": EvalJobKind()}
+        db,
+        artifacts_dir=folder / "artifacts",
+        settings=StreamSettings(end_grace_s=0.05),
+        kinds={"eval": EvalJobKind()},
     )
     with serve_in_background(app) as url:
         yield url, app
 
 
 @pytest.fixture
-def jobs(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Starlette]]:
-    with serve(database_url, monkeypatch) as served:
+def jobs(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, Starlette]]:
+    with serve(database_url, tmp_path, monkeypatch) as served:
         yield served
 
 
@@ -160,7 +167,7 @@ def test_the_dashboard_runs_only_its_own_scripts_never_an_artifact(
     monkeypatch: pytest.MonkeyPatch,
     chromium: Any,  # noqa: F811
 ) -> None:
-    with serve(str(tmp_path / "jobs.db"), monkeypatch) as (url, _):
+    with serve(str(tmp_path / "jobs.db"), tmp_path, monkeypatch) as (url, _):
         check_scripts(url, chromium)
 
 

@@ -9,14 +9,13 @@ component (`job_artifacts`) beside the event log's tables.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from synth_ai.storage import Database, Step, ensure_schema
+from synth_ai.storage import Connection, Database, Step, ensure_schema
 
-STEPS: list[Step] = [
-    """
+TABLE = """
 CREATE TABLE IF NOT EXISTS job_artifacts (
     job_id TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -28,7 +27,25 @@ CREATE TABLE IF NOT EXISTS job_artifacts (
 );
 CREATE INDEX IF NOT EXISTS idx_job_artifacts_owner ON job_artifacts(owner)
 """
-]
+
+Found = Iterable[tuple[str, str, int, str]]
+"""Files already on disk: (job id, name, size, sha256)."""
+
+
+def _adopting(existing: Callable[[], Found]) -> Step:
+    def adopt(connection: Connection, database: Database) -> None:
+        """Files stored before their sizes and hashes were kept are indexed (hashed) once,
+        with the table, each owned by its job's tenant."""
+        now = time.time()
+        for job_id, name, size, sha256 in existing():
+            connection.execute(
+                "INSERT INTO job_artifacts (job_id, name, owner, size, sha256, stored_at) "
+                "SELECT ?, ?, COALESCE(MAX(tenant), ''), ?, ?, ? FROM jobs WHERE job_id = ? "
+                "ON CONFLICT (job_id, name) DO NOTHING",
+                [job_id, name, size, sha256, now, job_id],
+            )
+
+    return adopt
 
 
 def owner_key(tenant: str | None) -> str:
@@ -65,10 +82,13 @@ class Budget:
 
 
 class ArtifactIndex:
-    def __init__(self, database: Database, limits: ArtifactLimits) -> None:
+    def __init__(
+        self, database: Database, limits: ArtifactLimits, existing: Callable[[], Found]
+    ) -> None:
+        """`existing`: the files already on disk, for a database made before this index."""
         self.database = database
         self.limits = limits
-        ensure_schema(database, "job_artifacts", STEPS)
+        ensure_schema(database, "job_artifacts", [TABLE, _adopting(existing)])
 
     def budget(self, job_id: str, name: str, tenant: str | None) -> Budget:
         """The room for a new `name` (replacing one frees its bytes and takes no new place);
@@ -117,7 +137,7 @@ class ArtifactIndex:
                 [job_id],
             )
 
-    def _budget(self, connection: Any, job_id: str, name: str, owner: str) -> Budget:
+    def _budget(self, connection: Connection, job_id: str, name: str, owner: str) -> Budget:
         limits = self.limits
         (job,) = connection.query(
             "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS used FROM job_artifacts "

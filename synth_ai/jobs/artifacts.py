@@ -17,7 +17,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
 
-from .artifact_index import ArtifactIndex
+from synth_ai.storage import Database
+
+from .artifact_index import ArtifactIndex, ArtifactLimits, Found
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -29,9 +31,9 @@ def valid_name(name: str) -> bool:
 
 
 class ArtifactStore:
-    def __init__(self, root: str | Path, index: ArtifactIndex) -> None:
+    def __init__(self, root: str | Path, database: Database, limits: ArtifactLimits) -> None:
         self.root = Path(root)
-        self.index = index
+        self.index = ArtifactIndex(database, limits, self._on_disk)
         self.before_commit: Callable[[], Awaitable[None]] | None = None
         """Test-only delay point: awaited after an upload streamed in, before its commit."""
 
@@ -86,6 +88,18 @@ class ArtifactStore:
             self.index.commit, job_id, name, tenant, stored, lambda: None, bounded=False
         )
         return stored
+
+    def _on_disk(self) -> Found:
+        """Every artifact file under the root, hashed (for indexing the files of an older
+        version, once)."""
+        if not self.root.is_dir():
+            return
+        for folder in sorted(self.root.iterdir()):
+            if not (folder.is_dir() and JOB_ID.fullmatch(folder.name)):
+                continue
+            for path in sorted(folder.iterdir()):
+                if path.is_file() and valid_name(path.name):
+                    yield (folder.name, path.name, *_hash_file(path))
 
     def list(self, job_id: str) -> list[dict[str, Any]]:
         """Name, size, sha256 and url of each artifact of a job, as stored at upload (blocking:

@@ -17,7 +17,6 @@ from typing import Any
 from synth_ai.batch_writer import WriterUnavailable
 from synth_ai.storage import DatabaseURL
 
-from .artifact_index import ArtifactIndex
 from .artifacts import ArtifactStore
 from .bus import JobBus
 from .leases import Leases
@@ -56,8 +55,9 @@ class JobsService:
         if artifacts_dir is None:
             path = self.log.url.path
             artifacts_dir = path.with_suffix(".artifacts") if path else DEFAULT_ARTIFACTS
-        index = ArtifactIndex(self.log.database, self.settings.artifact_limits)
-        self.artifacts = ArtifactStore(Path(artifacts_dir), index)
+        self.artifacts = ArtifactStore(
+            Path(artifacts_dir), self.log.database, self.settings.artifact_limits
+        )
         self.token_secret = self.settings.token_secret or self.log.secret("sse_token")
         """Signs stream tokens: `SSE_TOKEN_SECRET`, else the one kept with the database."""
         self.leases = Leases(self.log, self.settings.lease_s)
