@@ -163,11 +163,9 @@ class JobEventLog:
         return _job(rows[0]) if rows else None
 
     def owns(self, job_id: str, tenant: str | None) -> bool:
-        """Whether `tenant` owns the job: one query whose answer and cost are the same for a
-        job that does not exist and one that is another tenant's."""
-        return bool(
-            self._query("SELECT job_id FROM jobs WHERE job_id = ? AND tenant = ?", [job_id, tenant])
-        )
+        """One query, the same answer and cost for a missing job and another tenant's."""
+        sql = "SELECT job_id FROM jobs WHERE job_id = ? AND tenant = ?"
+        return bool(self._query(sql, [job_id, tenant]))
 
     def list_jobs(self, limit: int = 50, tenant: str | None = None) -> list[dict[str, Any]]:
         """Newest first: every job, or only one tenant's."""
