@@ -247,3 +247,22 @@ def test_files_of_an_older_version_are_indexed_once(
     (folder / "old.bin").write_bytes(b"changed")
     with serve(database_url, tmp_path, monkeypatch) as (url, _):
         assert listed(url, job_id) == [expected]
+
+
+def test_replicas_share_the_index_the_bounds_and_the_refusals(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two replicas on one PostgreSQL database and one artifact folder: what one stored, the
+    other lists (without reading the file) and counts, and it refuses the other tenant too."""
+    with (
+        serve(postgres_url, tmp_path, monkeypatch, max_artifacts=1) as (first, _),
+        serve(postgres_url, tmp_path, monkeypatch, max_artifacts=1) as (second, app),
+    ):
+        job_id = new_job(first)
+        stored = put(first, job_id, "model.pt", b"weights", ACME).json()
+        assert listed(second, job_id) == [stored]
+        assert put(second, job_id, "forged.pt", b"x", GLOBEX).status_code == 404
+        assert put(second, job_id, "model.pt", b"forged", GLOBEX).status_code == 404
+        assert error_of(put(second, job_id, "more.pt", b"m", ACME))["code"] == "too_many_artifacts"
+        assert app.state.jobs.artifacts.path(job_id, "model.pt").read_bytes() == b"weights"
+        assert listed(first, job_id) == [stored]
