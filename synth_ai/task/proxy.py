@@ -1,0 +1,389 @@
+"""0.2.24's vendor proxy: `ProxyConfig`, its `/proxy/...` routes and the payload helpers.
+
+The routes forward a chat-completions body to the configured vendor URL through the app's
+shared client, with the key the credential rule (`credentials.py`) binds to that URL: the
+author's `credentials`, plus `openai_url` -> `OPENAI_API_KEY` and `groq_url` -> `GROQ_API_KEY`
+(naming a URL in `ProxyConfig` is the author binding it). The key is read from the environment
+per request (dev fallbacks as in 0.2.24, `vendors.py`); a request never names it, and a
+vendor whose key is unset is a 503, as in 0.2.24. The helpers are 0.2.24's, kept
+as they were so payloads are shaped the same.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .credentials import CredentialMap
+from .errors import TaskAppError, http_exception, invalid_request
+from .json_body import json_body
+from .vendors import normalize_vendor_keys
+
+if TYPE_CHECKING:
+    from .inference import SharedHttpClient
+
+logger = logging.getLogger("synth_ai.task.proxy")
+
+
+@dataclass(slots=True)
+class ProxyConfig:
+    """Which vendor proxy routes to serve, where they forward, and a system hint to add."""
+
+    enable_openai: bool = False
+    enable_groq: bool = False
+    system_hint: str | None = None
+    openai_url: str = "https://api.openai.com/v1/chat/completions"
+    groq_url: str = "https://api.groq.com/openai/v1/chat/completions"
+
+
+_REMOVE_FIELDS = {
+    "stop_after_tool_calls",
+    "thinking_mode",
+    "thinking_budget",
+    "reasoning",
+}
+_REMOVE_SAMPLING_FIELDS = {"temperature", "top_p"}
+_GPT5_MIN_COMPLETION_TOKENS = 16000
+
+
+def prepare_for_openai(model: str | None, payload: dict[str, Any]) -> dict[str, Any]:
+    """Sanitise an OpenAI chat completions payload for Task App usage.
+
+    The task app is responsible for providing tools in the payload.
+    This function only handles model-specific parameter normalization.
+    """
+
+    sanitized = copy.deepcopy(payload)
+    for field in _REMOVE_FIELDS:
+        sanitized.pop(field, None)
+
+    if model and "gpt-5" in model:
+        max_tokens = sanitized.pop("max_tokens", None)
+        if "max_completion_tokens" not in sanitized and isinstance(max_tokens, int):
+            sanitized["max_completion_tokens"] = max_tokens
+        elif max_tokens is not None:
+            sanitized.setdefault("max_completion_tokens", max_tokens)
+        for field in _REMOVE_SAMPLING_FIELDS:
+            sanitized.pop(field, None)
+        mct = sanitized.get("max_completion_tokens")
+        if not isinstance(mct, int) or mct < _GPT5_MIN_COMPLETION_TOKENS:
+            sanitized["max_completion_tokens"] = _GPT5_MIN_COMPLETION_TOKENS
+
+        # Set tool_choice to first provided tool (task app must provide tools)
+        # If tool_choice not already set and tools are provided, use the first one
+        if "tool_choice" not in sanitized:
+            tools = sanitized.get("tools", [])
+            if isinstance(tools, list) and tools:
+                first_func = tools[0].get("function", {})
+                if isinstance(first_func, dict) and "name" in first_func:
+                    sanitized["tool_choice"] = {
+                        "type": "function",
+                        "function": {"name": first_func["name"]},
+                    }
+
+        sanitized["parallel_tool_calls"] = False
+
+    return sanitized
+
+
+def prepare_for_groq(model: str | None, payload: dict[str, Any]) -> dict[str, Any]:
+    """Groq uses the OpenAI schema; reuse most normalisation rules."""
+
+    sanitized = prepare_for_openai(model, payload)
+    # Groq supports `max_tokens`; prefer their native parameter when present
+    if (
+        model
+        and "gpt-5" not in model
+        and "max_completion_tokens" in sanitized
+        and "max_tokens" not in payload
+    ):
+        sanitized["max_tokens"] = sanitized.pop("max_completion_tokens")
+    return sanitized
+
+
+def inject_system_hint(payload: dict[str, Any], hint: str) -> dict[str, Any]:
+    """Insert or augment a system message with the provided hint (idempotent)."""
+
+    if not hint:
+        return payload
+    cloned = copy.deepcopy(payload)
+    messages = cloned.get("messages")
+    if not isinstance(messages, list):
+        return cloned
+    if messages and isinstance(messages[0], dict) and messages[0].get("role") == "system":
+        content = messages[0].get("content")
+        if isinstance(content, str) and hint not in content:
+            messages[0] = dict(messages[0])
+            messages[0]["content"] = content.rstrip() + ("\n\n" if content else "") + hint
+    else:
+        messages.insert(0, {"role": "system", "content": hint})
+    cloned["messages"] = messages
+    return cloned
+
+
+def extract_message_text(message: Any) -> str:
+    """Return best-effort text from an OpenAI-style message structure."""
+
+    if message is None:
+        return ""
+    if isinstance(message, str):
+        return message
+    if isinstance(message, list):
+        parts = [extract_message_text(part) for part in message]
+        return "\n".join(part for part in parts if part)
+    if isinstance(message, dict):
+        content = message.get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            parts = []
+            for item in content:
+                text = extract_message_text(item)
+                if text:
+                    parts.append(text)
+            return "\n".join(parts)
+        if "text" in message and isinstance(message["text"], str):
+            return message["text"]
+    return str(message)
+
+
+def _parse_actions_from_json_candidate(candidate: Any) -> tuple[list[str], str]:
+    actions: list[str] = []
+    reasoning = ""
+    if isinstance(candidate, dict):
+        potential_actions = candidate.get("actions")
+        if isinstance(potential_actions, list):
+            actions = [str(a).strip() for a in potential_actions if str(a).strip()]
+        elif isinstance(potential_actions, str):
+            actions = [a.strip() for a in potential_actions.split(";") if a.strip()]
+        if "reasoning" in candidate and isinstance(candidate["reasoning"], str):
+            reasoning = candidate["reasoning"].strip()
+    return actions, reasoning
+
+
+def parse_tool_call_from_text(text: str) -> tuple[list[str], str]:
+    """Derive tool-call actions and reasoning from assistant text."""
+
+    text = (text or "").strip()
+    if not text:
+        return [], ""
+
+    # Attempt to interpret the entire payload as JSON
+    try:
+        data = json.loads(text)
+    except Exception:
+        data = None
+    else:
+        actions, reasoning = _parse_actions_from_json_candidate(data)
+        if actions:
+            return actions, reasoning or text
+
+    # Look for embedded JSON objects containing an "actions" field
+    json_like_matches = re.findall(r"\{[^{}]*actions[^{}]*\}", text, flags=re.IGNORECASE)
+    for fragment in json_like_matches:
+        try:
+            data = json.loads(fragment)
+        except Exception:
+            continue
+        actions, reasoning = _parse_actions_from_json_candidate(data)
+        if actions:
+            return actions, reasoning or text
+
+    # Patterns like "Actions: move_right, jump"
+    m = re.search(r"actions?\s*:\s*([^\n]+)", text, flags=re.IGNORECASE)
+    if m:
+        items = [part.strip() for part in m.group(1).split(",") if part.strip()]
+        if items:
+            reasoning = text[: m.start()].strip()
+            return items, reasoning
+
+    # Patterns like "Action 1: move_right"
+    actions = []
+    reasoning_lines: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        match = re.match(r"action\s*\d*\s*[:\-]\s*(.+)", stripped, flags=re.IGNORECASE)
+        if match:
+            candidate = match.group(1).strip()
+            if candidate:
+                actions.append(candidate)
+        else:
+            reasoning_lines.append(stripped)
+    if actions:
+        return actions, "\n".join(reasoning_lines).strip()
+
+    return [], text
+
+
+def synthesize_tool_call_if_missing(
+    openai_response: dict[str, Any], fallback_tool_name: str = "interact"
+) -> dict[str, Any]:
+    """Ensure the first choice carries a tool_call derived from text if absent.
+
+    This is a fallback for models that don't properly support tool calling.
+    Task apps can specify their preferred fallback tool name (e.g., "interact", "execute_sequence").
+
+    DEPRECATED: Task apps should prefer models with native tool calling support.
+    This function will be removed in a future version.
+    """
+
+    if not isinstance(openai_response, dict):
+        return openai_response
+    choices = openai_response.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return openai_response
+    first = choices[0]
+    if not isinstance(first, dict):
+        return openai_response
+    message = first.get("message")
+    if not isinstance(message, dict):
+        return openai_response
+    tool_calls = message.get("tool_calls")
+    if isinstance(tool_calls, list) and tool_calls:
+        return openai_response
+
+    text = extract_message_text(message)
+    actions, reasoning = parse_tool_call_from_text(text)
+    if not actions:
+        return openai_response
+
+    # Build a fallback tool call using the provided tool name
+    payload: dict[str, Any] = {
+        "actions": [str(a).strip() for a in actions if str(a).strip()],
+    }
+    if reasoning.strip():
+        payload["reasoning"] = reasoning.strip()
+
+    tool_call = {
+        "id": f"tool_{fallback_tool_name}_fallback",
+        "type": "function",
+        "function": {
+            "name": fallback_tool_name,
+            "arguments": json.dumps(payload, ensure_ascii=False),
+        },
+    }
+
+    new_message = copy.deepcopy(message)
+    new_message["tool_calls"] = [tool_call]
+    if "content" not in new_message:
+        new_message["content"] = None
+
+    new_first = copy.deepcopy(first)
+    new_first["message"] = new_message
+    new_choices = [new_first, *choices[1:]]
+
+    result = copy.deepcopy(openai_response)
+    result["choices"] = new_choices
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Vendor:
+    name: str
+    path: str
+    url: str
+    prepare: Any
+    env_name: str
+
+
+class ProxyRoutes:
+    """The enabled `/proxy/...` routes of one app, forwarding through its shared client."""
+
+    def __init__(
+        self, config: ProxyConfig, credentials: Mapping[str, str], http: SharedHttpClient
+    ) -> None:
+        self.config = config
+        self.http = http
+        openai = _Vendor(
+            "openai",
+            "/proxy/v1/chat/completions",
+            config.openai_url,
+            prepare_for_openai,
+            "OPENAI_API_KEY",
+        )
+        groq = _Vendor(
+            "groq",
+            "/proxy/groq/v1/chat/completions",
+            config.groq_url.rstrip("/"),
+            prepare_for_groq,
+            "GROQ_API_KEY",
+        )
+        self.vendors = [
+            vendor
+            for vendor, enabled in ((openai, config.enable_openai), (groq, config.enable_groq))
+            if enabled
+        ]
+        # a malformed URL fails here, at start-up, naming it
+        self.credentials = CredentialMap(
+            {**credentials, **{vendor.url: vendor.env_name for vendor in self.vendors}}
+        )
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(vendor.path, self._endpoint(vendor), methods=["POST"]) for vendor in self.vendors
+        ]
+
+    def _endpoint(self, vendor: _Vendor) -> Any:
+        async def forward(request: Request) -> Response:
+            return await self.forward(vendor, request)
+
+        return forward
+
+    async def forward(self, vendor: _Vendor, request: Request) -> Response:
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise invalid_request(
+                "The body is a chat-completions request: a JSON object.",
+                loc=["body"],
+                msg="not an object",
+                type="dict_type",
+            )
+        normalize_vendor_keys()
+        key = self.credentials.key_for(vendor.url)
+        if key is None:
+            variable = self.credentials.env_name_for(vendor.url) or vendor.env_name
+            raise http_exception(
+                503, f"missing_{vendor.name}_api_key", f"{variable} is not configured"
+            )
+        model = body.get("model") if isinstance(body.get("model"), str) else None
+        payload = inject_system_hint(vendor.prepare(model, body), self.config.system_hint or "")
+        import httpx
+
+        try:
+            answer = await self.http.get().post(
+                vendor.url, json=payload, headers={"Authorization": f"Bearer {key}"}, timeout=600.0
+            )
+        except httpx.HTTPError as exc:
+            logger.warning("proxy %s: %s failed: %s", vendor.name, vendor.url, type(exc).__name__)
+            raise TaskAppError(
+                502, "vendor_unreachable", f"The {vendor.name} endpoint could not be reached."
+            ) from None
+        data: Any
+        try:
+            data = answer.json()
+        except ValueError:
+            data = {"raw": answer.text[:10_000]}
+        if answer.status_code >= 300:  # redirects are not followed: a key stays put
+            code = "vendor_error"  # 0.2.24's codes, from the URL
+            if vendor.url.startswith("https://api.openai.com"):
+                code = "openai_error"
+            elif "groq" in vendor.url:
+                code = "groq_error"
+            raise http_exception(
+                answer.status_code,
+                code,
+                "Vendor proxy error",
+                extra={"status": answer.status_code, "body": data},
+            )
+        return JSONResponse(synthesize_tool_call_if_missing(data))
