@@ -52,9 +52,8 @@ class TaskAppError(Exception):
         self.extra = extra
 
     def to_response(self) -> JSONResponse:
-        return error_response(
-            self.status, self.code, self.message, headers=self.headers, **self.extra
-        )
+        body = error_body(self.code, self.message, **self.extra)
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
 class InfrastructureError(Exception):
@@ -153,9 +152,12 @@ def from_http_exception(exc: HTTPException, request: Request | None = None) -> T
     detail = exc.detail
     error = detail.get("error") if isinstance(detail, Mapping) else None
     if isinstance(error, Mapping) and isinstance(error.get("code"), str):
-        extra = {k: v for k, v in error.items() if k not in ("code", "message")}
-        message = str(error.get("message", ""))
-        return TaskAppError(exc.status_code, error["code"], message, headers=exc.headers, **extra)
+        answer = TaskAppError(
+            exc.status_code, error["code"], str(error.get("message", "")), headers=exc.headers
+        )
+        # set, not passed: an extra may be named like a parameter (0.2.24's proxy sends `status`)
+        answer.extra = {k: v for k, v in error.items() if k not in ("code", "message")}
+        return answer
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = str(detail)
     if request is not None and exc.status_code in (404, 405) and message in _ROUTING_PHRASES:
