@@ -324,10 +324,11 @@ class ProxyRoutes:
             for vendor, enabled in ((openai, config.enable_openai), (groq, config.enable_groq))
             if enabled
         ]
-        # a malformed URL fails here, at start-up, naming it
-        self.credentials = CredentialMap(
-            {**credentials, **{vendor.url: vendor.env_name for vendor in self.vendors}}
-        )
+        # one map per vendor (both may name one URL); a malformed URL fails here, naming it
+        self.credentials = {
+            vendor.name: CredentialMap({**credentials, vendor.url: vendor.env_name})
+            for vendor in self.vendors
+        }
 
     def routes(self) -> list[Route]:
         return [
@@ -350,9 +351,10 @@ class ProxyRoutes:
                 type="dict_type",
             )
         normalize_vendor_keys()
-        key = self.credentials.key_for(vendor.url)
+        credentials = self.credentials[vendor.name]
+        key = credentials.key_for(vendor.url)
         if key is None:
-            variable = self.credentials.env_name_for(vendor.url) or vendor.env_name
+            variable = credentials.env_name_for(vendor.url) or vendor.env_name
             raise http_exception(
                 503, f"missing_{vendor.name}_api_key", f"{variable} is not configured"
             )
