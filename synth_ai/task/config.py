@@ -15,13 +15,13 @@ from synth_ai.storage.url import DatabaseURL, parse_database_url
 from .contracts import RolloutRequest, RolloutResponse, RubricInfo, TaskInfo
 from .credentials import DEFAULT_CREDENTIALS, CredentialMap
 from .datasets import TaskDatasetRegistry
-from .proxy import ProxyConfig
-from .rubrics import RubricBundle
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
+    from .proxy import ProxyConfig
     from .rollout import RolloutContext
+    from .rubrics import RubricBundle
 
 RolloutResult = RolloutResponse | dict[str, Any]
 RolloutExecutor = Callable[

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .contracts import RubricInfo
 from .errors import EXCEPTION_HANDLERS, error_response, from_http_exception
 
 if TYPE_CHECKING:
@@ -114,8 +115,6 @@ async def call_hook(hook: Callable[..., Any], app: Any) -> None:
 
 def is_published(config: TaskAppConfig) -> bool:
     """Whether a config says anything only 0.2.24 said; such an app also gets `POST /done`."""
-    from .rubrics import RubricBundle
-
     return bool(
         takes_http_request(config.rollout)
         or getattr(config.rollout, "takes_http_request", False)
@@ -126,7 +125,7 @@ def is_published(config: TaskAppConfig) -> bool:
         or config.dataset_registry is not None
         or config.startup_hooks
         or config.shutdown_hooks
-        or isinstance(config.rubrics, RubricBundle)
+        or not isinstance(config.rubrics, RubricInfo | None)  # a RubricBundle
     )
 
 

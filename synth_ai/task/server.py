@@ -21,11 +21,10 @@ from starlette.types import ASGIApp, Scope
 
 from .auth import AuthMiddleware, configured_keys, expected_prefix
 from .config import TaskAppConfig
-from .contracts import CONTRACT_VERSION, INT64_MAX, INT64_MIN, TaskInfo
+from .contracts import CONTRACT_VERSION, INT64_MAX, INT64_MIN, RubricInfo, TaskInfo
 from .edge import EdgeMiddleware
 from .errors import EXCEPTION_HANDLERS, invalid_request
 from .openapi import build_openapi
-from .proxy import ProxyConfig, ProxyRoutes
 from .published import (
     RolloutScope,
     RouterFallback,
@@ -38,7 +37,6 @@ from .published import (
 )
 from .published_auth import require_api_key_dependency
 from .rollout import RolloutRunner
-from .rubrics import RubricBundle
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
@@ -124,11 +122,9 @@ class TaskAppRoutes:
     async def info(self, request: Request) -> Response:
         base = self.config.base_task_info
         rubrics = self.config.rubrics or (base.rubric if base.rubric.outcome else None)
-        rubrics_json = (
-            rubrics.to_json()
-            if isinstance(rubrics, RubricBundle)
-            else (rubrics.model_dump(mode="json") if rubrics else None)
-        )
+        rubrics_json = rubrics.model_dump(mode="json") if isinstance(rubrics, RubricInfo) else None
+        if rubrics is not None and not isinstance(rubrics, RubricInfo):
+            rubrics_json = rubrics.to_json()  # 0.2.24's RubricBundle, answered as 0.2.24 did
         return JSONResponse(
             {
                 "service": {
@@ -301,9 +297,24 @@ def published_routes(config: TaskAppConfig, routes: TaskAppRoutes) -> list[BaseR
     if config.expose_debug_env:
         extra.append(debug_env_route())
     if config.proxy is not None:
+        from .proxy import ProxyRoutes
+
         proxy = ProxyRoutes(config.proxy, config.credentials, routes.runner.http)
         extra.extend(proxy.routes())
     return extra
+
+
+def __getattr__(name: str) -> Any:
+    """0.2.24's `ProxyConfig` and `RubricBundle`, served here too, loaded on first use."""
+    if name == "ProxyConfig":
+        from .proxy import ProxyConfig
+
+        return ProxyConfig
+    if name == "RubricBundle":
+        from .rubrics import RubricBundle
+
+        return RubricBundle
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_task_app(app: Any, **options: Any) -> None:
@@ -314,9 +325,7 @@ def run_task_app(app: Any, **options: Any) -> None:
     run(app, **options)
 
 
-__all__ = [
-    "ProxyConfig",
-    "RubricBundle",
+__all__ = [  # and, through __getattr__, ProxyConfig and RubricBundle
     "TaskAppConfig",
     "create_task_app",
     "require_api_key_dependency",
