@@ -361,3 +361,65 @@ def test_the_proxy_forwards_nowhere_but_the_configured_url(
         )
     assert answered.status_code == 200, answered.text
     assert len(fake.seen) == 1 and fake.seen[0][0]["authorization"] == f"Bearer {VENDOR_KEY}"
+
+
+# --- concurrent rollouts each see their own HTTP request ------------------------------------
+
+CONCURRENT = 8
+
+
+def overlapping_executors() -> tuple[Any, Any]:
+    """An async and a sync executor that answer only once CONCURRENT rollouts are inside
+    (an event and a barrier: every request is in flight at once, no sleeps), each answering
+    its own request's `X-Probe` header and body."""
+    import asyncio
+    import threading
+
+    arrived = 0
+    all_in = asyncio.Event()
+    barrier = threading.Barrier(CONCURRENT, timeout=30)
+
+    async def async_executor(request: RolloutRequest, fastapi_request: Request) -> Any:
+        nonlocal arrived
+        arrived += 1
+        if arrived == CONCURRENT:
+            all_in.set()
+        await asyncio.wait_for(all_in.wait(), 30)
+        body = await fastapi_request.json()
+        return answer(request, [fastapi_request.headers["x-probe"], body["run_id"]])
+
+    def sync_executor(request: RolloutRequest, fastapi_request: Request) -> Any:
+        barrier.wait()
+        return answer(request, [fastapi_request.headers["x-probe"], request.run_id])
+
+    return async_executor, sync_executor
+
+
+@pytest.mark.parametrize("round_", range(15))
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_concurrent_rollouts_each_see_their_own_request(round_: int, kind: str) -> None:
+    import asyncio
+
+    async_executor, sync_executor = overlapping_executors()
+    executor = async_executor if kind == "async" else sync_executor
+    config = published_config(rollout=executor)
+
+    async def run_all(url: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        "/rollout",
+                        json={**BODY, "run_id": f"run-{n}"},
+                        headers={**auth_headers(), "X-Probe": f"probe-{n}"},
+                    )
+                    for n in range(CONCURRENT)
+                )
+            )
+
+    with serve_in_background(create_task_app(config)) as url:
+        responses = asyncio.run(run_all(url))
+    for n, response in enumerate(responses):
+        assert response.status_code == 200, response.text
+        seen = response.json()["trajectories"][0]["steps"][0]["obs"]["value"]
+        assert seen == [f"probe-{n}", f"run-{n}"]

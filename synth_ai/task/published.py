@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .contracts import RubricInfo
 from .errors import EXCEPTION_HANDLERS, error_response, from_http_exception
@@ -37,7 +37,9 @@ logger = logging.getLogger("synth_ai.task.published")
 HTTP_REQUEST_NAMES = frozenset({"fastapi_request", "http_request"})
 """Second-parameter names that mean "give me the HTTP request", as 0.2.24's executors took."""
 
-_rollout_scope: ContextVar[Scope | None] = ContextVar("synth_ai_rollout_scope", default=None)
+_rollout_scope: ContextVar[tuple[Scope, list[bytes]] | None] = ContextVar(
+    "synth_ai_rollout_scope", default=None
+)
 
 
 def takes_http_request(executor: Callable[..., Any]) -> bool:
@@ -63,33 +65,55 @@ def takes_http_request(executor: Callable[..., Any]) -> bool:
 
 
 class RolloutScope:
-    """Wraps the `/rollout` endpoint so an adapted executor can see its request's scope."""
+    """Wraps the `/rollout` endpoint so an adapted executor can see its request: the scope,
+    and the body as the endpoint read it (kept for this request only)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        token = _rollout_scope.set(scope)
+        chunks: list[bytes] = []
+
+        async def recording() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+            return message
+
+        token = _rollout_scope.set((scope, chunks))
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, recording, send)
         finally:
             _rollout_scope.reset(token)
 
 
+def http_request() -> Request:
+    """The rollout's HTTP request as an executor sees it: its body can be read again."""
+    current = _rollout_scope.get()
+    if current is None:
+        return Request({"type": "http", "headers": []})
+    scope, chunks = current
+    body = b"".join(chunks)
+
+    async def replay() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(scope, replay)
+
+
 def http_request_executor(executor: Callable[..., Any]) -> RolloutExecutor:
     """A 0.2.24 executor as one of this framework's: it is given the rollout's HTTP request
-    (its `app.state` holds `app_state`; its body has been read), a sync one runs in a worker
+    (its `app.state` holds `app_state`; its body reads as sent), a sync one runs in a worker
     thread, and an `HTTPException` it raises is answered in the envelope with its status."""
     is_async = inspect.iscoroutinefunction(executor)
 
     @functools.wraps(executor)
     async def execute(request: RolloutRequest, context: RolloutContext) -> Any:
-        scope = _rollout_scope.get()
-        http_request = Request(scope if scope is not None else {"type": "http", "headers": []})
+        fastapi_request = http_request()
         try:
             if is_async:
-                return await executor(request, http_request)
-            result = await run_in_threadpool(executor, request, http_request)
+                return await executor(request, fastapi_request)
+            result = await run_in_threadpool(executor, request, fastapi_request)
             return await result if inspect.isawaitable(result) else result
         except HTTPException as exc:
             raise from_http_exception(exc) from None
