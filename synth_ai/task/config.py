@@ -38,7 +38,9 @@ class TaskAppConfig:
     """What `create_task_app` builds a task app from.
 
     `rollout` may be sync (run in a worker thread) or async (run on the event loop). So may
-    `describe_taskset`, `provide_task_instances` and the startup/shutdown hooks.
+    `describe_taskset`, `provide_task_instances` and the startup/shutdown hooks. It takes
+    `(request, context)`; 0.2.24's `(request, fastapi_request)` form works too (see
+    `published.takes_http_request`).
     Extra `routes` are protected by the API key like the standard ones; `public_routes` are not.
     """
 
