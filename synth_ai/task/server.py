@@ -297,7 +297,7 @@ def published_routes(config: TaskAppConfig, routes: TaskAppRoutes) -> list[BaseR
     if config.expose_debug_env:
         extra.append(debug_env_route())
     if config.proxy is not None:
-        from .proxy import ProxyRoutes
+        from .proxy_routes import ProxyRoutes
 
         proxy = ProxyRoutes(config.proxy, config.credentials, routes.runner.http)
         extra.extend(proxy.routes())
