@@ -84,3 +84,34 @@ def test_the_app_is_found_by_id_and_alias_once_the_file_is_imported(reference: s
     entry = find_task_app(str(APP))
     assert find_task_app(reference) is entry
     assert entry.modal is not None and entry.modal.app_name == "arith-0224"
+
+
+def test_python_app_py_serves_through_run_task_app(tmp_path: Path) -> None:
+    """0.2.24's `__main__` block: `run_task_app(build_config, host=..., port=...)`."""
+    from tests.processes import free_port
+
+    port = free_port()
+    env = {**os.environ, "ENVIRONMENT_API_KEY": KEY, "PORT": str(port)}
+    process = subprocess.Popen(
+        [sys.executable, str(APP)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    process_out = process.stdout
+    assert process_out is not None
+    try:
+        for line in process_out:
+            output.append(line)
+            if "Uvicorn running on" in line or f":{port}" in line:
+                break
+        else:
+            pytest.fail("app.py exited:\n" + "".join(output))
+        info = httpx.get(f"http://127.0.0.1:{port}/info", headers={"X-API-Key": KEY}, timeout=30)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    assert info.json()["service"]["app_id"] == "arith-0224"
