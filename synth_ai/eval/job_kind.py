@@ -8,6 +8,7 @@ from typing import Any
 
 from synth_ai.jobs import EventIn, JobEmitter, JobsService, JobState
 from synth_ai.jobs.log import JobFinished
+from synth_ai.jobs.masking import mask_passwords
 
 from .models import EvalConfig
 from .runner import EvalCheckFailed, EvalRun
@@ -18,8 +19,8 @@ RESULTS_NAME = "results.jsonl"
 
 
 class EvalJobKind:
-    """Validates eval configs, keeps the API key out of the stored job, and runs the job as a
-    task on the server's loop; `POST /api/jobs/{id}/cancel` stops it.
+    """Validates eval configs, keeps the API key and URL passwords out of the stored job, and
+    runs the job as a task on the server's loop; `POST /api/jobs/{id}/cancel` stops it.
 
     The server decides where results go (the job's `results.jsonl` artifact), and the task app
     gets only the key the job's creator put in its config, never the server's own.
@@ -35,12 +36,12 @@ class EvalJobKind:
 
     def prepare(self, config: dict[str, Any]) -> tuple[dict[str, Any], EvalConfig]:
         runtime = EvalConfig.model_validate(config)
-        return runtime.model_dump(exclude={"api_key"}), runtime
+        return mask_passwords(runtime.model_dump(exclude={"api_key"})), runtime
 
     async def start(self, service: JobsService, job: dict[str, Any], runtime: EvalConfig) -> None:
         job_id = job["job_id"]
         try:
-            await self._start(service, job_id, runtime)
+            await self._start(service, job_id, job["tenant"], runtime)
         except BaseException as exc:  # a cancelled request too: the job must not stay queued
             service.leases.forget(job_id)
             logger.warning("eval job %s did not start: %s: %s", job_id, type(exc).__name__, exc)
@@ -50,7 +51,9 @@ class EvalJobKind:
             if not isinstance(exc, Exception):
                 raise
 
-    async def _start(self, service: JobsService, job_id: str, runtime: EvalConfig) -> None:
+    async def _start(
+        self, service: JobsService, job_id: str, tenant: str, runtime: EvalConfig
+    ) -> None:
         bus = await service.bus(job_id)
         if bus is None:
             raise LookupError(f"job {job_id} is not in the log")
@@ -80,6 +83,7 @@ class EvalJobKind:
                     cancel=cancel,
                     results_path=results,
                     results_url=service.artifacts.url(job_id, RESULTS_NAME),
+                    results_kept=lambda: service.artifacts.record(job_id, RESULTS_NAME, tenant),
                 ).run()
             except EvalCheckFailed as exc:
                 logger.warning("eval job %s: %s", job_id, exc)

@@ -143,6 +143,11 @@ class JobEventLog:
         rows = self._query("SELECT * FROM jobs WHERE job_id = ?", [job_id])
         return _job(rows[0]) if rows else None
 
+    def owns(self, job_id: str, tenant: str | None) -> bool:
+        """One query, the same answer and cost for a missing job and another tenant's."""
+        sql = "SELECT job_id FROM jobs WHERE job_id = ? AND tenant = ?"
+        return bool(self._query(sql, [job_id, tenant]))
+
     def list_jobs(self, limit: int = 50, tenant: str | None = None) -> list[dict[str, Any]]:
         """Newest first: every job, or only one tenant's."""
         if tenant is None:

@@ -55,7 +55,9 @@ class JobsService:
         if artifacts_dir is None:
             path = self.log.url.path
             artifacts_dir = path.with_suffix(".artifacts") if path else DEFAULT_ARTIFACTS
-        self.artifacts = ArtifactStore(Path(artifacts_dir))
+        self.artifacts = ArtifactStore(
+            Path(artifacts_dir), self.log.database, self.settings.artifact_limits
+        )
         self.token_secret = self.settings.token_secret or self.log.secret("sse_token")
         """Signs stream tokens: `SSE_TOKEN_SECRET`, else the one kept with the database."""
         self.leases = Leases(self.log, self.settings.lease_s)
