@@ -357,6 +357,13 @@ def test_a_metric_held_back_to_coalesce_it_still_arrives(
         assert watched.errors == []
 
 
+def sign_in_with_the_key(page: Any, server: JobsServerProcess) -> None:
+    """The operator signs in by typing the key (the printed link works once)."""
+    page.goto(f"{server.url}/ui/")
+    page.fill("#signin-key", KEY)
+    page.press("#signin-key", "Enter")
+
+
 def test_an_eval_jobs_progress_reaches_its_total_and_times_are_iso_utc(
     server: JobsServerProcess,
     chromium: Any,  # noqa: F811
@@ -385,7 +392,7 @@ def test_an_eval_jobs_progress_reaches_its_total_and_times_are_iso_utc(
     assert job is not None
     watched = Watched(chromium.new_context())
     page = watched.page
-    page.goto(server.sign_in_link())
+    sign_in_with_the_key(page, server)
     page.locator(f"tr[data-job-id='{job[1]}']").wait_for(timeout=5000)
     page.goto(f"{server.url}/ui/job.html?id={job[1]}")
     page.wait_for_function(
@@ -397,4 +404,34 @@ def test_an_eval_jobs_progress_reaches_its_total_and_times_are_iso_utc(
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", page.inner_text("#created"))
     first = page.locator("#log li time").first.inner_text()
     assert re.fullmatch(r"\d\d:\d\d:\d\dZ", first), first
+    assert watched.errors == []
+
+
+def test_a_file_emitted_as_an_artifact_appears_live_and_downloads(
+    server: JobsServerProcess,
+    chromium: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A producer's `emit_artifact` with a local file (what the example loops do): the file is
+    uploaded, and the open job page shows it within 2 s as a link that downloads it."""
+    from synth_ai.jobs import RemoteEmitter
+
+    checkpoint = tmp_path / "step-7.json"
+    checkpoint.write_text('{"step": 7}')
+    job = server.post("/api/jobs", {})["job_id"]
+    watched = Watched(chromium.new_context(accept_downloads=True))
+    page = watched.page
+    sign_in_with_the_key(page, server)
+    page.locator(f"tr[data-job-id='{job}']").wait_for(timeout=5000)
+    page.goto(f"{server.url}/ui/job.html?id={job}")
+    page.wait_for_function("() => document.getElementById('stream').textContent === 'live'")
+    with RemoteEmitter(server.url, job, KEY) as emitter:
+        started = time.monotonic()
+        emitter.emit_artifact("checkpoint", checkpoint.as_uri(), step=7)
+    artifact = page.locator("#artifacts a", has_text="step-7.json")
+    artifact.wait_for(timeout=LIVE_S * 1000)
+    assert time.monotonic() - started < LIVE_S
+    with page.expect_download() as download:
+        artifact.click()
+    assert Path(download.value.path()).read_text() == '{"step": 7}'
     assert watched.errors == []
