@@ -68,7 +68,7 @@ def test_leaks_are_meaningful_runs_or_the_shown_prefix(key: str) -> None:
     )
 
 
-def zero_two_twenty_four(carry_cid: bool) -> Starlette:
+def zero_two_twenty_four(carry_cid: bool, leak: bool = False) -> Starlette:
     """An app answering as 0.2.24's framework does: no `trace_correlation_id`, an empty
     `pipeline_metadata`, and each trajectory's `inference_url` (with the trainer's `cid`
     when `carry_cid`, as an app that passes the policy's URL along does)."""
@@ -81,12 +81,14 @@ def zero_two_twenty_four(carry_cid: bool) -> Starlette:
         return JSONResponse({"status": "ok", "service": "old"})
 
     async def health(request: Request) -> Response:
-        if not allowed(request):
-            return JSONResponse({"detail": "Invalid API key"}, status_code=401)
+        if not allowed(request):  # as 0.2.24 answers: 400, and (leak) the key's first 15
+            shown = {"allowed_first15": [key[:15]]} if leak else {}
+            return JSONResponse({"detail": {"code": "unauthorised", **shown}}, status_code=400)
         return JSONResponse({"healthy": True})
 
     async def info(request: Request) -> Response:
-        return JSONResponse({"service": {}, "dataset": {}, "inference": {}, "limits": {}})
+        info = {"service": {}, "dataset": {}, "rubrics": None, "inference": {}, "limits": {}}
+        return JSONResponse(info)
 
     async def task_info(request: Request) -> Response:
         if request.query_params.get("seed") is None:
@@ -153,6 +155,16 @@ def test_the_cid_may_come_back_in_the_trajectories_inference_url(
         assert "cid from the trajectories' inference_url (0.2.24)" in found[name][1]
 
 
+def test_a_key_leaked_in_a_400_refusal_is_found(api_key: str, policy_url: str) -> None:
+    with serve_in_background(zero_two_twenty_four(carry_cid=True, leak=True)) as url:
+        report = asyncio.run(check_conformance(url, api_key, inference_url=policy_url))
+    assert report.failures == ["no_key_material_in_401"]
+    assert statuses(report)["health_401_without_key"] == (
+        "pass",
+        "400 without a key (an older generation (0.2.x))",
+    )
+
+
 def test_a_cid_found_nowhere_is_still_blamed(api_key: str, policy_url: str) -> None:
     with serve_in_background(zero_two_twenty_four(carry_cid=False)) as url:
         report = asyncio.run(check_conformance(url, api_key, inference_url=policy_url))
@@ -214,12 +226,13 @@ def wait_until_listening(url: str, process: subprocess.Popen[bytes]) -> None:
     reason="no virtualenv of the published synth-ai 0.2.24 at bench/.cache/published "
     "(bench/framework_overhead.py makes it)",
 )
-def test_check_blames_no_cid_and_no_key_leak_on_the_published_0_2_24(
+def test_check_judges_the_published_0_2_24_by_its_contract_and_finds_its_leak(
     api_key: str, policy_url: str, tmp_path: Path
 ) -> None:
-    """The rules this test holds check to on a 0.2.24 app: the cid (in the trajectories'
-    inference_url) and the key. (0.2.24 differs in other ways that check reports: a 400 for a
-    missing key, no contract_version, answers outside the error envelope.)"""
+    """A 0.2.24 app passes every check by its generation's contract (400 without a key, no
+    contract_version, its own error bodies, the cid in the trajectories' inference_url), but
+    one: its refusal carries the first 15 characters of the valid key (`allowed_first15`),
+    a real leak, which `check` names."""
     app = tmp_path / "old_app.py"
     app.write_text(PUBLISHED_APP)
     port = free_port()
@@ -237,6 +250,7 @@ def test_check_blames_no_cid_and_no_key_leak_on_the_published_0_2_24(
         process.terminate()
         process.wait(timeout=10)
     found = statuses(report)
-    assert found["no_key_material_in_401"][0] in ("pass", "skipped"), found
-    blamed = [detail for _, detail in found.values() if "correlation" in detail or "cid" in detail]
-    assert blamed == [], blamed
+    assert report.failures == ["no_key_material_in_401"], found
+    assert found["no_key_material_in_401"][1] == "a 400 answer contains part of the valid key"
+    assert "(0.2.24)" in found["rollout_rl_cid_rules"][1]
+    assert "an older generation (0.2.x)" in found["info_shape"][1]

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import httpx
 
+from .older_generation import is_older_generation
 from .probes import PROBES, CannotCheck, CheckFailed, CheckSkipped, Probe, describe, json_object
 
 Status = Literal["pass", "fail", "skipped"]
@@ -131,6 +132,7 @@ async def check_conformance(
         probe = Probe(http, url, api_key, seeds, inference_url, model)
         try:
             await reach(probe)
+            probe.older = await is_older_generation(http, probe.auth)
             for name, check in PROBES:
                 await run_check(report, name, functools.partial(check, probe))
         except CannotCheck as exc:

@@ -27,6 +27,7 @@ from .auth import expected_prefix
 from .client import error_from_response, every_generation, excerpt
 from .contracts import ErrorEnvelope, RolloutResponse, TaskInfo
 from .correlation import stamp_inference_url, url_correlation_id
+from .older_generation import KEYLESS, OLDER, with_step_info
 from .validators import validate_rollout_response_for_rl
 
 RESPONSE_FIELDS = ("run_id", "trace_correlation_id", "trajectories", "metrics", "pipeline_metadata")
@@ -113,6 +114,8 @@ class Probe:
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     unanswered: Count | None = None
     """What a stand-in policy tallied for the rollouts: None when the policy is not one."""
+    older: bool = False
+    """An app of an older generation, judged by its contract (`older_generation.py`)."""
 
     @property
     def auth(self) -> dict[str, str]:
@@ -155,34 +158,39 @@ async def health_with_key(p: Probe) -> str:
 
 async def health_without_key(p: Probe) -> str:
     response = await p.http.get("/health")
+    if p.older and response.status_code in KEYLESS:
+        return f"{response.status_code} without a key ({OLDER})"
     if response.status_code != 401:
         raise CheckFailed(f"GET /health without a key answered {describe(response)}, not 401")
     return "401 without a key"
 
 
 async def no_key_material(p: Probe) -> str:
-    """Only refusals are inspected (a 200 /health may show the key's first 4 characters);
-    skipped when there was none: an app without auth proves nothing about its 401."""
+    """Only refusals (any 4xx) are inspected (a 200 /health may show the key's first 4
+    characters); skipped when there was none: an app without auth proves nothing here."""
     wrong = f"wrong-{uuid.uuid4().hex}"
     statuses = []
     for headers in ({}, {"X-API-Key": wrong}, {"Authorization": f"Bearer {wrong}"}):
         response = await p.http.get("/health", headers=headers)
         statuses.append(response.status_code)
-        if response.status_code not in REFUSED:
+        if not 400 <= response.status_code < 500:  # a refusal, whatever its status
             continue
         body = response.text + " ".join(f"{k}: {v}" for k, v in response.headers.items())
         if leaks(body, p.key):
             raise CheckFailed(f"a {response.status_code} answer contains part of the valid key")
         if headers and leaks(body, wrong):
             raise CheckFailed(f"a {response.status_code} answer echoes the presented key")
-    if not any(status in REFUSED for status in statuses):
+    if not any(400 <= status < 500 for status in statuses):
         answered = ", ".join(str(s) for s in sorted(set(statuses)))
-        raise CheckSkipped(f"GET /health without a valid key never answered 401 ({answered})")
-    return "no key material in 401 answers"
+        raise CheckSkipped(f"GET /health without a valid key was never refused ({answered})")
+    return "no key material in the refusals"
 
 
 async def info_shape(p: Probe) -> str:
     data = await p.get_json("/info")
+    if p.older:
+        require(data, [f for f in INFO_FIELDS if f != "contract_version"], "/info")
+        return OLDER
     require(data, INFO_FIELDS, "/info")
     return f"contract_version={data['contract_version']}"
 
@@ -198,11 +206,13 @@ async def task_info_seeds(p: Probe) -> str:
     for seed in p.seeds:
         data = await p.get_json("/task_info", seed=seed)
         require(data, TASK_INFO_FIELDS, f"/task_info?seed={seed}")
+        if p.older:  # its fields' shapes are its generation's
+            continue
         try:
             TaskInfo.model_validate(data)
         except ValidationError as exc:
             raise CheckFailed(f"/task_info?seed={seed}: {exc.errors()[0]['msg']}") from None
-    return f"{len(p.seeds)} seeds"
+    return f"{len(p.seeds)} seeds" + (f" ({OLDER})" if p.older else "")
 
 
 async def determinism(p: Probe) -> str:
@@ -256,7 +266,7 @@ async def rollout(p: Probe, mode: str) -> str:
     require(data, RESPONSE_FIELDS, f"rollout response ({mode})")
     carried_by = correlation(data, cid)
     try:
-        parsed = RolloutResponse.model_validate(data)
+        parsed = RolloutResponse.model_validate(with_step_info(data) if p.older else data)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
@@ -333,8 +343,11 @@ async def reward_names(p: Probe) -> str:
     return f"equal ({', '.join(compared)})"
 
 
-def in_envelope(response: httpx.Response, what: str) -> str:
-    """The answer's error code when its body is the error envelope (DESIGN.md 3.3)."""
+def in_envelope(response: httpx.Response, what: str, older: bool = False) -> str:
+    """The answer's error code when its body is the error envelope (DESIGN.md 3.3); an older
+    generation answers FastAPI's `{"detail": ...}` instead."""
+    if older:
+        return f"({OLDER}: its own error body)"
     try:
         return ErrorEnvelope.model_validate_json(response.content).detail.error.code
     except ValidationError:
@@ -351,7 +364,7 @@ async def malformed_json(p: Probe) -> str:
     p.refused(response, "POST /rollout")
     if not 400 <= response.status_code < 500:
         raise CheckFailed(f"{what} answered {describe(response)}, not a 4xx")
-    return f"{response.status_code} {in_envelope(response, what)}"
+    return f"{response.status_code} {in_envelope(response, what, p.older)}"
 
 
 async def unknown_route(p: Probe) -> str:
@@ -359,7 +372,7 @@ async def unknown_route(p: Probe) -> str:
     response = await p.http.get(path, headers=p.auth)
     if response.status_code != 404:
         raise CheckFailed(f"GET {path} answered {describe(response)}, not 404")
-    return f"404 {in_envelope(response, f'GET {path}')}"
+    return f"404 {in_envelope(response, f'GET {path}', p.older)}"
 
 
 PROBES: tuple[tuple[str, Callable[[Probe], Awaitable[str]]], ...] = (
