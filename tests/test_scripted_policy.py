@@ -101,6 +101,7 @@ def test_a_real_endpoint_is_not_taken_for_a_stand_in() -> None:
     with serve_in_background(create_task_app(make_config())) as url:
         assert asyncio.run(count_unanswered(url, ["c1"])) is None
     assert asyncio.run(count_unanswered("http://127.0.0.1:9", ["c1"])) is None
+    assert asyncio.run(count_unanswered("https://api.openai.com/v1", ["c1"])) is None  # not asked
 
 
 @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", None]), st.booleans())))

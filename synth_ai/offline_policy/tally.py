@@ -10,6 +10,7 @@ not answer: `eval` and `check` ask after their rollouts (`count_unanswered`).
 
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,16 @@ def unanswered_message() -> dict[str, Any]:
     return {"role": "assistant", "content": UNANSWERED}
 
 
+def on_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def tally_url(inference_url: str) -> str:
     parts = urlsplit(inference_url)
     return f"{parts.scheme}://{parts.netloc}{TALLY_PATH}"
@@ -91,8 +102,10 @@ def tally_url(inference_url: str) -> str:
 
 async def count_unanswered(inference_url: str | None, cids: list[str]) -> Count | None:
     """What the stand-in at `inference_url` tallied for `cids`; None when it is not an
-    offline stand-in (a real endpoint answers the tally path with an error) or is gone."""
-    if not inference_url or not cids:
+    offline stand-in (a real endpoint answers the tally path with an error) or is gone. Only a
+    loopback URL is asked: stand-ins are served on this machine, and a vendor is never sent
+    the run's cids."""
+    if not inference_url or not cids or not on_loopback(inference_url):
         return None
     try:
         async with httpx.AsyncClient(timeout=10.0) as http:
