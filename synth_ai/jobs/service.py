@@ -10,7 +10,7 @@ import os
 import threading
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,9 @@ MAX_WAITING = 10_000
 CATCH_UP_PAGE = 500
 
 logger = logging.getLogger("synth_ai.jobs")
+
+DelayPoint = Callable[[str, str], Awaitable[None]]
+"""`(point, job_id)`: awaited at the named points of opening, loading and catching up."""
 
 
 class JobsService:
@@ -70,6 +73,14 @@ class JobsService:
         """Jobs whose bus is reading the log ahead; True when a newer hint came meanwhile."""
         self._background: set[asyncio.Task[None]] = set()
         self._feed: ReplicaFeed | None = None
+        self.delay_point: DelayPoint | None = None
+        """For tests of races: awaited at `open` (a caller asks for a bus), `load` (the job
+        was read, its bus not yet made) and `catch_up` (before each read of the log ahead), so
+        a test can hold one caller there (or fail it) while others go on. None in service."""
+
+    async def _at(self, point: str, job_id: str) -> None:
+        if self.delay_point is not None:
+            await self.delay_point(point, job_id)
 
     @property
     def subscriber_count(self) -> int:
@@ -135,6 +146,7 @@ class JobsService:
             while True:
                 self._catching_up[job_id] = False
                 while (bus := self._buses.get(job_id)) is not None:
+                    await self._at("catch_up", job_id)
                     page = await asyncio.to_thread(
                         self.log.events, job_id, after=bus.last_seq, limit=CATCH_UP_PAGE
                     )
@@ -186,6 +198,7 @@ class JobsService:
         either in what the log answers or published to the bus: none falls between.
         """
         self._bind_loop()
+        await self._at("open", job_id)
         if job_id in self._buses:
             return self._buses[job_id]
         if job_id in self._loading:
@@ -195,6 +208,7 @@ class JobsService:
         bus = self._buses[job_id] = self._new_bus(job_id, 0, JobState.QUEUED)
         try:
             job = await asyncio.shield(asyncio.to_thread(self.log.get_job, job_id))
+            await self._at("load", job_id)
         except BaseException as exc:
             self._buses.pop(job_id, None)
             if isinstance(exc, Exception):
