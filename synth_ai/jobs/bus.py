@@ -83,18 +83,6 @@ class JobBus:
 
     # --- producing -------------------------------------------------------------------------
 
-    def sync(self, last_seq: int, state: JobState) -> None:
-        """Take what the log says, unless this bus has already heard of newer events.
-
-        The ring must hold a contiguous run of seqs ending at `last_seq`: when the log is ahead,
-        the ring starts afresh (older cursors are then served from the log).
-        """
-        if last_seq > self.last_seq:
-            self.last_seq = last_seq
-            self.state = state
-            self._ring.clear()
-            self._ring_used = 0
-
     def publish(self, event: JobEvent) -> None:
         """Record and deliver one committed event. Loop thread only; never blocks."""
         if event.seq <= self.last_seq:
