@@ -1,9 +1,10 @@
 """The in-process bus of one job: keeps a replay ring of committed events, fans out to subscribers.
 
 Everything here runs on the event loop and never waits. The ring is bounded in events and in
-bytes. Metrics are coalesced per name and split to at most `max_metric_hz` (the latest value of
-each is always delivered, before any terminal status); status, log and artifact events are never
-coalesced. What is delivered live goes into one bounded window shared by every subscriber, each
+bytes. Metrics are paced (`MetricPacer`: coalesced per name and split to at most
+`max_metric_hz`, the latest value of each always delivered, ids always increasing); status, log
+and artifact events are never coalesced. What is delivered live goes into one window shared by
+every subscriber, bounded in events and bytes and kept only while someone subscribes, each
 reading it from its own cursor; a subscriber that falls a whole window behind is marked lagged
 and dropped: its stream says so and the client resumes.
 """
@@ -17,6 +18,7 @@ from collections.abc import Iterable
 from itertools import islice
 
 from .models import JobEvent, JobState
+from .pacing import MetricPacer
 from .sse import event_frame
 from .subscription import Subscription
 
@@ -47,6 +49,8 @@ class JobBus:
         max_metric_hz: float = 4.0,
         max_subscribers: int = 256,
         subscriber_buffer: int = 1024,
+        window_bytes: int = 8 * 1024 * 1024,
+        max_metric_names: int = 256,
     ) -> None:
         self.job_id = job_id
         self.tenant: str | None = None
@@ -59,17 +63,22 @@ class JobBus:
         self._ring_bytes = ring_bytes
         self._ring_used = 0
         self._ring_window_s = ring_window_s
-        self._metric_interval_s = 1.0 / max_metric_hz if max_metric_hz > 0 else 0.0
-        self._metric_sent: dict[tuple[str, str], float] = {}
-        self._metric_pending: dict[tuple[str, str], JobEvent] = {}
-        self._metric_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self.pacer = MetricPacer(
+            self._broadcast,
+            max_hz=max_metric_hz,
+            max_names=max_metric_names,
+            max_held_bytes=window_bytes,
+        )
         self.max_subscribers = max_subscribers
         self._subscriber_buffer = subscriber_buffer
+        self._window_bytes = window_bytes
         self.subscribers: set[Subscription] = set()
         self.window: deque[JobEvent] = deque()
-        """The last `subscriber_buffer` events delivered live (metrics coalesced), shared by
+        """The last events delivered live (metrics coalesced), at most `subscriber_buffer` and
+        `window_bytes` of frames (but the newest), none while nobody subscribes, shared by
         every subscription; `window_start` is the index of its first, `window_end` one past
         its last (indexes count every event ever delivered live)."""
+        self._window_used = 0
         self.window_start = self.window_end = 0
         self.terminal_index: int | None = None
         """The window index of the terminal status, once delivered."""
@@ -97,12 +106,7 @@ class JobBus:
         self._trim_ring()
         if (state := event.state) is not None:
             self.state = state
-        if event.sse_name == "metric":
-            self._deliver_metric(event)
-        else:
-            if self.state.terminal:
-                self._flush_metrics()
-            self._broadcast(event)
+        self.pacer.offer(event, final=self.state.terminal)
 
     def _trim_ring(self) -> None:
         """Keep at most `ring_size` events and `ring_bytes` of frames (and the window)."""
@@ -118,44 +122,19 @@ class JobBus:
     def ring_bytes(self) -> int:
         return self._ring_used
 
-    def _deliver_metric(self, event: JobEvent) -> None:
-        # per name and split: a train and an eval series of one name must not starve each other
-        key = (str(event.data.get("name") or event.type), str(event.data.get("split") or ""))
-        now = time.monotonic()
-        due = self._metric_sent.get(key, float("-inf")) + self._metric_interval_s
-        if now >= due and key not in self._metric_pending:
-            self._metric_sent[key] = now
-            self._broadcast(event)
-            return
-        self._metric_pending[key] = event  # a newer value replaces the held one
-        if key not in self._metric_timers:
-            loop = asyncio.get_running_loop()
-            self._metric_timers[key] = loop.call_later(
-                max(due - now, 0.0), self._send_pending_metric, key
-            )
-
-    def _send_pending_metric(self, key: tuple[str, str]) -> None:
-        self._metric_timers.pop(key, None)
-        event = self._metric_pending.pop(key, None)
-        if event is not None:
-            self._metric_sent[key] = time.monotonic()
-            self._broadcast(event)
-
-    def _flush_metrics(self) -> None:
-        for key in list(self._metric_pending):
-            timer = self._metric_timers.pop(key, None)
-            if timer is not None:
-                timer.cancel()
-            self._send_pending_metric(key)
-
     def _broadcast(self, event: JobEvent) -> None:
         """Deliver one event live: O(1) per event, plus one wake-up per waiting subscription
         (the first delivery of a loop turn wakes them all; later ones find none waiting)."""
         self.window.append(event)
+        self._window_used += len(event_frame(event))
         if event.state is not None and event.state.terminal:
             self.terminal_index = self.window_end
         self.window_end += 1
-        if len(self.window) > self._subscriber_buffer:
+        while self.window and (
+            not self.subscribers
+            or len(self.window) > self._subscriber_buffer
+            or (self._window_used > self._window_bytes and len(self.window) > 1)
+        ):
             self._let_go(self.window.popleft())
         if self.waiters and self._round_timer is None:
             delay = self._round_ended + self._round_busy - time.monotonic()
@@ -194,6 +173,7 @@ class JobBus:
         it if unwanted, else has fallen too far behind (lagged; no longer counted)."""
         index = self.window_start
         self.window_start += 1
+        self._window_used -= len(event_frame(event))
         for subscription in [s for s in self.subscribers if s.cursor <= index]:
             if subscription.wants(event):
                 subscription.lagged = True
@@ -252,6 +232,4 @@ class JobBus:
     def close(self) -> None:
         if self._round_timer is not None:
             self._round_timer.cancel()
-        for timer in self._metric_timers.values():
-            timer.cancel()
-        self._metric_timers.clear()
+        self.pacer.close()

@@ -259,6 +259,8 @@ class JobsService:
             max_metric_hz=s.max_metric_hz,
             max_subscribers=s.max_clients_per_job,
             subscriber_buffer=s.subscriber_buffer,
+            window_bytes=s.window_bytes,
+            max_metric_names=s.max_metric_names,
         )
 
     def _evict(self) -> None:

@@ -1,0 +1,117 @@
+"""What a job's events cost a server's memory is bounded in bytes, whatever the events hold.
+
+Real `synth-ai jobs serve` processes are fed big or many-named events and their resident memory
+(VmRSS) is read from /proc before and after: it must grow by no more than the documented bounds
+(ring, window, metric names per job) plus slack, where it once grew with every event.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import KEY
+from .processes import start_server, stop_server
+
+HEADERS = {"X-API-Key": KEY}
+MIB = 1024 * 1024
+
+
+def rss(pid: int) -> int:
+    """The process's resident memory, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[int, str]]:
+    env = {**os.environ, "ENVIRONMENT_API_KEY": KEY, "SSE_END_GRACE_SECS": "0.05"}
+    process, url, output = start_server(["jobs", "serve", "--db", str(tmp_path / "j.db")], env)
+    try:
+        yield process.pid, url
+    finally:
+        stop_server(process, output)
+
+
+def new_job(client: httpx.Client) -> str:
+    job_id: str = client.post("/api/jobs", json={"kind": "custom"}).json()["job_id"]
+    return job_id
+
+
+def store(client: httpx.Client, job_id: str, events: list[dict[str, Any]]) -> None:
+    answer = client.post(f"/api/jobs/{job_id}/events", json={"events": events})
+    assert answer.status_code == 201, answer.text
+
+
+def follow(url: str, job_id: str, seen: list[int]) -> None:
+    """A reader that keeps up: its stream's window holds what it has not taken yet."""
+    with httpx.stream(
+        "GET", f"{url}/api/jobs/{job_id}/stream", headers=HEADERS, timeout=60
+    ) as response:
+        for line in response.iter_lines():
+            if line.startswith("id: "):
+                seen.append(int(line[4:]))
+            if line.startswith("event: end"):
+                return
+
+
+@pytest.mark.parametrize("readers", [0, 1])
+def test_big_events_do_not_grow_a_servers_memory(server: tuple[int, str], readers: int) -> None:
+    """60 events of 2 MB to one job, with and without a reader: memory grows by about the
+    ring (4 MiB) and window (8 MiB) of frames, not by the 120 MB sent."""
+    pid, url = server
+    blob = "x" * (2 * 1000 * 1000)
+    with httpx.Client(base_url=url, headers=HEADERS, timeout=60) as client:
+        warm = new_job(client)
+        for _ in range(8):  # the allocator, the page cache and the answers warmed up
+            store(client, warm, [{"type": "x.log", "data": {"blob": blob}}])
+        job_id = new_job(client)
+        seen: list[int] = []
+        threads = [threading.Thread(target=follow, args=(url, job_id, seen))]
+        for thread in threads[:readers]:
+            thread.start()
+        before = rss(pid)
+        for _ in range(60):
+            store(client, job_id, [{"type": "x.log", "data": {"blob": blob}}])
+        grown = rss(pid) - before
+        store(client, job_id, [{"type": "job.status", "data": {"state": "succeeded"}}])
+        for thread in threads[:readers]:
+            thread.join(timeout=60)
+    assert grown < 32 * MIB, f"RSS grew {grown / MIB:.0f} MiB for 120 MB of events"
+    if readers:
+        assert seen == list(range(1, 62))
+
+
+def test_many_metric_names_do_not_grow_a_servers_memory(server: tuple[int, str]) -> None:
+    """20,000 distinct metric names (8 KB each) on one job: the per-name rate state keeps the
+    256 most recently used names, not all 160 MB of them."""
+    pid, url = server
+    suffix = "n" * 8000
+    with httpx.Client(base_url=url, headers=HEADERS, timeout=60) as client:
+        warm = new_job(client)
+        job_id = new_job(client)
+
+        def names(job: str, start: int, count: int) -> None:
+            for first in range(start, start + count, 400):
+                store(
+                    client,
+                    job,
+                    [
+                        {"type": "x.metric", "data": {"name": f"{i}{suffix}", "value": 1}}
+                        for i in range(first, first + 400)
+                    ],
+                )
+
+        names(warm, 0, 2000)  # warmed up: a full ring and window of such events
+        before = rss(pid)
+        names(job_id, 0, 20_000)
+        grown = rss(pid) - before
+    assert grown < 32 * MIB, f"RSS grew {grown / MIB:.0f} MiB for 20,000 metric names"
