@@ -7,6 +7,7 @@ Real `synth-ai jobs serve` processes are fed big or many-named events and their 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from synth_ai.jobs import EventIn, JobsService, StreamSettings
 
 from .conftest import KEY
 from .processes import start_server, stop_server
@@ -115,3 +118,28 @@ def test_many_metric_names_do_not_grow_a_servers_memory(server: tuple[int, str])
         names(job_id, 0, 20_000)
         grown = rss(pid) - before
     assert grown < 32 * MIB, f"RSS grew {grown / MIB:.0f} MiB for 20,000 metric names"
+
+
+def test_the_rings_of_all_hot_jobs_keep_within_the_process_budget(tmp_path: Path) -> None:
+    """Ten jobs of 3 x 200 KB events each, rings of 512 KiB per job but 1 MiB in all: the
+    idlest jobs drop their rings, and their events are still read back in full (from the log)."""
+    settings = StreamSettings(ring_bytes=512 * 1024, ring_total_bytes=MIB)
+    blob = "x" * 200_000
+
+    async def scenario() -> None:
+        service = JobsService(tmp_path / "j.db", settings)
+        try:
+            jobs = [(await service.create("custom", {}, {}))["job_id"] for _ in range(10)]
+            for job_id in jobs:
+                for _ in range(3):
+                    await service.emit(job_id, [EventIn(type="x.log", data={"blob": blob})])
+            buses = [service.live_bus(job_id) for job_id in jobs]
+            held = sum(bus.ring_bytes for bus in buses if bus is not None)
+            assert held <= MIB, held
+            assert buses[-1] is not None and buses[-1].ring_bytes > 0  # the busiest kept its own
+            for job_id in jobs:
+                assert [e.seq for e in await service.events(job_id, 0, 10, None)] == [1, 2, 3]
+        finally:
+            await service.close()
+
+    asyncio.run(scenario())

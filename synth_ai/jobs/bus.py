@@ -22,7 +22,7 @@ from .pacing import MetricPacer
 from .sse import event_frame
 from .subscription import Subscription
 
-__all__ = ["ABOVE_ANY_SEQ", "JobBus", "Subscription", "TooManySubscribers"]
+__all__ = ["ABOVE_ANY_SEQ", "JobBus", "RingBudget", "Subscription", "TooManySubscribers"]
 
 ABOVE_ANY_SEQ = 2**63
 MAX_LINGER_S = 0.1
@@ -31,6 +31,19 @@ MAX_LINGER_S = 0.1
 
 class TooManySubscribers(Exception):
     pass
+
+
+class RingBudget:
+    """The bytes of frames held by the rings of every bus of one process, against one cap
+    (the service makes the idlest buses drop their rings when it is passed)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @property
+    def exceeded(self) -> bool:
+        return self.used > self.limit
 
 
 class JobBus:
@@ -51,6 +64,7 @@ class JobBus:
         subscriber_buffer: int = 1024,
         window_bytes: int = 8 * 1024 * 1024,
         max_metric_names: int = 256,
+        budget: RingBudget | None = None,
     ) -> None:
         self.job_id = job_id
         self.tenant: str | None = None
@@ -63,6 +77,7 @@ class JobBus:
         self._ring_bytes = ring_bytes
         self._ring_used = 0
         self._ring_window_s = ring_window_s
+        self._budget = budget or RingBudget(2**63)
         self.pacer = MetricPacer(
             self._broadcast,
             max_hz=max_metric_hz,
@@ -97,12 +112,11 @@ class JobBus:
         if event.seq <= self.last_seq:
             return  # already heard of (the log said so when this bus was loaded)
         if event.seq != self.last_seq + 1:
-            self._ring.clear()  # keep the ring contiguous; the log has what lies between
-            self._ring_used = 0
+            self.drop_ring()  # keep the ring contiguous; the log has what lies between
         self.last_seq = event.seq
         self.updated_at = time.time()
         self._ring.append(event)
-        self._ring_used += len(event_frame(event))
+        self._ring_resized(len(event_frame(event)))
         self._trim_ring()
         if (state := event.state) is not None:
             self.state = state
@@ -116,7 +130,16 @@ class JobBus:
             or self._ring_used > self._ring_bytes
             or (horizon is not None and self._ring[0].ts < horizon)
         ):
-            self._ring_used -= len(event_frame(self._ring.popleft()))
+            self._ring_resized(-len(event_frame(self._ring.popleft())))
+
+    def _ring_resized(self, delta: int) -> None:
+        self._ring_used += delta
+        self._budget.used += delta
+
+    def drop_ring(self) -> None:
+        """Forget the replay ring (older cursors are then served from the log)."""
+        self._ring.clear()
+        self._ring_resized(-self._ring_used)
 
     @property
     def ring_bytes(self) -> int:
@@ -233,3 +256,4 @@ class JobBus:
         if self._round_timer is not None:
             self._round_timer.cancel()
         self.pacer.close()
+        self.drop_ring()

@@ -18,7 +18,7 @@ from synth_ai.batch_writer import WriterUnavailable
 from synth_ai.storage import DatabaseURL
 
 from .artifacts import ArtifactStore
-from .bus import JobBus
+from .bus import JobBus, RingBudget
 from .leases import Leases
 from .log import JobEventLog
 from .models import EventIn, JobEvent, JobState, sse_name
@@ -65,6 +65,7 @@ class JobsService:
         """Signs stream tokens: `SSE_TOKEN_SECRET`, else the one kept with the database."""
         self.leases = Leases(self.log, self.settings.lease_s)
         self._buses: dict[str, JobBus] = {}
+        self._ring_budget = RingBudget(self.settings.ring_total_bytes)
         """The hot jobs' buses; a bus is here only once its job was read (see `bus`)."""
         self._loading: dict[str, asyncio.Task[JobBus | None]] = {}
         """The one load under way per job, shared by everyone asking meanwhile."""
@@ -122,6 +123,17 @@ class JobsService:
                 bus.publish(event)
             else:  # events it has not heard of come first (another replica's): the log has them
                 self._catch_up(event.job_id)
+        self._shed_rings()
+
+    def _shed_rings(self) -> None:
+        """Past the process's ring budget the idlest buses drop their rings, until within it
+        (their streams replay from the log)."""
+        if not self._ring_budget.exceeded:
+            return
+        for bus in sorted(self._buses.values(), key=lambda bus: bus.updated_at):
+            bus.drop_ring()
+            if not self._ring_budget.exceeded:
+                return
 
     def _hint(self, job_id: str, seq: int) -> None:
         """Some replica committed events of `job_id` up to `seq`."""
@@ -174,6 +186,7 @@ class JobsService:
                     continue  # evicted, maybe loaded again: read for the bus it has now
                 for event in page:
                     bus.publish(event)
+                self._shed_rings()
                 if len(page) < CATCH_UP_PAGE and not self._catching_up[job_id]:
                     return
         finally:
@@ -261,6 +274,7 @@ class JobsService:
             subscriber_buffer=s.subscriber_buffer,
             window_bytes=s.window_bytes,
             max_metric_names=s.max_metric_names,
+            budget=self._ring_budget,
         )
 
     def _evict(self) -> None:

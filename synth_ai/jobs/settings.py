@@ -20,6 +20,10 @@ class StreamSettings(EnvironmentSettings):
         default=4 * 1024 * 1024, validation_alias="SSE_RING_BUFFER_BYTES", ge=1, le=_MAX
     )
     """Per job: the replay ring holds at most this many bytes of frames."""
+    ring_total_bytes: int = Field(
+        default=256 * 1024 * 1024, validation_alias="SSE_RING_BUFFER_TOTAL_BYTES", ge=1, le=_MAX
+    )
+    """Per process: the rings of all hot jobs together; past it the idlest drop theirs."""
     ring_window_s: float | None = Field(
         default=None, validation_alias="SSE_RING_BUFFER_WINDOW_SECS", ge=0.001, le=86_400
     )
