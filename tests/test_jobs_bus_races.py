@@ -153,6 +153,40 @@ def test_readers_opening_a_cold_job_at_once_share_one_load(
                         streams = await asyncio.gather(*readers)
                 assert answer.status_code == 201, answer.text
                 assert streams == [[1, 2, 3, 4, 5, 6]] * 6
+                assert not points.reached("load", job_id, 2).is_set()  # one load for all seven
+
+            asyncio.run(scenario())
+
+
+def test_a_failed_load_fails_everyone_sharing_it_and_is_not_kept(tmp_path: Path) -> None:
+    """Three callers share a load whose read fails: each is answered the failure, and the next
+    caller loads afresh."""
+    with serve_in_background(create_jobs_app(tmp_path / "j.db", settings=FAST)) as url:
+        jobs = [new_job(url) for _ in range(ROUNDS)]
+    app = create_jobs_app(tmp_path / "j.db", settings=FAST)
+    points = service_of(app).delay_point = Points()
+    with serve_in_background(app) as url:
+        for job_id in jobs:
+            release = points.hold("load", job_id)
+            points.fails.add(("load", job_id, 1))
+
+            async def scenario(job_id: str = job_id, release: threading.Event = release) -> None:
+                async with httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=30) as client:
+                    asking = [
+                        asyncio.create_task(client.get(f"/api/jobs/{job_id}")) for _ in range(3)
+                    ]
+                    await wait_for(points.reached("open", job_id, 3))
+                    release.set()
+                    # an unexpected error: a 500, or the connection closed by the server
+                    for answer in await asyncio.gather(*asking, return_exceptions=True):
+                        assert isinstance(answer, httpx.TransportError) or (
+                            isinstance(answer, httpx.Response) and answer.status_code == 500
+                        ), answer
+                again = await asyncio.to_thread(
+                    httpx.get, f"{url}/api/jobs/{job_id}", headers=HEADERS
+                )
+                assert again.status_code == 200  # on a new connection: the server closed those
+                assert points.reached("load", job_id, 2).is_set()
 
             asyncio.run(scenario())
 
