@@ -71,15 +71,22 @@ kinds = st.lists(
 
 
 @settings(max_examples=60, deadline=None)
-@given(steps=kinds)
+@given(steps=kinds, max_names=st.sampled_from([2, 256]))
 def test_live_delivery_is_in_seq_order_and_keeps_each_metrics_last_value(
-    steps: list[tuple[str, str]],
+    steps: list[tuple[str, str]], max_names: int
 ) -> None:
     """Any mix of metrics, logs and timer ticks, then the end: a subscriber sees increasing
-    seqs, every non-metric, and the last value of each metric name."""
+    seqs, every non-metric, and the last value of each metric name (also when few names are
+    tracked, so the hold overflows and goes out early)."""
 
     async def run() -> list[JobEvent]:
-        bus = JobBus("job_x", last_seq=0, state=JobState.RUNNING, max_metric_hz=1000.0)
+        bus = JobBus(
+            "job_x",
+            last_seq=0,
+            state=JobState.RUNNING,
+            max_metric_hz=1000.0,
+            max_metric_names=max_names,
+        )
         subscription = bus.subscribe()
         seq = 0
         for kind, name in steps:
