@@ -65,8 +65,8 @@ class JobsService:
         """Signs stream tokens: `SSE_TOKEN_SECRET`, else the one kept with the database."""
         self.leases = Leases(self.log, self.settings.lease_s)
         self._buses: dict[str, JobBus] = {}
-        self._ring_budget = RingBudget(self.settings.ring_total_bytes)
         """The hot jobs' buses; a bus is here only once its job was read (see `bus`)."""
+        self._ring_budget = RingBudget(self.settings.ring_total_bytes)
         self._loading: dict[str, asyncio.Task[JobBus | None]] = {}
         """The one load under way per job, shared by everyone asking meanwhile."""
         self._joining: Counter[str] = Counter()
@@ -78,7 +78,7 @@ class JobsService:
         self._waiting_lock = threading.Lock()
         self._catching_up: dict[str, bool] = {}
         """Jobs whose bus is reading the log ahead; True when a newer hint came meanwhile."""
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         self._feed: ReplicaFeed | None = None
         self.delay_point: DelayPoint | None = None
         """For tests of races: awaited at `open` (a caller asks for a bus), `load` (the job
@@ -103,10 +103,11 @@ class JobsService:
         if self.log.database.shared:
             self._feed = ReplicaFeed(self.log, self._loop, self._hint, self._resync)
 
-    def _spawn(self, coroutine: Any) -> None:
+    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     def _committed(self, events: list[JobEvent]) -> None:
         """From the log's writer thread, in commit order: hand events to the loop's buses."""
@@ -172,12 +173,7 @@ class JobsService:
                         self.log.events, job_id, after=bus.last_seq, limit=CATCH_UP_PAGE
                     )
                 except Exception as exc:
-                    logger.warning(
-                        "job %s: reading new events failed (%s); trying again in %.2fs",
-                        job_id,
-                        exc,
-                        delay,
-                    )
+                    logger.warning("job %s: reading new events failed (%s)", job_id, exc)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, CATCH_UP_BACKOFF_S[1])
                     continue
@@ -234,7 +230,7 @@ class JobsService:
             return bus
         loading = self._loading.get(job_id)
         if loading is None:
-            loading = self._loading[job_id] = asyncio.create_task(self._load(job_id))
+            loading = self._loading[job_id] = self._spawn(self._load(job_id))
         self._joining[job_id] += 1
         try:
             return await asyncio.shield(loading)
