@@ -17,10 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from synth_ai.jobs import EventIn, JobsService, StreamSettings
+from synth_ai.jobs import EventIn, JobsService, StreamSettings, create_jobs_app
 
 from .conftest import KEY
 from .processes import start_server, stop_server
+from .test_jobs_fanout import Stream
 
 HEADERS = {"X-API-Key": KEY}
 MIB = 1024 * 1024
@@ -139,6 +140,45 @@ def test_the_rings_of_all_hot_jobs_keep_within_the_process_budget(tmp_path: Path
             assert buses[-1] is not None and buses[-1].ring_bytes > 0  # the busiest kept its own
             for job_id in jobs:
                 assert [e.seq for e in await service.events(job_id, 0, 10, None)] == [1, 2, 3]
+        finally:
+            await service.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_a_windows_bytes_behind_is_told_to_resume(tmp_path: Path) -> None:
+    """The live window holds 64 KiB here: a stream held in a send while 160 KB pass is
+    dropped and says `lagged` after what it had; the window never holds more than its bytes."""
+
+    async def scenario() -> None:
+        settings = StreamSettings(window_bytes=64 * 1024, end_grace_s=0.01)
+        app = create_jobs_app(tmp_path / "j.db", settings=settings)
+        service: JobsService = app.state.jobs
+        try:
+            job_id = (await service.create("custom", {}, {}))["job_id"]
+            slow = Stream(app, job_id)
+            held, release = asyncio.Event(), asyncio.Event()
+
+            async def hold(body: bytes) -> None:
+                if b"id: 1\n" in body:
+                    held.set()
+                    await release.wait()
+
+            slow.hold = hold
+            slow.start()
+            await slow.until(lambda: len(slow.bodies) == 1)
+            await service.emit(job_id, [EventIn(type="x.log", message="first")])
+            await held.wait()
+            bus = service.live_bus(job_id)
+            assert bus is not None
+            for _ in range(10):
+                await service.emit(job_id, [EventIn(type="x.log", data={"blob": "y" * 16_000})])
+                assert sum(len(e.data.get("blob", "")) for e in bus.window) <= 64 * 1024
+            assert not bus.subscribers, "the stream a window behind was not dropped"
+            release.set()
+            async with asyncio.timeout(30):
+                await slow.finish()
+            assert slow.ids == [1] and b"event: lagged" in slow.text
         finally:
             await service.close()
 
