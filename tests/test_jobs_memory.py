@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from synth_ai.jobs import EventIn, JobsService, StreamSettings, create_jobs_app
+from synth_ai.task import TaskAppClient
 
 from .conftest import KEY
 from .processes import start_server, stop_server
@@ -56,15 +57,14 @@ def store(client: httpx.Client, job_id: str, events: list[dict[str, Any]]) -> No
 
 
 def follow(url: str, job_id: str, seen: list[int]) -> None:
-    """A reader that keeps up: its stream's window holds what it has not taken yet."""
-    with httpx.stream(
-        "GET", f"{url}/api/jobs/{job_id}/stream", headers=HEADERS, timeout=60
-    ) as response:
-        for line in response.iter_lines():
-            if line.startswith("id: "):
-                seen.append(int(line[4:]))
-            if line.startswith("event: end"):
-                return
+    """A reader to the end: the window holds what it has not taken yet (if it falls a window
+    behind it is told so and resumes, as clients do)."""
+
+    async def read() -> None:
+        async with TaskAppClient(url, KEY) as client:
+            seen.extend([event.seq async for event in client.stream_job(job_id)])
+
+    asyncio.run(read())
 
 
 @pytest.mark.parametrize("readers", [0, 1])
