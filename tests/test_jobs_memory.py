@@ -89,7 +89,7 @@ def test_big_events_do_not_grow_a_servers_memory(server: tuple[int, str], reader
         store(client, job_id, [{"type": "job.status", "data": {"state": "succeeded"}}])
         for thread in threads[:readers]:
             thread.join(timeout=60)
-    assert grown < 32 * MIB, f"RSS grew {grown / MIB:.0f} MiB for 120 MB of events"
+    assert grown < 40 * MIB, f"RSS grew {grown / MIB:.0f} MiB for 120 MB of events"
     if readers:
         assert seen == list(range(1, 62))
 
@@ -118,7 +118,7 @@ def test_many_metric_names_do_not_grow_a_servers_memory(server: tuple[int, str])
         before = rss(pid)
         names(job_id, 0, 20_000)
         grown = rss(pid) - before
-    assert grown < 32 * MIB, f"RSS grew {grown / MIB:.0f} MiB for 20,000 metric names"
+    assert grown < 40 * MIB, f"RSS grew {grown / MIB:.0f} MiB for 20,000 metric names"
 
 
 def test_the_rings_of_all_hot_jobs_keep_within_the_process_budget(tmp_path: Path) -> None:
