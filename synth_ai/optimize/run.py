@@ -91,7 +91,9 @@ class OptimizeRun:
         resumed = resumed or {}
         self.budget = Budget(self.gepa_config.rollout.budget, int(resumed.get("rollouts", 0)))
         self.meter.carry(resumed.get("tokens") or {})
-        self.recorder = Recorder(emitter, to_sections, resumed.get("candidates"))
+        self.recorder = Recorder(
+            emitter, to_sections, resumed.get("candidates"), spent=lambda: self.budget.spent
+        )
         self.seed_validation: list[dict[str, Any]] = list(resumed.get("seed_validation") or [])
         self.test_rollouts = 0
         self.reflection: ReflectionModel | None = None
@@ -128,6 +130,7 @@ class OptimizeRun:
             spend_usd=tokens["spend_usd"],
             max_spend_usd=tokens["max_spend_usd"],
             best_score=(self.recorder.best or {}).get("validation_score"),
+            tokens=tokens,
         )
 
     def state(self, finished: bool = False) -> dict[str, Any]:

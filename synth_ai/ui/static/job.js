@@ -30,6 +30,23 @@ const progress = { step: null, total: null, epoch: null };
 
 const charts = new MetricCharts($("charts"), () => ($("no-metrics").hidden = true));
 
+// A prompt-learning job's own panels live in optimize.js, loaded only for such a job (or a
+// job whose producer sends `prompt.learning.*` events); events that come while it loads wait.
+let job = null;
+let kindView = null;
+let waiting = null;
+
+function optimizeView(data) {
+  if (kindView) return data && kindView.add(data);
+  if (waiting) return data && waiting.push(data);
+  waiting = data ? [data] : [];
+  import("./optimize.js").then(({ OptimizeView }) => {
+    kindView = new OptimizeView($("problem"), $("metrics-title").parentElement, job);
+    for (const early of waiting) kindView.add(early);
+    waiting = null;
+  });
+}
+
 function problem(text) {
   $("problem").textContent = text;
 }
@@ -56,7 +73,8 @@ function showProgress() {
   }
 }
 
-function showSnapshot(job) {
+function showSnapshot(snapshot) {
+  job = snapshot;
   $("title").textContent = `Job ${job.job_id}`;
   document.title = `${job.job_id} · synth-ai`;
   $("kind").textContent = job.kind;
@@ -120,6 +138,7 @@ function onEvent(event) {
     $("events").textContent = fmt(maxSeq);
   }
   if (typeof data.total === "number") progress.total = data.total;
+  if (typeof data.type === "string" && data.type.startsWith("prompt.learning.")) optimizeView(data);
   switch (event.type) {
     case "metric":
       charts.add(data);
@@ -181,8 +200,7 @@ async function recover() {
   if (finished) return;
   setStream("reconnecting…");
   try {
-    const job = await api(base);
-    showSnapshot(job);
+    showSnapshot(await api(base));
     if (TERMINAL.has(job.state) && maxSeq >= job.last_seq) return finish("ended (the job is over)");
     await new Promise((resolve) => setTimeout(resolve, retryMs));
     retryMs = Math.min(retryMs * 2, 15000);
@@ -225,6 +243,7 @@ function armCancel() {
 await signIn();
 try {
   showSnapshot(await api(base));
+  if (job.kind === "prompt_learning") optimizeView(null);
   armCancel();
   await freshToken();
   open();
