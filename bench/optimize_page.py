@@ -76,9 +76,6 @@ def synthetic_events(count: int, instruction: str = "Check each step.") -> list[
         accepted = n % 5 == 0
         spent += 4 + (len(SEEDS) if accepted else 0)
         text = f"{SEED_PROMPT} Hint {n}." + (f" {instruction}" if n == count - count % 5 else "")
-        if accepted:
-            best = min(1.0, best + 0.75 / (count / 5))
-            validated(ident, parent, best, n, spent)
         events.append(
             {
                 "type": "prompt.learning.proposal.scored",
@@ -95,7 +92,9 @@ def synthetic_events(count: int, instruction: str = "Check each step.") -> list[
                 },
             }
         )
-        if accepted:
+        if accepted:  # as the optimizer sends them: the proposal, its validation, new best
+            best = min(1.0, best + 0.75 / (count / 5))
+            validated(ident, parent, best, n, spent)
             events.append(
                 {"type": "prompt.learning.gepa.new_best", "data": {"candidate_id": ident}}
             )

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from bench.optimize_page import post_events, synthetic_events
 from synth_ai.jobs import RemoteEmitter
 from synth_ai.offline_policy import create_offline_policy_app
 from synth_ai.optimize.config import parse_config
@@ -237,3 +238,143 @@ def test_the_page_follows_an_optimization_across_a_server_restart(
         if server.process is not None and server.process.poll() is None:
             server.process.terminate()
             server.process.wait(timeout=10)
+
+
+DASH, MINUS = "\u2013", "\u2212"  # how the page writes "no value" and "removed"
+HOSTILE = '<img src=x onerror="window.__xss=1"></script><script>window.__xss=2</script>'
+
+
+@pytest.fixture(scope="module")
+def synthetic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobsServerProcess]:
+    server = JobsServerProcess(tmp_path_factory.mktemp("optimize-page") / "jobs.db")
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.process.terminate()
+            server.process.wait(timeout=10)
+
+
+def synthetic_job(server: JobsServerProcess, events: list[dict[str, Any]]) -> str:
+    job = server.post("/api/jobs", {"metadata": {"trace_viewer_url": TRACE_VIEWER}})["job_id"]
+    post_events(server.url, job, events, KEY)
+    return str(job)
+
+
+def open_job(chromium: Any, server: JobsServerProcess, job: str) -> Watched:  # noqa: F811
+    """The job's page, signed in with the key typed into its form (a printed link works once)."""
+    watched = Watched(chromium.new_context())
+    watched.page.goto(f"{server.url}/ui/job.html?id={job}")
+    watched.page.fill("#signin-key", KEY)
+    watched.page.keyboard.press("Enter")
+    watched.page.wait_for_selector("#content:not([hidden])")
+    return watched
+
+
+def test_candidate_texts_are_shown_as_text_never_as_html(
+    synthetic_server: JobsServerProcess,
+    chromium: Any,  # noqa: F811
+) -> None:
+    events = synthetic_events(10, instruction=HOSTILE)
+    for event in events:
+        data = event["data"]
+        if event["type"] == "prompt.learning.proposal.scored" and not data["accepted"]:
+            data["components_changed"] = ["<i>system</i>"]
+            data["reason"] = "<svg onload=window.__xss=3>"
+    job = synthetic_job(synthetic_server, events)
+    watched = open_job(chromium, synthetic_server, job)
+    page = watched.page
+    page.wait_for_function("() => document.querySelectorAll('#candidates tbody tr').length === 11")
+    page.wait_for_selector("#pl-diff ins")
+    assert HOSTILE in page.inner_text("#pl-diff")  # literally, every character
+    assert "<i>system</i>" in page.inner_text("#candidates")
+    assert "<svg onload=window.__xss=3>" in page.inner_text("#candidates")
+    optimization = page.locator("#optimization")
+    for tag in ("img", "script", "i", "svg:not(.score-plot)"):
+        assert optimization.locator(tag).count() == 0, tag
+    assert page.evaluate("() => window.__xss") is None
+    assert not watched.errors, watched.errors
+
+
+def test_sortable_by_keyboard_with_every_state_in_words(
+    synthetic_server: JobsServerProcess,
+    chromium: Any,  # noqa: F811
+) -> None:
+    job = synthetic_job(synthetic_server, synthetic_events(20))
+    watched = open_job(chromium, synthetic_server, job)
+    page = watched.page
+    page.wait_for_function("() => document.querySelectorAll('#candidates tbody tr').length === 21")
+
+    # Tab reaches every control: the sort buttons, copy, download, a transcripts link, cancel
+    page.focus("#cancel")
+    reached = set()
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        reached.add(
+            page.evaluate(
+                "() => { const e = document.activeElement;"
+                " return e.id || e.dataset.sort || e.textContent.trim(); }"
+            )
+        )
+    wanted = {"pl-copy", "pl-download", "validation", "rollouts", "order", "transcripts"}
+    assert wanted <= reached, reached
+
+    def order() -> list[str]:
+        return [
+            str(r)
+            for r in page.eval_on_selector_all(
+                "#candidates tbody tr", "rows => rows.map(r => r.dataset.candidate)"
+            )
+        ]
+
+    def validations() -> list[str]:
+        return page.locator("#candidates tbody tr td:nth-child(6)").all_inner_texts()
+
+    header = "th[data-key='validation']"
+    page.focus(f"{header} button")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"() => document.querySelector(\"{header}\").ariaSort === 'descending'")
+    scores = [float(v) for v in validations() if v != DASH]
+    assert scores == sorted(scores, reverse=True) and len(scores) == 5  # the seed and 4 accepted
+    assert validations()[len(scores) :] == [DASH] * 16  # rejected: no validation score, last
+    assert order()[0] == "c0020"
+    page.keyboard.press("Space")
+    page.wait_for_function(f"() => document.querySelector(\"{header}\").ariaSort === 'ascending'")
+    scores = [float(v) for v in validations() if v != DASH]
+    assert scores == sorted(scores) and order()[0] == "seed"
+
+    # states in words and marks, not colour alone
+    verdicts = page.locator("#candidates td.verdict").all_inner_texts()
+    assert verdicts.count("✗ rejected") == 16
+    assert "■ seed" in verdicts and "✓ accepted ★ best" in verdicts
+    assert sum(v.startswith("✓ accepted") for v in verdicts) == 4
+    assert "★" in page.inner_text("#pl-pareto")
+    marks = page.evaluate(
+        "() => ['ins', 'del'].map(t => { const e = document.createElement(t);"
+        " document.body.append(e); const c = getComputedStyle(e, '::before').content;"
+        " e.remove(); return c; })"
+    )
+    assert marks == ['"+"', f'"{MINUS}"']
+    assert "seed prompt" in page.inner_text("figure.score-chart figcaption")
+    assert not watched.errors, watched.errors
+
+
+def test_five_hundred_candidates_draw_quickly(
+    synthetic_server: JobsServerProcess,
+    chromium: Any,  # noqa: F811
+) -> None:
+    job = synthetic_job(synthetic_server, synthetic_events(500))
+    watched = open_job(chromium, synthetic_server, job)
+    page = watched.page
+    page.wait_for_function(
+        "() => document.querySelectorAll('#candidates tbody tr').length === 501", timeout=60_000
+    )
+    took = page.evaluate(
+        "() => new Promise(resolve => { const started = performance.now();"
+        " document.querySelector(\"th[data-key='rollouts'] button\").click();"
+        " requestAnimationFrame(() => requestAnimationFrame(() =>"
+        " resolve(performance.now() - started))); })"
+    )
+    assert took < 1500, f"a sort of 500 rows took {took:.0f} ms"  # bench/optimize_page.py
+    assert not watched.errors, watched.errors
