@@ -101,6 +101,7 @@ class BatchWriter(Generic[T, R]):
         self._weight = weight
         self._idle = threading.Condition()
         self._pending = 0
+        self._closed = False
         self.written = 0
         self.failures = WriteFailures(name)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -144,15 +145,17 @@ class BatchWriter(Generic[T, R]):
         return await asyncio.shield(entry.future)  # type: ignore[no-any-return]
 
     def _put_nowait(self, entry: _Entry[T], count_loss: bool = True) -> bool:
-        with self._idle:
+        with self._idle:  # held while queuing, so nothing lands behind `close`'s stop
+            if self._closed:
+                raise WriterUnavailable(f"{self.name}: closed")
             self._pending += 1
-        try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
-            self._settle(0, 1)
-            if count_loss:
-                self.failures.failed(1, "queue full")
-            return False
+            try:
+                self._queue.put_nowait(entry)
+            except queue.Full:
+                self._settle(0, 1)
+                if count_loss:
+                    self.failures.failed(1, "queue full")
+                return False
         return True
 
     def _put_waiting(self, entry: _Entry[T]) -> bool:
@@ -162,6 +165,10 @@ class BatchWriter(Generic[T, R]):
             self._settle(0, 1)
             self.failures.failed(1, f"queue still full after {self._put_timeout_s:g} s")
             return False
+        with self._idle:
+            closed = self._closed
+        if closed:  # it may have landed behind the stop: nobody else would answer it
+            self._refuse_queued()
         return True
 
     def flush(self, timeout_s: float = 30.0) -> bool:
@@ -170,9 +177,39 @@ class BatchWriter(Generic[T, R]):
             return self._idle.wait_for(lambda: self._pending == 0, timeout=timeout_s)
 
     def close(self, timeout_s: float = 30.0) -> None:
+        """Handle what is queued (waiting up to `timeout_s`), then stop. What is still queued
+        then fails with `WriterUnavailable`, and so does anything submitted later."""
         self.flush(timeout_s)
+        with self._idle:
+            self._closed = True
+        self._refuse_queued()
         self._queue.put(_STOP)
         self._thread.join(timeout_s)
+
+    def _refuse_queued(self) -> None:
+        """Fail every item still queued with `WriterUnavailable` (the writer is closing)."""
+        refused: list[_Entry[T]] = []
+        stop = False
+        while True:
+            try:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if entry is _STOP:
+                stop = True
+            else:
+                refused.append(entry)  # type: ignore[arg-type]
+        if stop:
+            self._queue.put_nowait(_STOP)
+        if not refused:
+            return
+        closed = WriterUnavailable(f"{self.name}: closed before this item was written")
+        self.failures.failed(len(refused), str(closed))
+        for entry in refused:
+            if entry.future is not None and entry.loop is not None:
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+                    entry.loop.call_soon_threadsafe(_resolve, [(entry.future, closed)])
+        self._settle(0, len(refused))
 
     def _settle(self, written: int, failed: int) -> None:
         with self._idle:
@@ -213,11 +250,20 @@ class BatchWriter(Generic[T, R]):
                 return
 
     def _commit(self, batch: list[_Entry[T]]) -> None:
+        """Handle one batch and answer every item of it, whatever the handler does (raises,
+        answers too few or too many outcomes): one waiter left unanswered would hang its
+        caller, and every caller in the batch behind it."""
         outcomes: list[Any]
         try:
             outcomes = self._handle([entry.item for entry in batch])
+            if len(outcomes) != len(batch):
+                raise RuntimeError(
+                    f"{self.name}: the handler answered {len(outcomes)} outcomes "
+                    f"for {len(batch)} items"
+                )
         except Exception as exc:
             outcomes = [exc] * len(batch)
+        outcomes = [_settable(outcome) for outcome in outcomes]
         failed = [o for o in outcomes if isinstance(o, BaseException)]
         if failed:
             self.failures.failed(len(failed), f"{type(failed[-1]).__name__}: {failed[-1]}")
@@ -231,6 +277,16 @@ class BatchWriter(Generic[T, R]):
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
                 loop.call_soon_threadsafe(_resolve, settled)
         self._settle(len(outcomes) - len(failed), len(failed))
+
+
+def _settable(outcome: Any) -> Any:
+    """An outcome a future can hold: `StopIteration` cannot be set on one (asyncio refuses it
+    with TypeError), so it is carried inside a RuntimeError, as generators do."""
+    if isinstance(outcome, StopIteration | StopAsyncIteration):
+        error = RuntimeError(f"{type(outcome).__name__}: {outcome}")
+        error.__cause__ = outcome
+        return error
+    return outcome
 
 
 def _resolve(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:

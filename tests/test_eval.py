@@ -98,7 +98,7 @@ class DropOnce(httpx.AsyncBaseTransport):
         return await self.real.handle_async_request(request)
 
 
-def test_refusals_and_dropped_connections_are_retried_and_counted_once(
+def test_refusals_are_retried_and_dropped_connections_reported_both_counted_once(
     offline_policy_url: str,
 ) -> None:
     seen: Counter[int] = Counter()
@@ -107,11 +107,13 @@ def test_refusals_and_dropped_connections_are_retried_and_counted_once(
     with serve_in_background(create_task_app(config)) as url:
         eval_config = config_for(url, offline_policy_url, list(range(20)), concurrency=4)
         transport = DropOnce({5, 13})
-        results, summary = asyncio.run(run_eval(eval_config, transport=transport))
+        results, _ = asyncio.run(run_eval(eval_config, transport=transport))
     assert sorted(r.seed for r in results) == list(range(20))  # each seed once
-    assert all(r.status == "ok" for r in results) and summary.mean_reward == 1.0
+    # a connection dropped after the request was sent may follow a started rollout: not resent
+    failed = {r.seed: r.status for r in results if r.status != "ok"}
+    assert failed == {5: "infra_error", 13: "infra_error"}
     assert {s for s, n in seen.items() if n == 2} == {3, 7, 11}  # refused, then served
-    assert transport.dropped == {5, 13}
+    assert transport.dropped == {5, 13} and seen[5] == seen[13] == 0
 
 
 def test_persistent_infrastructure_errors_are_reported_apart(offline_policy_url: str) -> None:

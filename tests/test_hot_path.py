@@ -1,5 +1,5 @@
 """The lean /rollout path keeps every rule: the same answers straight from the edge layer as
-through the router, deadlines on both of the watchdog's paths and on a new event loop, clients
+through the router, deadlines short and long and on a new event loop, clients
 leaving while queued, bodies counted whenever no enforced Content-Length bounds them, auth with
 and without CORS, and the faster server whenever it is installed."""
 

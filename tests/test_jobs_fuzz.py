@@ -153,10 +153,13 @@ def strategies(operation: Any, jobs: tuple[str, Starlette], mode: GenerationMode
     return found
 
 
-@pytest.mark.parametrize("route", ROUTES)
-def test_jobs_openapi_fuzz(jobs: tuple[str, Starlette], route: str) -> None:
-    """300 schema-valid cases per route, then 100 schema-violating ones, all with the key: never
-    a 5xx, never an answer outside the schema (status, media type, body; each SSE event too)."""
+def fuzz(
+    jobs: tuple[str, Starlette],
+    route: str,
+    runs: list[tuple[GenerationMode, int, list[Any]]],
+    headers: dict[str, str],
+) -> Counter[tuple[str, int]]:
+    """Each run's cases against one route, sent with `headers`; answers the statuses seen."""
     url, _ = jobs
     api = schemathesis.openapi.from_url(f"{url}/openapi.json")
     operations = {
@@ -176,27 +179,48 @@ def test_jobs_openapi_fuzz(jobs: tuple[str, Starlette], route: str) -> None:
             database=None,
         )
         @given(case=st.one_of(strategies(operation, jobs, mode)))
-        def fuzz(case: Any) -> None:
+        def one(case: Any) -> None:
             started = time.monotonic()
             response = case.call_and_validate(
-                base_url=url, session=session, headers=HEADERS, checks=checks, timeout=10
+                base_url=url, session=session, headers=headers, checks=checks, timeout=10
             )
             assert time.monotonic() - started < 5, f"{route} took too long"
             seen[mode.value, response.status_code] += 1
 
-        fuzz()
+        one()
 
+    for mode, examples, checks in runs:
+        run(mode, examples, checks)
+    return seen
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_jobs_openapi_fuzz(jobs: tuple[str, Starlette], route: str) -> None:
+    """300 schema-valid cases per route, then 100 schema-violating ones, all with the key: never
+    a 5xx, never an answer outside the schema (status, media type, body; each SSE event too)."""
     # schema-valid input is answered 2xx, or 404/409 about the job
-    run(GenerationMode.POSITIVE, 300, [*CHECKS, positive_data_acceptance])
+    runs = [(GenerationMode.POSITIVE, 300, [*CHECKS, positive_data_acceptance])]
+    if route != "GET /":
+        # invalid input: the server may accept some (`limit=` is the default limit), but it
+        # must answer with a documented status and body, never a 5xx
+        runs.append((GenerationMode.NEGATIVE, 100, CHECKS))
+    seen = fuzz(jobs, route, runs, HEADERS)
     if route == "GET /":
         assert seen.total() >= 1, seen  # no input to vary
         return
-    # invalid input: the server may accept some (`limit=` is the default limit), but it must
-    # answer with a documented status and body, never a 5xx
-    run(GenerationMode.NEGATIVE, 100, CHECKS)
     positive = {status: n for (mode, status), n in seen.items() if mode == "positive"}
     assert sum(positive.values()) >= 300, seen
     if "{job_id}" in route:  # the handlers behind the 404 ran too
         assert any(200 <= status < 300 for status in positive), seen
     if route == "POST /api/jobs/{job_id}/events":
         assert 409 in positive, seen  # a finished job's state is final
+
+
+@pytest.mark.parametrize("route", [route for route in ROUTES if route != "GET /"])
+def test_jobs_openapi_fuzz_without_a_key(jobs: tuple[str, Starlette], route: str) -> None:
+    """The same cases with no key (and random stream tokens where a route takes one): every
+    answer is a documented 401, whatever the input, for real jobs and missing ones alike, so
+    nothing is read or changed (the upload included) and nothing tells which jobs exist."""
+    runs = [(GenerationMode.POSITIVE, 100, CHECKS), (GenerationMode.NEGATIVE, 50, CHECKS)]
+    seen = fuzz(jobs, route, runs, {})
+    assert {status for _, status in seen} == {401}, seen

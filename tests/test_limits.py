@@ -89,6 +89,18 @@ def test_an_async_executor_past_its_deadline_gets_504(limit_by: str) -> None:
         assert httpx.get(f"{url}/health", headers=HEADERS).json()["rollouts"]["running"] == 0
 
 
+def test_an_executors_own_timeout_is_its_failure_not_the_deadline() -> None:
+    async def impatient(request: Any, context: Any) -> dict[str, Any]:
+        async with asyncio.timeout(0):
+            await asyncio.sleep(30)
+        raise AssertionError("not reached")
+
+    with serve_in_background(create_task_app(make_config(impatient))) as url:
+        response = httpx.post(f"{url}/rollout", json=rollout_body(), headers=HEADERS, timeout=10)
+    assert response.status_code == 500
+    assert response.json()["detail"]["error"]["code"] == "rollout_failed"
+
+
 def test_a_sync_executor_past_its_deadline_is_told_to_stop() -> None:
     told = threading.Event()
 

@@ -17,12 +17,13 @@ from pydantic import AliasChoices, Field
 from synth_ai.cli.env_file import read_env_file
 from synth_ai.jobs.settings import StreamSettings
 from synth_ai.settings import EnvironmentSettings, SettingsError, variables
+from synth_ai.storage.postgres import PostgresSettings
 from synth_ai.task.connections import ConnectionSettings
 from synth_ai.tracing_v3.settings import TracingSettings
 from synth_ai.ui.signin import SigninSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = (StreamSettings, TracingSettings, ConnectionSettings, SigninSettings)
+SETTINGS = (StreamSettings, TracingSettings, ConnectionSettings, SigninSettings, PostgresSettings)
 READ_DIRECTLY = (
     "ENVIRONMENT_API_KEY",
     "ENVIRONMENT_API_KEY_ALIASES",

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from synth_ai.storage import (
     DatabaseURLError,
+    StorageError,
+    StorageOutage,
     ensure_schema,
     open_database,
     parse_database_url,
@@ -141,6 +143,24 @@ def test_a_refused_statement_in_a_savepoint_undoes_only_itself(database_url: str
         connection.close()
         database.close()
     assert names == ["kept"]
+
+
+def test_both_engines_speak_one_error_vocabulary(database_url: str) -> None:
+    """A refused statement is a `StorageError` on either engine (the driver's own exception
+    its cause), so no caller names sqlite3's or psycopg's; the connection goes on working."""
+    database = open_database(database_url)
+    ensure_schema(database, "things", STEPS)
+    connection = database.connect()
+    try:
+        with pytest.raises(StorageError) as refused:
+            connection.execute("INSERT INTO things (name) VALUES (NULL)")
+        assert not isinstance(refused.value, StorageOutage)
+        assert type(refused.value.__cause__).__module__.partition(".")[0] in ("sqlite3", "psycopg")
+        connection.execute("INSERT INTO things (name) VALUES ('after')")
+        assert connection.query("SELECT name FROM things") == [{"name": "after"}]
+    finally:
+        connection.close()
+        database.close()
 
 
 def test_reserved_ids_never_collide_across_writers(postgres_url: str) -> None:

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from synth_ai.storage import StorageOutage
 from synth_ai.tracing_v3 import (
     LLMUsage,
     RuntimeEvent,
@@ -358,7 +359,7 @@ def test_a_lost_postgres_connection_fails_its_batch_then_the_writer_reconnects(
     try:
         asyncio.run(store.write(trace_with("before")))
         end_other_connections()
-        with pytest.raises(psycopg.OperationalError):
+        with pytest.raises(StorageOutage):
             asyncio.run(store.write(trace_with("lost")))
         assert store.health()["healthy"] is False and store.write_errors == 1
         asyncio.run(store.write(trace_with("after")))

@@ -11,7 +11,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,7 @@ class EvalRun:
         results_path: Path | None = None,
         results_url: str | None = None,
         on_result: ResultHook | None = None,
+        results_kept: Callable[[], Awaitable[Any]] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = config
@@ -180,6 +181,8 @@ class EvalRun:
         self.results_url = results_url or (str(results_path.resolve()) if results_path else None)
         self.cancel = cancel or asyncio.Event()
         self.on_result = on_result
+        self.results_kept = results_kept
+        """Awaited once the results file is complete, before it is announced."""
         self.transport = transport
         self.results: list[SeedResult] = []
 
@@ -301,6 +304,8 @@ class EvalRun:
             self.on_result(result)
 
     async def _finish(self, summary: EvalSummary) -> None:
+        if self.results_kept is not None:
+            await self.results_kept()
         if self.results_url:
             self._emit("artifact.results", kind="results", url=self.results_url)
         if self.config.prompt_template is not None:

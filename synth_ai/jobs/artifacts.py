@@ -1,7 +1,9 @@
 """Files a job produces (eval results, checkpoints), kept by the server under its data directory.
 
 A request names an artifact only by a plain file name; where it lives is the server's choice
-(`<root>/<job_id>/<name>`), so no request can reach any other path.
+(`<root>/<job_id>/<name>`), so no request can reach any other path. Size and sha256 are taken
+while the upload streams in and kept in the jobs database (`ArtifactIndex`), which is what a
+listing reads.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ import hashlib
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from synth_ai.storage import Database
+
+from .artifact_index import ArtifactIndex, ArtifactLimits, Found
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -25,8 +31,11 @@ def valid_name(name: str) -> bool:
 
 
 class ArtifactStore:
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, database: Database, limits: ArtifactLimits) -> None:
         self.root = Path(root)
+        self.index = ArtifactIndex(database, limits, self._on_disk)
+        self.before_commit: Callable[[], Awaitable[None]] | None = None
+        """Test-only delay point: awaited after an upload streamed in, before its commit."""
 
     def path(self, job_id: str, name: str) -> Path:
         if not JOB_ID.fullmatch(job_id) or not valid_name(name):
@@ -36,10 +45,14 @@ class ArtifactStore:
     def url(self, job_id: str, name: str) -> str:
         return f"/api/jobs/{job_id}/artifacts/{name}"
 
-    async def save(self, job_id: str, name: str, chunks: AsyncIterator[bytes]) -> dict[str, Any]:
-        """Stream an upload into place: written beside the target, then renamed over it, so a
-        reader never sees half a file and a failed upload leaves nothing."""
+    async def save(
+        self, job_id: str, name: str, tenant: str | None, chunks: AsyncIterator[bytes]
+    ) -> dict[str, Any]:
+        """Stream an upload into place within the bounds (`ArtifactRefused` past them): written
+        beside the target, hashed as it comes (off the loop), then renamed over it as its row
+        is committed, so a reader never sees half a file and a refused upload leaves nothing."""
         path = self.path(job_id, name)
+        budget = await asyncio.to_thread(self.index.budget, job_id, name, tenant)
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         partial = path.with_name(f".{name}.{uuid.uuid4().hex}.part")
         digest = hashlib.sha256()
@@ -48,42 +61,62 @@ class ArtifactStore:
         try:
             try:
                 async for chunk in chunks:
-                    digest.update(chunk)
                     size += len(chunk)
-                    await asyncio.to_thread(out.write, chunk)
+                    if size > budget.room:
+                        raise budget.refusal
+                    await asyncio.to_thread(_write, out, digest, chunk)
             finally:
                 await asyncio.to_thread(out.close)
-            await asyncio.to_thread(os.replace, partial, path)
+            stored = {"name": name, "url": self.url(job_id, name), "size": size}
+            stored["sha256"] = digest.hexdigest()
+            if self.before_commit is not None:
+                await self.before_commit()
+            await asyncio.to_thread(
+                self.index.commit, job_id, name, tenant, stored, lambda: os.replace(partial, path)
+            )
         except BaseException:
             await asyncio.to_thread(partial.unlink, True)
             raise
-        return {
-            "name": name,
-            "url": self.url(job_id, name),
-            "size": size,
-            "sha256": digest.hexdigest(),
-        }
+        return stored
+
+    async def record(self, job_id: str, name: str, tenant: str | None) -> dict[str, Any]:
+        """Index a file the server wrote itself (an eval's results), hashing it once now."""
+        path = self.path(job_id, name)
+        size, sha256 = await asyncio.to_thread(_hash_file, path)
+        stored = {"name": name, "url": self.url(job_id, name), "size": size, "sha256": sha256}
+        await asyncio.to_thread(
+            self.index.commit, job_id, name, tenant, stored, lambda: None, bounded=False
+        )
+        return stored
+
+    def _on_disk(self) -> Found:
+        """Every artifact file under the root, hashed (for indexing the files of an older
+        version, once)."""
+        if not self.root.is_dir():
+            return
+        for folder in sorted(self.root.iterdir()):
+            if not (folder.is_dir() and JOB_ID.fullmatch(folder.name)):
+                continue
+            for path in sorted(folder.iterdir()):
+                if path.is_file() and valid_name(path.name):
+                    yield (folder.name, path.name, *_hash_file(path))
 
     def list(self, job_id: str) -> list[dict[str, Any]]:
-        """Name, size, sha256 and url of each artifact of a job (blocking: run off the loop)."""
-        if not JOB_ID.fullmatch(job_id):
-            return []
-        folder = self.root / job_id
-        if not folder.is_dir():
-            return []
-        entries = []
-        for path in sorted(folder.iterdir()):
-            if path.is_file() and valid_name(path.name):
-                digest = hashlib.sha256()
-                with open(path, "rb") as handle:
-                    for chunk in iter(lambda: handle.read(1 << 20), b""):
-                        digest.update(chunk)
-                entries.append(
-                    {
-                        "name": path.name,
-                        "size": path.stat().st_size,
-                        "sha256": digest.hexdigest(),
-                        "url": self.url(job_id, path.name),
-                    }
-                )
-        return entries
+        """Name, size, sha256 and url of each artifact of a job, as stored at upload (blocking:
+        run off the loop; reads no file)."""
+        return [{**row, "url": self.url(job_id, row["name"])} for row in self.index.list(job_id)]
+
+
+def _write(out: IO[bytes], digest: Any, chunk: bytes) -> None:
+    digest.update(chunk)
+    out.write(chunk)
+
+
+def _hash_file(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()

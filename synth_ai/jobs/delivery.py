@@ -2,10 +2,11 @@
 
 A batch goes as `{"events": [...]}` to `POST /api/jobs/{id}/events`.
 
+- Each batch carries an `Idempotency-Key` of its own, the same on every retry: the server stores
+  a key once per job and answers a retry the seqs it first assigned, so a batch whose answer was
+  lost (a timeout while the server's commit was still on its way) is never stored twice.
 - Transport errors, 429 and 5xx are retried with `Retry-After` or jittered exponential backoff,
-  for as long as the emitter is open (and until `close`'s timeout: then `abort`). A batch whose
-  answer was lost after it was sent is looked up in the job's log before it is sent again, so
-  it is not stored twice.
+  for as long as the emitter is open (and until `close`'s timeout: then `abort`).
 - Any other 4xx (bad key, unknown or finished job, invalid event) is a refusal: it stops the
   emitter, `error` says why, what waits is discarded (see `.outbox`), and `flush`/`close` raise
   `RemoteEmitterError`.
@@ -18,6 +19,7 @@ import os
 import random
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,8 +32,6 @@ from .outbox import QueuedEvent
 logger = logging.getLogger("synth_ai.jobs.remote")  # one logger for the remote emitter
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-# httpx raises these before the request could have reached the server: safe to resend blindly
-NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 MAX_EVENTS_PER_POST = 1000  # the server's limit (synth_ai.jobs.routes)
 
 
@@ -117,8 +117,6 @@ class Delivery:
         )
         self._abort = threading.Event()
         """Set when `close` gives up: the sender stops retrying."""
-        self._last_seq = 0
-        """The highest seq the server answered this emitter (where lost answers are looked up)."""
         self.posts = self.retries = 0
         """Counted by the sender thread alone."""
 
@@ -133,36 +131,23 @@ class Delivery:
         """Post one batch until it is stored (None), refused (the error), or aborted (False)."""
         body = b'{"events":[' + b",".join(item.body for item in batch) + b"]}"
         path = f"/api/jobs/{self.job_id}/events"
-        maybe_stored = False
+        headers = {"content-type": "application/json", "idempotency-key": uuid.uuid4().hex}
         attempt = 0
         while not self._abort.is_set():
             delay: float | None = None
+            self.posts += 1
+            if attempt:
+                self.retries += 1
             try:
-                if maybe_stored:
-                    last = self._find_stored(batch)
-                    if last is not None:
-                        self._last_seq = last
-                        return None
-                    maybe_stored = False
-                self.posts += 1
-                if attempt:
-                    self.retries += 1
-                response = self._http.post(
-                    path, content=body, headers={"content-type": "application/json"}
-                )
+                response = self._http.post(path, content=body, headers=headers)
             except httpx.TransportError as exc:
-                maybe_stored = maybe_stored or not isinstance(exc, NOT_SENT)
                 logger.info("posting events of %s failed (%s); retrying", self.job_id, exc)
             else:
                 if response.status_code < 400:
-                    seqs = response.json().get("seqs") or []
-                    self._last_seq = max([self._last_seq, *seqs])
                     return None
                 if response.status_code not in RETRYABLE_STATUS:
                     error = error_from_response(response)
                     return RemoteEmitterError(error.status, error.code, error.message)
-                # 503 and 429 are answered before anything is stored; a bare 500 may come late
-                maybe_stored = maybe_stored or response.status_code == 500
                 delay = retry_after_seconds(response.headers.get("retry-after"))
                 logger.info(
                     "the jobs server answered %d for events of %s; retrying",
@@ -174,27 +159,3 @@ class Delivery:
             attempt += 1
             self._abort.wait(delay)
         return False
-
-    def _find_stored(self, batch: Sequence[QueuedEvent]) -> int | None:
-        """After a lost answer: the last seq of the batch if the log has it (one append is one
-        contiguous run of seqs), else None. Transport errors propagate (try again later)."""
-        wanted = [(item.type, item.ts) for item in batch]
-        after = self._last_seq
-        window: list[tuple[str, float, int]] = []
-        while True:
-            response = self._http.get(
-                f"/api/jobs/{self.job_id}/events", params={"since_seq": after, "limit": 1000}
-            )
-            if response.status_code >= 400:
-                raise httpx.TransportError(f"looking up events answered {response.status_code}")
-            page = response.json()["events"]
-            window += [(e["type"], e["ts"], e["seq"]) for e in page]
-            for start in range(len(window)):
-                run = window[start : start + len(wanted)]
-                if [(t, ts) for t, ts, _ in run] == wanted[: len(run)]:
-                    if len(run) == len(wanted):
-                        return run[-1][2]
-                    break  # a match that continues past this page
-            if len(page) < 1000:
-                return None
-            after = page[-1]["seq"]

@@ -1,15 +1,40 @@
 """`Emitter`: what a producer (a training or eval loop) reports progress through, and
-`JobEmitter`, the in-process one (`RemoteEmitter`, in `.remote`, is the one over HTTP)."""
+`JobEmitter`, the in-process one (`RemoteEmitter`, in `.remote`, is the one over HTTP).
+
+Both take what training code has at hand: event data is made JSON when emitted (`plain_data`),
+so a datetime or a numpy number is stored as an ISO string or a Python number rather than
+failing later, and anything else is a `TypeError` raised to the emitting caller alone.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
+from pydantic_core import to_jsonable_python
+
 from .models import EventIn, JobEvent, JobState
 
 if TYPE_CHECKING:
     from .service import JobsService
+
+
+def plain_data(data: dict[str, Any] | None) -> dict[str, Any]:
+    """Event data in JSON's own types: datetimes, dates, UUIDs and Decimals as strings, sets
+    and tuples as lists, arrays and array scalars (numpy, torch, `array`) through their
+    `tolist()`. Raises `TypeError` for anything else."""
+    try:
+        plain: dict[str, Any] = to_jsonable_python(data or {}, fallback=_tolist)
+    except (ValueError, TypeError, RecursionError) as exc:  # depth, unknown types
+        raise TypeError(f"event data is not JSON: {exc}") from None
+    return plain
+
+
+def _tolist(value: Any) -> Any:
+    tolist = getattr(value, "tolist", None)
+    if not callable(tolist):
+        raise TypeError(f"a {type(value).__name__} has no JSON form")
+    return tolist()
 
 
 class Emitter(ABC):
@@ -70,7 +95,7 @@ class JobEmitter(Emitter):
         level: str = "info",
         data: dict[str, Any] | None = None,
     ) -> None:
-        event = EventIn(type=type, level=level, message=message, data=data or {})
+        event = EventIn(type=type, level=level, message=message, data=plain_data(data))
         self.service.emit_nowait(self.job_id, [event])
 
     async def emit_committed(
@@ -81,6 +106,6 @@ class JobEmitter(Emitter):
         level: str = "info",
         data: dict[str, Any] | None = None,
     ) -> JobEvent:
-        event = EventIn(type=type, level=level, message=message, data=data or {})
+        event = EventIn(type=type, level=level, message=message, data=plain_data(data))
         (stored,) = await self.service.emit(self.job_id, [event])
         return stored

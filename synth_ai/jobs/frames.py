@@ -12,9 +12,10 @@ the stream says `reset` and ends.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import AsyncIterator
+
+from synth_ai.storage import StorageError
 
 from .bus import JobBus, Subscription
 from .service import JobsService
@@ -45,7 +46,7 @@ async def stream_frames(
             try:
                 async with asyncio.timeout(service.settings.replay_timeout_s):
                     page = await service.events(bus.job_id, cursor, REPLAY_PAGE, names)
-            except (TimeoutError, sqlite3.Error) as exc:
+            except (TimeoutError, StorageError) as exc:
                 # never jump ahead: say so and end, so the client resumes from its own
                 # cursor once the log answers again
                 yield control_frame(

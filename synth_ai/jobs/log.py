@@ -4,8 +4,10 @@ Seqs are assigned in the transaction that stores the events (`jobs.last_seq` is 
 `UPDATE ... RETURNING`, which on PostgreSQL also locks the job's row against other replicas), so
 a seq is acknowledged only once it is committed, a refused append uses up none, and no seq is
 ever given twice, whatever crashes. Appends are group-committed: one transaction for whatever is
-queued, each append in its own savepoint so one refused append never undoes the others. Reads
-use other connections (pooled on PostgreSQL).
+queued, each append in its own savepoint so one refused append never undoes the others. What
+reaches a batch was encoded by its caller, and a post's idempotency key is kept with its events
+(see `.log_append`). After `close`, appends fail at once. Reads use other connections (pooled
+on PostgreSQL).
 
 Server-run jobs hold a lease (`lease_owner`, `lease_expires_at`) that their server renews; a job
 whose lease ran out is failed by whichever server notices first, so a job never stays `running`
@@ -19,62 +21,52 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from synth_ai.batch_writer import BatchWriter
 from synth_ai.storage import Connection, DatabaseURL, ensure_schema, open_database
 
+from .log_append import (
+    Append,
+    EventNotEncodable,
+    JobFinished,
+    JobNotFound,
+    KeyReused,
+    LeaseHeld,
+    LogFailed,
+    Replayed,
+    loads,
+    store,
+    stored_event,
+)
 from .log_schema import STEPS
-from .models import EventIn, JobEvent, JobState, finite_json, sse_name
+from .models import EventIn, JobEvent, JobState
+
+__all__ = [
+    "CHANNEL",
+    "EventNotEncodable",
+    "JobEventLog",
+    "JobFinished",
+    "JobNotFound",
+    "KeyReused",
+    "LeaseHeld",
+    "LogFailed",
+    "Replayed",
+]
 
 TERMINAL = tuple(state.value for state in JobState if state.terminal)
 CHANNEL = "synth_jobs"
 """Where PostgreSQL announces committed events to every replica (`job_id:last_seq`)."""
 
 
-class JobNotFound(Exception):
-    def __init__(self, job_id: str) -> None:
-        super().__init__(f"no job {job_id[:80]!r}")
-        self.job_id = job_id
-
-
-class JobFinished(Exception):
-    """A status event would move a job out of its terminal state."""
-
-    def __init__(self, job_id: str, state: JobState, requested: JobState) -> None:
-        super().__init__(f"job {job_id} is {state.value}; it cannot become {requested.value}")
-        self.job_id = job_id
-        self.state = state
-        self.requested = requested
-
-
-class LeaseHeld(Exception):
-    """The job's lease has not run out (or it has none): nothing to take over."""
-
-
-class LogFailed(Exception):
-    """The database refused or failed; nothing of the append was stored."""
-
-
-@dataclass(frozen=True, slots=True)
-class Append:
-    """Events for one job, stored together or not at all.
-
-    `lease_expired_before`: store only if the job's lease ran out before then (and clear it).
-    """
-
-    job_id: str
-    events: Sequence[EventIn]
-    lease_expired_before: float | None = None
-
-
 Committed = Callable[[list[JobEvent]], None]
+DelayPoint = Callable[[str], None]
+"""A test's hook, called by name where a race is to be provoked (`"batch"`: the writer thread
+is about to store a batch); by default it does nothing."""
 
 
-def _loads(text: str | None) -> Any:
-    # a NaN stored by an older version must not break every read of the job
-    return json.loads(text or "{}", parse_constant=lambda _: None)
+def _no_delay(name: str) -> None:
+    """No test is watching."""
 
 
 def _job(row: dict[str, Any]) -> dict[str, Any]:
@@ -85,22 +77,10 @@ def _job(row: dict[str, Any]) -> dict[str, Any]:
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
         "last_seq": row["last_seq"],
-        "config": _loads(row["config"]),
-        "metadata": _loads(row["metadata"]),
+        "config": loads(row["config"]),
+        "metadata": loads(row["metadata"]),
         "tenant": row.get("tenant"),
     }
-
-
-def _event(row: dict[str, Any]) -> JobEvent:
-    return JobEvent(
-        seq=row["seq"],
-        job_id=row["job_id"],
-        type=row["type"],
-        level=row["level"] or "info",
-        message=row["message"],
-        data=_loads(row["data"]),
-        ts=row["ts"],
-    )
 
 
 class JobEventLog:
@@ -113,6 +93,7 @@ class JobEventLog:
         self.database = open_database(url)
         ensure_schema(self.database, "jobs", STEPS)
         self.on_commit = on_commit
+        self.delay_point: DelayPoint = _no_delay
         self._conn: Connection | None = None
         self._writer: BatchWriter[Append, list[JobEvent]] = BatchWriter(
             self._write,
@@ -161,6 +142,11 @@ class JobEventLog:
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         rows = self._query("SELECT * FROM jobs WHERE job_id = ?", [job_id])
         return _job(rows[0]) if rows else None
+
+    def owns(self, job_id: str, tenant: str | None) -> bool:
+        """One query, the same answer and cost for a missing job and another tenant's."""
+        sql = "SELECT job_id FROM jobs WHERE job_id = ? AND tenant = ?"
+        return bool(self._query(sql, [job_id, tenant]))
 
     def list_jobs(self, limit: int = 50, tenant: str | None = None) -> list[dict[str, Any]]:
         """Newest first: every job, or only one tenant's."""
@@ -226,24 +212,28 @@ class JobEventLog:
         failed = EventIn(
             type="job.status", level="error", message=message, data={"state": "failed"}
         )
-        return await self._writer.write(Append(job_id, [failed], lease_expired_before=now))
+        return await self._writer.write(Append.of(job_id, [failed], lease_expired_before=now))
 
     # --- events ----------------------------------------------------------------------------
 
-    async def append(self, job_id: str, events: Sequence[EventIn]) -> list[JobEvent]:
+    async def append(
+        self, job_id: str, events: Sequence[EventIn], key: str | None = None
+    ) -> list[JobEvent]:
         """Store events and answer them numbered, after the commit.
 
-        Raises `JobNotFound`, `JobFinished`, `LogFailed` (nothing stored), or
-        `WriterUnavailable`.
+        `key`: an idempotency key; a later append of the job with the same key stores nothing
+        and answers the events this one stored. Raises `EventNotEncodable` (before queuing),
+        `JobNotFound`, `JobFinished`, `KeyReused`, `LogFailed` (nothing stored), or
+        `WriterUnavailable` (also once the log is closed).
         """
-        return await self._writer.write(Append(job_id, events))
+        return await self._writer.write(Append.of(job_id, events, key))
 
     def append_nowait(
         self, job_id: str, events: Sequence[EventIn], *, count_loss: bool = True
     ) -> bool:
         """Queue events without waiting for their commit (no seq is reported); False when the
-        queue is full."""
-        return self._writer.submit(Append(job_id, events), count_loss=count_loss)
+        queue is full. Raises `EventNotEncodable`, or `WriterUnavailable` once closed."""
+        return self._writer.submit(Append.of(job_id, events), count_loss=count_loss)
 
     def count_loss(self, count: int, reason: str) -> None:
         """Events the caller gave up on before they reached the queue, counted as failures."""
@@ -265,7 +255,7 @@ class JobEventLog:
             sql += f" AND (sse_name IN ({marks}) OR type IN ({marks}))"
             params += [*names, *names]
         rows = self._query(sql + " ORDER BY seq LIMIT ?", [*params, limit])
-        return [_event(row) for row in rows]
+        return [stored_event(row) for row in rows]
 
     def first_seq(self, job_id: str) -> int | None:
         rows = self._query("SELECT MIN(seq) AS seq FROM job_events WHERE job_id = ?", [job_id])
@@ -274,8 +264,10 @@ class JobEventLog:
     def flush(self, timeout_s: float = 30.0) -> bool:
         return self._writer.flush(timeout_s)
 
-    def close(self) -> None:
-        self._writer.close()
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Store what is queued (waiting up to `timeout_s`), then refuse more: what is still
+        queued then fails with `WriterUnavailable`, as does every later append."""
+        self._writer.close(timeout_s)
         self.database.close()
 
     @property
@@ -294,100 +286,46 @@ class JobEventLog:
     # --- the writer thread -----------------------------------------------------------------
 
     def _write(self, appends: list[Append]) -> list[list[JobEvent] | BaseException]:
-        refused: tuple[type[BaseException], ...] = (
-            JobNotFound,
-            JobFinished,
-            LeaseHeld,
-            ValueError,
-            OverflowError,
-            *self.database.errors,
-        )
+        """One transaction, a savepoint per append. Once an append of a job failed in the
+        database (a lock not granted in time, say), the job's later appends in the batch fail
+        with it at once: storing them would put them before it, and waiting again would stall
+        every other job's writes behind the same lock."""
+        self.delay_point("batch")
         try:
             if self._conn is None:
                 self._conn = self.database.connect()
             conn = self._conn
             outcomes: list[list[JobEvent] | BaseException] = []
+            committed: list[JobEvent] = []  # what is new: a replayed append is not
+            failed: dict[str, LogFailed] = {}
             with conn.transaction():
                 for append in appends:
+                    if append.job_id in failed:
+                        outcomes.append(failed[append.job_id])
+                        continue
                     try:
                         with conn.savepoint():
-                            numbered = self._store(conn, append)
+                            numbered = store(conn, append)
                             conn.notify(CHANNEL, f"{append.job_id}:{numbered[-1].seq}")
                         outcomes.append(numbered)
-                    except refused as exc:
-                        outcomes.append(exc if _ours(exc) else LogFailed(_reason(exc)))
+                        committed += numbered
+                    except Replayed as replayed:
+                        outcomes.append(replayed.events)
+                    except REFUSED as exc:
+                        outcomes.append(exc)
+                    except self.database.errors as exc:
+                        outcomes.append(failed.setdefault(append.job_id, LogFailed(_reason(exc))))
         except self.database.errors as exc:
             self._close_writer()  # a broken connection is made anew for the next batch
             raise LogFailed(_reason(exc)) from exc
-        committed = [e for outcome in outcomes if isinstance(outcome, list) for e in outcome]
         if committed and self.on_commit is not None:
             self.on_commit(committed)
         return outcomes
 
-    @staticmethod
-    def _store(conn: Connection, append: Append) -> list[JobEvent]:
-        if not append.events:
-            raise ValueError("no events to store")
-        now = time.time()
-        rows = conn.query(
-            "UPDATE jobs SET last_seq = last_seq + ?, updated_at = ? WHERE job_id = ? "
-            "RETURNING last_seq, state, lease_owner, lease_expires_at",
-            [len(append.events), now, append.job_id],
-        )
-        if not rows:
-            raise JobNotFound(append.job_id)
-        row = rows[0]
-        if append.lease_expired_before is not None and not (
-            row["lease_owner"] is not None and row["lease_expires_at"] < append.lease_expired_before
-        ):
-            raise LeaseHeld(append.job_id)
-        state = initial = JobState(row["state"])
-        seq = int(row["last_seq"]) - len(append.events)
-        numbered = []
-        for event in append.events:
-            seq += 1
-            stored = JobEvent(
-                seq=seq,
-                job_id=append.job_id,
-                type=event.type,
-                level=event.level,
-                message=event.message,
-                data=finite_json(event.data),
-                ts=event.ts if event.ts is not None else now,
-            )
-            if (requested := stored.state) is not None:
-                if state.terminal and requested is not state:
-                    raise JobFinished(append.job_id, state, requested)
-                state = requested
-            numbered.append(stored)
-        conn.executemany(
-            "INSERT INTO job_events (job_id, seq, type, sse_name, level, message, data, ts) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    e.job_id,
-                    e.seq,
-                    e.type,
-                    sse_name(e.type),
-                    e.level,
-                    e.message,
-                    json.dumps(e.data, allow_nan=False),
-                    e.ts,
-                )
-                for e in numbered
-            ],
-        )
-        if state is not initial or append.lease_expired_before is not None:
-            lease = ", lease_owner = NULL, lease_expires_at = NULL" if state.terminal else ""
-            conn.execute(
-                f"UPDATE jobs SET state = ?{lease} WHERE job_id = ?", [state.value, append.job_id]
-            )
-        return numbered
 
-
-def _ours(exc: BaseException) -> bool:
-    """A refusal the caller should see as it is (not a database failure)."""
-    return isinstance(exc, JobNotFound | JobFinished | LeaseHeld | ValueError | OverflowError)
+REFUSED = (JobNotFound, JobFinished, LeaseHeld, ValueError, OverflowError)
+"""What `store` raises for one append the caller should see as it is (not a database failure):
+`KeyReused` is a `ValueError`, and so is a value the driver cannot bind."""
 
 
 def _reason(exc: BaseException) -> str:

@@ -53,4 +53,8 @@ STEPS: list[Step] = [
     # single-use tokens (the dashboard's login links) spent on any replica, kept until expiry
     "CREATE TABLE IF NOT EXISTS spent_tokens (token_id TEXT PRIMARY KEY, "
     "expires_at {REAL} NOT NULL)",
+    # a producer's idempotency keys, once per job: a retried post is answered its first seqs
+    "CREATE TABLE IF NOT EXISTS job_posts (job_id TEXT NOT NULL, post_key TEXT NOT NULL, "
+    "first_seq {INT} NOT NULL, count {INT} NOT NULL, digest TEXT NOT NULL, "
+    "PRIMARY KEY (job_id, post_key))",
 ]

@@ -37,8 +37,8 @@ _ERROR_STATUSES = {
     "401": "Missing or invalid API key (or stream token)",
     "403": "The stream token is for another job",
     "404": "No such job (or no such artifact)",
-    "409": "The job has finished: its state is final",
-    "413": "Request body too large",
+    "409": "The job has finished: its state is final (or has as many artifacts as it may keep)",
+    "413": "Request body too large (or past an artifact bound: see the upload)",
     "415": "Unsupported content type",
     "422": "Request failed validation",
     "429": "Too many open streams (see Retry-After)",
@@ -250,6 +250,15 @@ def build_openapi(kinds: Sequence[str] = ("custom",)) -> dict[str, Any]:
                     "description": 'One event, or `{"events": [...]}` with 1 to '
                     f"{MAX_EVENTS_PER_POST}, stored together or not at all; answered "
                     "once committed.",
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "description": "Stored once per job: a retry with this key and "
+                            "the same events is answered the seqs first assigned.",
+                            "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                        }
+                    ],
                     "requestBody": {
                         "required": True,
                         "content": json_content(
@@ -344,8 +353,10 @@ def build_openapi(kinds: Sequence[str] = ("custom",)) -> dict[str, Any]:
                     "security": _READER_SECURITY,
                     "responses": {
                         "200": {
-                            "description": "The file, typed by its name",
-                            "content": {"*/*": {"schema": {}}},
+                            "description": "The file, as an attachment (Content-Disposition) "
+                            "that is never sniffed (nosniff) nor run (CSP `default-src 'none'; "
+                            "sandbox`)",
+                            "content": {"application/octet-stream": {"schema": {}}},
                         },
                         **_errors("401", "403", "404", "422", "503"),
                     },
@@ -353,6 +364,12 @@ def build_openapi(kinds: Sequence[str] = ("custom",)) -> dict[str, Any]:
                 "put": {
                     "summary": "Store the raw body as this artifact and announce it as an "
                     "artifact.<kind> event (also at /rl/jobs/{job_id}/artifacts/{name})",
+                    "description": "Only the job's owner (or the operator) may; to anyone else "
+                    "the job does not exist (404). 409: the job has as many artifacts as "
+                    "SYNTH_JOBS_MAX_ARTIFACTS allows (replacing one by name is fine). 413: the "
+                    "file is larger than SYNTH_JOBS_MAX_ARTIFACT_BYTES, or would take the job "
+                    "or its tenant past SYNTH_JOBS_MAX_JOB_ARTIFACT_BYTES or "
+                    "SYNTH_JOBS_MAX_TENANT_ARTIFACT_BYTES; nothing of a refused upload is kept.",
                     "parameters": [
                         {
                             "name": "kind",

@@ -37,8 +37,6 @@ class QueuedEvent:
     """One event, encoded, waiting in the outbox."""
 
     body: bytes
-    type: str
-    ts: float
     key: tuple[str, str, str] | None
     """`(type, name, split)` of a metric; None for events that are never coalesced."""
     terminal: bool

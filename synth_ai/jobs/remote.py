@@ -2,7 +2,8 @@
 
 It has `JobEmitter`'s methods (`emit`, `emit_status`, `emit_metric`, `emit_log`,
 `emit_artifact`; both satisfy the `Emitter` protocol), so one loop runs in-process or remote.
-`emit*` only validates, encodes and queues; a background thread posts what is queued as
+`emit*` only validates, encodes (as `JobEmitter` does: datetimes as ISO strings, array numbers
+as Python numbers) and queues; a background thread posts what is queued as
 `{"events": [...]}` batches to `POST /api/jobs/{id}/events`, one batch at a time, so the
 server stores events in the order they were emitted.
 
@@ -24,7 +25,7 @@ from typing import Any, Self
 import httpx
 
 from .delivery import MAX_EVENTS_PER_POST, Delivery, RemoteEmitterError, post_new_job
-from .emitter import Emitter
+from .emitter import Emitter, plain_data
 from .models import EventIn, JobState, finite_json, sse_name
 from .outbox import Outbox, QueuedEvent
 
@@ -140,7 +141,7 @@ class RemoteEmitter(Emitter):
         level: str = "info",
         data: dict[str, Any] | None = None,
     ) -> None:
-        data = dict(data or {})
+        data = plain_data(data)
         name = sse_name(type)
         state = None
         if name == "status":
@@ -152,8 +153,9 @@ class RemoteEmitter(Emitter):
             if dropped is not None:
                 data["dropped_events"] = True
                 data["emitter_dropped"] = dropped
-        now = time.time()
-        event = EventIn(type=type, level=level, message=message, data=finite_json(data), ts=now)
+        event = EventIn(
+            type=type, level=level, message=message, data=finite_json(data), ts=time.time()
+        )
         body = event.model_dump_json(exclude_none=True).encode()
         if len(body) > self.max_event_bytes:
             raise ValueError(
@@ -161,7 +163,7 @@ class RemoteEmitter(Emitter):
                 f"({self.max_event_bytes}); store big payloads as artifacts"
             )
         key = (type, str(data.get("name")), str(data.get("split"))) if name == "metric" else None
-        item = QueuedEvent(body, type, now, key, state is not None and state.terminal)
+        item = QueuedEvent(body, key, state is not None and state.terminal)
         self._outbox.put(item, name)
 
     # --- waiting -------------------------------------------------------------------------------

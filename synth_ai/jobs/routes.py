@@ -24,10 +24,11 @@ from synth_ai.task.auth import WWW_AUTHENTICATE, check_api_key, presented_keys, 
 from synth_ai.task.errors import TaskAppError, invalid_request, validation_error
 from synth_ai.task.json_body import json_body
 
+from .artifact_index import ArtifactRefused
 from .artifacts import JOB_ID
 from .bus import JobBus, TooManySubscribers
 from .frames import stream_frames
-from .log import JobFinished, JobNotFound, LogFailed
+from .log import EventNotEncodable, JobFinished, JobNotFound, KeyReused, LogFailed
 from .models import EventIn, JobEvent, JobState
 from .params import (
     MAX_SEQ,
@@ -57,6 +58,11 @@ ARTIFACT_PATHS = (
 ARTIFACT_UPLOAD = re.compile(r"^/(api/|)(rl/)?jobs/[^/]+/artifacts/[^/]+$")
 ARTIFACT_KIND = re.compile(r"[a-z0-9_]{1,32}")
 MAX_EVENTS_PER_POST = 1000
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+DOWNLOAD_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+}
 
 
 class JobKind(Protocol):
@@ -114,18 +120,42 @@ class JobsRoutes:
 
     async def _bus(self, request: Request, principal: Principal | None = None) -> JobBus:
         """The job's bus, if it exists and the caller may see it; else 404 (never 403, so a
-        job id tells another tenant nothing)."""
+        job id tells another tenant nothing).
+
+        A tenant's own job that is in memory answers at once; any other id, another tenant's
+        or none at all, takes the same one query (`owns`), so neither the answer nor the work
+        behind it says which it was."""
         job_id = request.path_params["job_id"]
-        bus = await self.service.bus(job_id) if JOB_ID.fullmatch(job_id) else None
         who = principal or principal_of(request.scope)
+        if not JOB_ID.fullmatch(job_id):
+            raise job_not_found(job_id)
+        if not who.is_operator:
+            hot = self.service.live_bus(job_id)
+            if (hot is None or hot.tenant != who.tenant) and not await asyncio.to_thread(
+                self.service.log.owns, job_id, who.tenant
+            ):
+                raise job_not_found(job_id)
+        bus = await self.service.bus(job_id)
         if bus is None or not who.may_see(bus.tenant):
             raise job_not_found(job_id)
         return bus
 
-    async def _store(self, job_id: str, events: list[EventIn]) -> list[JobEvent]:
+    async def _store(
+        self, job_id: str, events: list[EventIn], key: str | None = None
+    ) -> list[JobEvent]:
         """Store events, mapping the log's refusals onto the error envelope."""
         try:
-            return await self.service.emit(job_id, events)
+            return await self.service.emit(job_id, events, key)
+        except EventNotEncodable as exc:
+            raise invalid_request(
+                "An event cannot be stored as JSON.", loc=["body", "events"], msg=str(exc)[:200]
+            ) from None
+        except KeyReused:
+            raise TaskAppError(
+                409,
+                "idempotency_key_reused",
+                "This Idempotency-Key already stored other events of this job.",
+            ) from None
         except JobNotFound:
             raise job_not_found(job_id) from None
         except JobFinished as exc:
@@ -211,7 +241,16 @@ class JobsRoutes:
         )
 
     async def post_events(self, request: Request) -> Response:
+        """Store a producer's events. With an `Idempotency-Key` header, a post is stored once
+        per job: a retry with the same key and events is answered the first seqs."""
         job_id = (await self._bus(request)).job_id
+        key = request.headers.get("idempotency-key")
+        if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+            raise invalid_request(
+                "Idempotency-Key is 1 to 255 printable ASCII characters.",
+                loc=["header", "idempotency-key"],
+                msg="not a valid key",
+            )
         body = await json_body(request)
         raw = body.get("events") if isinstance(body, dict) and "events" in body else [body]
         if not isinstance(raw, list) or not raw or len(raw) > MAX_EVENTS_PER_POST:
@@ -224,7 +263,7 @@ class JobsRoutes:
             events = [EventIn.model_validate(item) for item in raw]
         except ValidationError as exc:
             raise validation_error(exc, "An event is invalid.") from None
-        stored = await self._store(job_id, events)
+        stored = await self._store(job_id, events, key)
         return JSONResponse({"seqs": [event.seq for event in stored]}, status_code=201)
 
     async def stream_token(self, request: Request) -> Response:
@@ -244,8 +283,12 @@ class JobsRoutes:
         return JSONResponse({"artifacts": artifacts})
 
     async def put_artifact(self, request: Request) -> Response:
-        """Store the raw body as a job's file, then announce it as an `artifact.<kind>` event."""
-        bus = await self._bus(request)
+        """Store the raw body as a job's file, then announce it as an `artifact.<kind>` event.
+
+        Only the job's owner or the operator may: anyone else gets the 404 of a missing job,
+        before a byte is read. A finished job still takes its owner's files (results and
+        reports often come last)."""
+        bus = await self._bus(request, self._writer(request))
         name = artifact_name(request)
         kind = request.query_params.get("kind") or "file"
         if not ARTIFACT_KIND.fullmatch(kind):
@@ -256,7 +299,12 @@ class JobsRoutes:
                 type="string_pattern_mismatch",
             )
         step = int_param(request, "step", -1)
-        stored = await self.service.artifacts.save(bus.job_id, name, request.stream())
+        try:
+            stored = await self.service.artifacts.save(
+                bus.job_id, name, bus.tenant, request.stream()
+            )
+        except ArtifactRefused as exc:
+            raise TaskAppError(exc.status, exc.code, exc.message) from None
         announced = {"kind": kind, "step": None if step < 0 else step, **stored}
         await self._store(bus.job_id, [EventIn(type=f"artifact.{kind}", data=announced)])
         return JSONResponse(stored, status_code=201)
@@ -267,7 +315,18 @@ class JobsRoutes:
         path = self.service.artifacts.path(bus.job_id, name)
         if not await asyncio.to_thread(path.is_file):
             raise TaskAppError(404, "artifact_not_found", f"The job has no artifact {name!r}.")
-        return FileResponse(path, filename=name)
+        # a download is only ever saved: never sniffed, rendered or run as this origin's page
+        # or script (names are plain, so the quoted filename needs no escaping)
+        return FileResponse(
+            path, filename=name, media_type="application/octet-stream", headers=DOWNLOAD_HEADERS
+        )
+
+    def _writer(self, request: Request) -> Principal:
+        """Who writes: whom the auth layer let in (a key, or a session with its CSRF token).
+        Where no layer named anyone, the request's own key decides; a write never falls back
+        to the operator."""
+        principal = request.scope.get("state", {}).get("principal")
+        return principal if isinstance(principal, Principal) else self._key_holder(request)
 
     # --- the stream ------------------------------------------------------------------------
 
@@ -290,10 +349,14 @@ class JobsRoutes:
             if not await grant_alive(request.scope, token_tenant(token), token_grant(token)):
                 raise TaskAppError(401, "unauthorised", "The stream token's session or key ended.")
             return Principal(token_tenant(token))
+        return self._key_holder(request)
+
+    def _key_holder(self, request: Request) -> Principal:
+        """The principal of the request's key; else 401 (503 when no key is configured)."""
         principal = identify(request.headers)
         if principal is not None:
             return principal
-        if presented:
+        if presented_keys(request.headers):
             record_failure(request.scope)
         refusal = check_api_key(request.headers, request.method, request.url.path)
         if refusal is not None and refusal.status_code == 503 and not tenant_keys():

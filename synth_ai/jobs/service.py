@@ -55,7 +55,9 @@ class JobsService:
         if artifacts_dir is None:
             path = self.log.url.path
             artifacts_dir = path.with_suffix(".artifacts") if path else DEFAULT_ARTIFACTS
-        self.artifacts = ArtifactStore(Path(artifacts_dir))
+        self.artifacts = ArtifactStore(
+            Path(artifacts_dir), self.log.database, self.settings.artifact_limits
+        )
         self.token_secret = self.settings.token_secret or self.log.secret("sse_token")
         """Signs stream tokens: `SSE_TOKEN_SECRET`, else the one kept with the database."""
         self.leases = Leases(self.log, self.settings.lease_s)
@@ -248,13 +250,15 @@ class JobsService:
             bus.close()
             del self._buses[bus.job_id]
 
-    async def emit(self, job_id: str, events: Sequence[EventIn]) -> list[JobEvent]:
-        """Store events; answers them numbered once committed.
+    async def emit(
+        self, job_id: str, events: Sequence[EventIn], key: str | None = None
+    ) -> list[JobEvent]:
+        """Store events; answers them numbered once committed (`key`: an idempotency key).
 
         Raises `JobNotFound`, `JobFinished` or `WriterUnavailable` (see `JobEventLog.append`).
         """
         self._bind_loop()
-        return await self.log.append(job_id, events)
+        return await self.log.append(job_id, events, key)
 
     def emit_nowait(self, job_id: str, events: Sequence[EventIn]) -> bool:
         """Queue events from any thread without waiting for the commit (no seq answered).

@@ -6,6 +6,8 @@ from pydantic import Field
 
 from synth_ai.settings import EnvironmentSettings
 
+from .artifact_index import ArtifactLimits
+
 _MAX = 2**53
 
 
@@ -35,6 +37,25 @@ class StreamSettings(EnvironmentSettings):
     max_artifact_bytes: int = Field(
         default=256 * 1024 * 1024, validation_alias="SYNTH_JOBS_MAX_ARTIFACT_BYTES", ge=1, le=_MAX
     )
+    """One artifact upload (the body limit of its PUT)."""
+    max_artifacts: int = Field(
+        default=100, validation_alias="SYNTH_JOBS_MAX_ARTIFACTS", ge=1, le=_MAX
+    )
+    """Artifacts (distinct names) per job; replacing one by name does not count again."""
+    max_job_artifact_bytes: int = Field(
+        default=4 * 1024**3, validation_alias="SYNTH_JOBS_MAX_JOB_ARTIFACT_BYTES", ge=1, le=_MAX
+    )
+    max_owner_artifact_bytes: int = Field(
+        default=32 * 1024**3, validation_alias="SYNTH_JOBS_MAX_TENANT_ARTIFACT_BYTES", ge=1, le=_MAX
+    )
+    """All artifacts of one tenant's jobs (the operator's own jobs count as one owner)."""
+
+    @property
+    def artifact_limits(self) -> ArtifactLimits:
+        return ArtifactLimits(
+            self.max_artifacts, self.max_job_artifact_bytes, self.max_owner_artifact_bytes
+        )
+
     subscriber_buffer: int = Field(
         default=1024, validation_alias="SSE_SUBSCRIBER_BUFFER", ge=1, le=1_000_000
     )

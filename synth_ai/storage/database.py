@@ -3,6 +3,10 @@
 A `Connection` speaks one SQL dialect to its callers: `?` placeholders, explicit transactions
 with savepoints, rows as dicts. Each engine maps that onto its driver (sqlite3, psycopg 3), and
 fills the few words of DDL that differ (`{ID}`, `{INT}`, `{REAL}`, `{BLOB}`).
+
+Errors are one vocabulary too: whatever a driver raises leaves the engine as `StorageError`
+(`StorageOutage` when the database itself is failing), so no caller names an engine's
+exceptions and a handler written against SQLite also holds on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -20,6 +24,33 @@ from .url import DatabaseURL
 class StoreUnavailable(Exception):
     """A store cannot be opened: its driver is missing, its server does not answer, or its
     file cannot be made. The message names the store (any password masked)."""
+
+
+class StorageError(Exception):
+    """The database refused a statement (a constraint, a bad value) or failed; the driver's
+    own exception is the `__cause__`."""
+
+
+class StorageOutage(StorageError):
+    """The database itself is failing (locked, full, read-only, a timeout, the server or the
+    connection lost), not one statement."""
+
+
+@contextmanager
+def engine_errors(errors: type[BaseException], outages: type[BaseException]) -> Iterator[None]:
+    """Within: a driver's `errors` are raised as `StorageError`, its `outages` as
+    `StorageOutage`."""
+    try:
+        yield
+    except outages as exc:
+        raise StorageOutage(_describe(exc)) from exc
+    except errors as exc:
+        raise StorageError(_describe(exc)) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class Connection(ABC):
@@ -76,11 +107,10 @@ class Database(ABC):
 
     url: DatabaseURL
     ddl_words: ClassVar[Mapping[str, str]]
-    errors: tuple[type[BaseException], ...]
-    """What a statement raises when the database refuses it (a constraint, a bad value)."""
-    outages: tuple[type[BaseException], ...]
-    """The part of `errors` that means the database itself is failing (locked, full,
-    read-only, the server or the connection lost), not one statement."""
+    errors: ClassVar[tuple[type[BaseException], ...]] = (StorageError,)
+    """What a statement raises when the database refuses it or fails, on every engine."""
+    outages: ClassVar[tuple[type[BaseException], ...]] = (StorageOutage,)
+    """The part of `errors` that means the database itself is failing."""
 
     @abstractmethod
     def connect(self) -> Connection:

@@ -1,16 +1,26 @@
 """The PostgreSQL engine: psycopg 3 with a small pool for readers, dedicated writer connections.
 
 Installed with the `postgres` extra; without it, opening a `postgresql://` store says so.
+
+Every connection carries `lock_timeout`, `statement_timeout` and
+`idle_in_transaction_session_timeout` (`PostgresSettings`): a transaction stuck elsewhere (a
+peer holding a row lock, a hung statement) fails the statements waiting on it within seconds,
+as a `StorageOutage`, instead of stalling every write behind it; and a peer that stopped
+mid-transaction has its session ended by the server, so its locks go with it.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .database import Connection, Database, StoreUnavailable
+from pydantic import Field
+
+from synth_ai.settings import EnvironmentSettings
+
+from .database import Connection, Database, StoreUnavailable, engine_errors
 from .url import DatabaseURL
 
 if TYPE_CHECKING:
@@ -33,6 +43,45 @@ def _driver() -> Any:
     return psycopg
 
 
+class PostgresSettings(EnvironmentSettings):
+    """Server-side timeouts of every connection (0 turns one off)."""
+
+    lock_timeout_s: float = Field(
+        default=2.0, validation_alias="SYNTH_PG_LOCK_TIMEOUT_SECS", ge=0, le=86_400
+    )
+    """How long a statement waits for a lock another transaction holds."""
+    statement_timeout_s: float = Field(
+        default=30.0, validation_alias="SYNTH_PG_STATEMENT_TIMEOUT_SECS", ge=0, le=86_400
+    )
+    idle_in_transaction_s: float = Field(
+        default=60.0, validation_alias="SYNTH_PG_IDLE_IN_TRANSACTION_SECS", ge=0, le=86_400
+    )
+    """A session idle this long inside a transaction is ended by the server (its locks freed)."""
+
+    def options(self) -> str:
+        """The settings as libpq `options` (milliseconds)."""
+        values = {
+            "lock_timeout": self.lock_timeout_s,
+            "statement_timeout": self.statement_timeout_s,
+            "idle_in_transaction_session_timeout": self.idle_in_transaction_s,
+        }
+        return " ".join(f"-c {name}={round(s * 1000)}" for name, s in values.items())
+
+
+def _with_options(conninfo: str, options: str) -> str:
+    """`conninfo` with `options` added after any it already has (the later setting wins)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    given = str(conninfo_to_dict(conninfo).get("options") or "")
+    return make_conninfo(conninfo, options=f"{given} {options}".strip())
+
+
+def _mapped() -> AbstractContextManager[None]:
+    import psycopg
+
+    return engine_errors(psycopg.Error, psycopg.OperationalError)
+
+
 def _placeholders(sql: str) -> str:
     """The interface's `?` as psycopg's `%s` (no statement here has a literal `?` or `%`)."""
     return sql.replace("?", "%s")
@@ -43,26 +92,29 @@ class PostgresConnection(Connection):
         self.conn = conn
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        return self.conn.execute(_placeholders(sql), params).fetchall()
+        with _mapped():
+            return self.conn.execute(_placeholders(sql), params).fetchall()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self.conn.execute(_placeholders(sql), params)
+        with _mapped():
+            self.conn.execute(_placeholders(sql), params)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        with self.conn.cursor() as cursor:
+        with _mapped(), self.conn.cursor() as cursor:
             cursor.executemany(_placeholders(sql), rows)
 
     def begin(self) -> None:
-        self.conn.execute("BEGIN")
+        self.execute("BEGIN")
 
     def lock(self, name: str) -> None:
-        self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [name])
+        self.execute("SELECT pg_advisory_xact_lock(hashtext(?))", [name])
 
     def notify(self, channel: str, payload: str) -> None:
-        self.conn.execute("SELECT pg_notify(%s, %s)", [channel, payload])
+        self.execute("SELECT pg_notify(?, ?)", [channel, payload])
 
     def close(self) -> None:
-        self.conn.close()
+        with _mapped():
+            self.conn.close()
 
 
 class PostgresDatabase(Database):
@@ -75,12 +127,14 @@ class PostgresDatabase(Database):
 
     shared = True
 
-    def __init__(self, url: DatabaseURL, pool_size: int = 4) -> None:
-        psycopg = _driver()
+    def __init__(
+        self, url: DatabaseURL, pool_size: int = 4, settings: PostgresSettings | None = None
+    ) -> None:
+        _driver()
         assert url.conninfo is not None
         self.url = url
-        self.errors = (psycopg.Error,)
-        self.outages = (psycopg.OperationalError,)
+        self.settings = settings or PostgresSettings.from_environment()
+        self._conninfo = _with_options(url.conninfo, self.settings.options())
         self._pool_size = pool_size
         self._pool: ConnectionPool[Any] | None = None
         self._pool_lock = threading.Lock()
@@ -89,15 +143,15 @@ class PostgresDatabase(Database):
         import psycopg
         from psycopg.rows import dict_row
 
-        assert self.url.conninfo is not None
-        return psycopg.connect(self.url.conninfo, autocommit=True, row_factory=dict_row)
+        return psycopg.connect(self._conninfo, autocommit=True, row_factory=dict_row)
 
     def connect(self) -> PostgresConnection:
-        return PostgresConnection(self._connect_raw())
+        with _mapped():
+            return PostgresConnection(self._connect_raw())
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        with self._readers().connection() as conn:
+        with _mapped(), self._readers().connection() as conn:
             yield PostgresConnection(conn)
 
     def _readers(self) -> ConnectionPool[Any]:
@@ -106,9 +160,8 @@ class PostgresDatabase(Database):
                 from psycopg.rows import dict_row
                 from psycopg_pool import ConnectionPool
 
-                assert self.url.conninfo is not None
                 self._pool = ConnectionPool(
-                    self.url.conninfo,
+                    self._conninfo,
                     min_size=1,
                     max_size=self._pool_size,
                     kwargs={"autocommit": True, "row_factory": dict_row},

@@ -5,39 +5,49 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .database import Connection, Database
+from .database import Connection, Database, engine_errors
 from .url import DatabaseURL
 
 BUSY_TIMEOUT_S = 5.0
 """How long a connection waits for another one's lock before giving up."""
 
 
+def _mapped() -> AbstractContextManager[None]:
+    return engine_errors(sqlite3.Error, sqlite3.OperationalError)
+
+
 class SqliteConnection(Connection):
     def __init__(self, path: Path) -> None:
-        self.conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        with _mapped():
+            self.conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        return [dict(row) for row in self.conn.execute(sql, params)]
+        with _mapped():
+            return [dict(row) for row in self.conn.execute(sql, params)]
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self.conn.execute(sql, params)
+        with _mapped():
+            self.conn.execute(sql, params)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self.conn.executemany(sql, rows)
+        with _mapped():
+            self.conn.executemany(sql, rows)
 
     def begin(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.execute("BEGIN IMMEDIATE")
 
     def lock(self, name: str) -> None:
         """`BEGIN IMMEDIATE` already holds the file's only write lock."""
 
     def close(self) -> None:
-        self.conn.close()
+        with _mapped():
+            self.conn.close()
 
 
 class SqliteDatabase(Database):
@@ -47,8 +57,6 @@ class SqliteDatabase(Database):
         "REAL": "REAL",
         "BLOB": "BLOB",
     }
-    errors = (sqlite3.Error,)
-    outages = (sqlite3.OperationalError,)
 
     def __init__(self, url: DatabaseURL) -> None:
         assert url.path is not None
@@ -62,7 +70,8 @@ class SqliteDatabase(Database):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = self.connect()
         try:
-            _use_wal(connection.conn)
+            with _mapped():
+                _use_wal(connection.conn)
         finally:
             connection.close()
 

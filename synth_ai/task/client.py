@@ -121,6 +121,13 @@ def decoded(response: httpx.Response) -> Any:
 RETRYABLE = frozenset({429, 502, 503, 504})
 """Answers worth sending again: overloaded or a proxy's gateway failure. A 500 is the app's own
 failure (an executor that raised answers `rollout_failed`): sending it again fails again."""
+NOTHING_RAN = frozenset({429, 503})
+"""The retryable answers that also say the request was not run (overloaded, unavailable): the
+only ones a request that is not idempotent is sent again after. A 502 or 504 may come after the
+server started it (a rollout past its deadline answers 504 `rollout_timeout`)."""
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+"""Transport errors raised before any of the request reached the server."""
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -141,8 +148,11 @@ class TaskAppClient:
     """Async client for the task-app contract.
 
     Sends the key as `X-API-Key`, `X-API-Keys` and `Authorization: Bearer`, so any generation of
-    server accepts it. Retries transport errors, 5xx and 429 (honouring `Retry-After`) with
-    jittered exponential backoff; other 4xx are raised at once as `TaskAppClientError`.
+    server accepts it. Retries with jittered exponential backoff (honouring `Retry-After`) only
+    what cannot run twice: an idempotent request (GET...) after transport errors and `RETRYABLE`
+    answers; any other (a rollout, a job) only when it was never sent (a connect error) or was
+    answered that nothing ran (429, 503), never after a read timeout or a 504, which the
+    server may have started. Other errors are raised at once as `TaskAppClientError`.
 
     Speaks Modal's long-request protocol: a web request that runs past 150 s is answered
     `303 See Other` with a result URL on the same origin, which blocks up to 150 s more and may
@@ -295,12 +305,14 @@ class TaskAppClient:
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send one request with the retry policy; answer the decoded JSON body."""
         started = time.monotonic()
+        idempotent = method.upper() in IDEMPOTENT
+        resent_after = RETRYABLE if idempotent else NOTHING_RAN
         for attempt in range(self.max_retries + 1):
             last_attempt = attempt == self.max_retries
             try:
                 response = await self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
-                if last_attempt:
+                if last_attempt or not (idempotent or isinstance(exc, NOT_SENT)):
                     raise TaskAppClientError(
                         None, "transport_error", f"{type(exc).__name__}: {exc}"
                     ) from exc
@@ -310,7 +322,7 @@ class TaskAppClient:
                 return answer_of(await self._follow(response, started))
             if response.status_code < 400:
                 return answer_of(response)
-            if response.status_code not in RETRYABLE or last_attempt:
+            if response.status_code not in resent_after or last_attempt:
                 raise error_from_response(response)
             delay = retry_after_seconds(response.headers.get("retry-after"))
             await self.pause(delay if delay is not None else self._backoff(attempt))

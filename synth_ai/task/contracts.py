@@ -59,11 +59,6 @@ class WireModel(BaseModel):
 
     Defaults that are models are made by the class itself (`default_factory=Model`): validating
     `{}` in pydantic-core takes about a quarter of the time `model_construct` spends in Python.
-
-    Code that runs on every rollout (these models' validators, the cid stamp) reads and writes
-    fields in the instance's `__dict__` and records what it sets in `__pydantic_fields_set__`,
-    which is what pydantic's own assignment does when assignments are not validated (they are
-    not here): through pydantic's attribute hooks an assignment costs about four times as much.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -231,16 +226,12 @@ class RolloutRequest(WireModel):
 
     @model_validator(mode="after")
     def _fill_ids(self) -> RolloutRequest:
-        fields = self.__dict__  # see `WireModel`
-        run_id, correlation_id = fields["run_id"], fields["trace_correlation_id"]
-        if run_id is None and correlation_id is None:
+        if self.run_id is None and self.trace_correlation_id is None:
             raise ValueError("a rollout request needs run_id or trace_correlation_id")
-        if run_id is None:
-            fields["run_id"] = correlation_id
-            self.__pydantic_fields_set__.add("run_id")
-        elif correlation_id is None:
-            fields["trace_correlation_id"] = run_id
-            self.__pydantic_fields_set__.add("trace_correlation_id")
+        if self.run_id is None:
+            self.run_id = self.trace_correlation_id
+        elif self.trace_correlation_id is None:
+            self.trace_correlation_id = self.run_id
         return self
 
 
@@ -268,10 +259,8 @@ class RolloutTrajectory(WireModel):
 
     @model_validator(mode="after")
     def _length_defaults_to_steps(self) -> RolloutTrajectory:
-        fields = self.__dict__  # see `WireModel`
-        if fields["length"] == 0:
-            fields["length"] = len(fields["steps"])
-            self.__pydantic_fields_set__.add("length")
+        if self.length == 0:
+            self.length = len(self.steps)
         return self
 
 
@@ -289,22 +278,15 @@ class RolloutMetrics(WireModel):
 
     @model_validator(mode="after")
     def _fill_reward_aliases(self) -> RolloutMetrics:
-        fields = self.__dict__  # see `WireModel`
-        returns = fields["episode_returns"]
-        outcome = fields["outcome_score"]
-        if outcome is None:
-            outcome = fields["outcome_reward"]
+        returns = self.episode_returns
+        outcome = self.outcome_score if self.outcome_score is not None else self.outcome_reward
         if outcome is None and returns:
             outcome = sum(returns) / len(returns)
-        filled = ["outcome_score", "outcome_reward"]
-        if fields["mean_return"] is None:
-            fields["mean_return"] = sum(returns) / len(returns) if returns else outcome
-            filled.append("mean_return")
+        if self.mean_return is None:
+            self.mean_return = sum(returns) / len(returns) if returns else outcome
         if not returns and outcome is not None:
-            fields["episode_returns"] = [outcome]
-            filled.append("episode_returns")
-        fields["outcome_score"] = fields["outcome_reward"] = outcome
-        self.__pydantic_fields_set__.update(filled)
+            self.episode_returns = [outcome]
+        self.outcome_score = self.outcome_reward = outcome
         return self
 
 

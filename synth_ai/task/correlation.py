@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 CID_PARAM = "cid"
 URL_CID_PARAMS = ("cid", "trace_correlation_id", "trace")
 INFERENCE_URL_KEYS = ("inference_url", "api_base", "base_url")
+MAX_URL_CHARS = 8192
+"""Longer than any real endpoint; well under what httpx refuses (64 KiB)."""
 _VERSION_SEGMENT = re.compile(r"/v\d+$")
 _MISPLACED_PATH = re.compile(r"^(?P<query>[^/]*)(?P<path>/(?:v\d+/)?chat/completions)$")
 
@@ -40,6 +42,8 @@ def normalize_inference_url(url: str) -> str:
     (`http://h?cid=x/v1/chat/completions`, a mistake older clients made) is put back after it.
     """
     url = url.strip()
+    if len(url) > MAX_URL_CHARS:
+        raise ValueError(f"inference URL is longer than {MAX_URL_CHARS} characters")
     parts = urlsplit(url)
     if not parts.scheme or not parts.netloc:
         raise ValueError(f"inference URL needs a scheme and a host: {url!r}")
@@ -50,14 +54,37 @@ def normalize_inference_url(url: str) -> str:
     path = path.rstrip("/")
     if not path.endswith("/chat/completions"):
         path += "/chat/completions" if _VERSION_SEGMENT.search(path) else "/v1/chat/completions"
-    return urlunsplit((parts.scheme, parts.netloc, path, query, parts.fragment))
+    normalized = urlunsplit((parts.scheme, parts.netloc, path, query, parts.fragment))
+    check_callable(normalized)
+    return normalized
+
+
+def check_callable(url: str) -> None:
+    """Raise ValueError unless an HTTP client can call `url`: http(s), a host, a port that
+    parses and is in range. Checked here, at the edge, so the caller hears a 422 rather than
+    an executor failing on it later."""
+    import httpx  # here: an app whose rollouts name no inference URL never loads it
+
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("inference URL must be http:// or https://")
+    try:
+        parts.port  # noqa: B018  (raises for a port that is not a number in range)
+        host = httpx.URL(url).host
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise ValueError(f"inference URL is malformed: {exc}"[:200]) from None
+    if not host:
+        raise ValueError("inference URL has no host")
 
 
 def url_correlation_id(url: str | None) -> str | None:
     """The correlation id carried in an inference URL's query, if any."""
     if not url:
         return None
-    params = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    query = urlsplit(url).query
+    if misplaced := _MISPLACED_PATH.match(query):
+        query = misplaced["query"]  # what `normalize_inference_url` keeps of it
+    params = dict(parse_qsl(query, keep_blank_values=True))
     for name in URL_CID_PARAMS:
         if params.get(name):
             return params[name]
@@ -91,42 +118,27 @@ def apply_correlation(
 ) -> RolloutResponse:
     """Enforce the cid rule on whatever the executor answered, in place: `run_id` (the
     request's, where the answer has none), `cid` and the stamped `inference_url` (the
-    request's; else the answer's own, stamped here) on the answer and every trajectory.
-
-    The models' fields are read and written in their `__dict__`, as pydantic itself does
-    without `validate_assignment` (which the contract models do not use): its attribute hooks
-    cost several times a dict access, and this runs on every rollout.
-    """
-    fields = response.__dict__
-    metadata = fields["pipeline_metadata"]
-    url = inference_url or metadata.get("inference_url") or fields["inference_url"]
+    request's; else the answer's own, stamped here) on the answer and every trajectory."""
+    metadata = response.pipeline_metadata
+    url = inference_url or metadata.get("inference_url") or response.inference_url
     if url:
         url = stamp_inference_url(url, cid)
-    run_id = fields["run_id"] or run_id
-    fields["run_id"] = run_id
-    fields["trace_correlation_id"] = cid
-    fields["inference_url"] = url
-    response.__pydantic_fields_set__.update(_STAMPED)
-    metadata["run_id"] = run_id
+    response.run_id = response.run_id or run_id
+    response.trace_correlation_id = cid
+    response.inference_url = url
+    metadata["run_id"] = response.run_id
     metadata["trace_correlation_id"] = cid
     metadata["inference_url"] = url
-    for trajectory in fields["trajectories"]:
-        stamped = trajectory.__dict__
-        stamped["trace_correlation_id"] = cid
-        if url:
-            stamped["inference_url"] = url
-            for step in stamped["steps"]:
-                info = step.info
-                meta = info.get("meta")
-                if not isinstance(meta, dict):
-                    info["meta"] = {"inference_url": url}
-                elif meta.get("inference_url") != url:
-                    # a copy: the executor may share one meta dict between steps or rollouts
-                    info["meta"] = {**meta, "inference_url": url}
-        trajectory.__pydantic_fields_set__.update(_STAMPED_TRAJECTORY if url else _CID)
+    for trajectory in response.trajectories:
+        trajectory.trace_correlation_id = cid
+        if not url:
+            continue
+        trajectory.inference_url = url
+        for step in trajectory.steps:
+            meta = step.info.get("meta")
+            if not isinstance(meta, dict):
+                step.info["meta"] = {"inference_url": url}
+            elif meta.get("inference_url") != url:
+                # a copy: the executor may share one meta dict between steps or rollouts
+                step.info["meta"] = {**meta, "inference_url": url}
     return response
-
-
-_CID = ("trace_correlation_id",)
-_STAMPED = ("run_id", "trace_correlation_id", "inference_url")
-_STAMPED_TRAJECTORY = ("trace_correlation_id", "inference_url")

@@ -20,8 +20,10 @@ def overloaded(retry_after_s: int = 1) -> TaskAppError:
 class RolloutLimiter:
     """At most `max_concurrent` rollouts run; at most `max_queued` wait; the rest get 429.
 
-    Waiters are plain futures of the running loop, handed a slot in arrival order, so the
-    limiter is bound to no particular event loop and its memory is bounded by its capacity.
+    A semaphore with a bounded line, as `asyncio.Semaphore` is built: waiters are plain futures
+    of the running loop (so the limiter is bound to no particular loop), a release hands the
+    slot to the first waiter still waiting, and each waiter, however it ends, takes itself out
+    of the line. A waiter handed a slot just as it was cancelled passes the slot on.
     """
 
     def __init__(self, max_concurrent: int, max_queued: int) -> None:
@@ -57,13 +59,12 @@ class RolloutLimiter:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # a slot was handed over just as we were cancelled
-            else:
-                self._waiters.remove(waiter)
             raise
+        finally:
+            self._waiters.remove(waiter)  # only its own waiter takes a future out of the line
 
     def release(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
+        for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)  # the slot passes to the waiter; `running` is unchanged
                 return

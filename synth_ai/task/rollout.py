@@ -8,19 +8,21 @@ that disconnects cancels its rollout; infrastructure errors are reported apart f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
 from .access_log import loggable
+from .client_watch import ClientLeft, ClientWatch
 from .config import TaskAppConfig
+from .context import RolloutContext
 from .contracts import (
+    MAX_ID_CHARS,
     RolloutMetrics,
     RolloutRequest,
     RolloutResponse,
@@ -36,49 +38,13 @@ from .correlation import (
 from .errors import InfrastructureError, TaskAppError, invalid_request, validation_error
 from .inference import SharedHttpClient
 from .limits import RolloutLimiter
+from .shutdown import on_shutdown
 from .tracing import RolloutTracing
-from .watchdog import Watch, Watchdog
 
 if TYPE_CHECKING:
-    import httpx
-
     from synth_ai.tracing_v3 import SessionTracer, TraceSession
 
 logger = logging.getLogger("synth_ai.task.rollout")
-
-WATCH_AFTER_S = 0.05
-
-
-@dataclass(slots=True)
-class RolloutContext:
-    """What the framework hands an executor beside the request."""
-
-    correlation_id: str
-    inference_url: str | None
-    """The policy's inference URL, normalised and stamped with `cid`: call exactly this."""
-    deadline_s: float
-    env_id: str
-    policy_id: str
-    _cancelled: threading.Event | None = None
-    trace: TraceSession | None = None
-    """This rollout's trace session when tracing is on (or a trace was asked for)."""
-    _http: SharedHttpClient | None = None
-
-    @property
-    def cancelled(self) -> threading.Event:
-        """Set when the rollout is cancelled or times out; sync executors may poll or wait on
-        it. Made on first use (async rollouts rarely look); for sync executors the runner
-        makes it on the loop before handing the rollout to a worker thread."""
-        if self._cancelled is None:
-            self._cancelled = threading.Event()
-        return self._cancelled
-
-    @property
-    def http(self) -> httpx.AsyncClient:
-        """The app's pooled HTTP client (for async executors)."""
-        if self._http is None:
-            raise RuntimeError("this context has no shared HTTP client")
-        return self._http.get()
 
 
 def parse_rollout_request(content_type: str, body: bytes) -> RolloutRequest:
@@ -88,8 +54,7 @@ def parse_rollout_request(content_type: str, body: bytes) -> RolloutRequest:
             415, "unsupported_media_type", "Send the rollout request as application/json."
         )
     try:
-        # the validator itself: `model_validate_json` costs about 10% more, in its keywords
-        return RolloutRequest.__pydantic_validator__.validate_json(body)
+        return RolloutRequest.model_validate_json(body)
     except ValidationError as exc:
         if any(err["type"] == "json_invalid" for err in exc.errors()):
             raise TaskAppError(400, "invalid_json", "The request body is not valid JSON.") from None
@@ -142,20 +107,35 @@ def _logged(context: RolloutContext) -> str:
 
 
 class RolloutRunner:
-    """The `/rollout` endpoint, a plain ASGI app: owns one app's rollout limiter, watchdog,
-    worker pool and shared HTTP client. Errors propagate as exceptions to the app's handlers,
+    """The `/rollout` endpoint, a plain ASGI app: owns one app's rollout limiter, worker pool
+    and shared HTTP client. Errors propagate as exceptions to the app's handlers,
     which answer them in the envelope."""
 
     def __init__(self, config: TaskAppConfig) -> None:
         self.config = config
         self.limiter = RolloutLimiter(config.max_concurrent_rollouts, config.max_queued_rollouts)
-        self.watchdog = Watchdog(WATCH_AFTER_S)
         self.http = SharedHttpClient(credentials=config.credentials)
         self.tracing = RolloutTracing(config)
         self._executor_is_async = _is_async(config.rollout)
         self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: dict[int, RolloutContext] = {}
+        self._shutdown_loop: asyncio.AbstractEventLoop | None = None
+
+    def cancel_all(self) -> None:
+        """Tell every rollout in flight to stop (`context.cancelled`): the server is going."""
+        for context in list(self._in_flight.values()):
+            context.cancelled.set()
+
+    def _told_on_shutdown(self, context: RolloutContext) -> None:
+        """Count the rollout in flight, and have this loop's server shutdown tell it."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._shutdown_loop:
+            self._shutdown_loop = loop
+            on_shutdown(self.cancel_all)
+        self._in_flight[id(context)] = context
 
     async def close(self) -> None:
+        self.cancel_all()
         await self.http.aclose()
         await self.tracing.close()
         if self._pool is not None:
@@ -179,10 +159,8 @@ class RolloutRunner:
         await send({"type": "http.response.body", "body": body})
 
     def context_for(self, request: RolloutRequest) -> RolloutContext:
-        # fields read from `__dict__`, on every rollout: see `contracts.WireModel`
-        fields = request.__dict__
-        policy, env = fields["policy"].__dict__, fields["env"].__dict__
-        policy_config = policy["config"]
+        policy, env = request.policy, request.env
+        policy_config = policy.config
         raw_url = policy_inference_url(policy_config)
         try:
             url = normalize_inference_url(raw_url) if raw_url else None
@@ -194,26 +172,37 @@ class RolloutRunner:
                 type="url_parsing",
             ) from None
         cid = extract_trace_correlation_id(
-            # "" rather than None: the URL was looked for above, so it is not looked for again
+            # the normalised URL: its cid is what the call carries ("" when there is none, so
+            # the config is not looked at again)
             policy_config,
-            raw_url or "",
-            fields["trace_correlation_id"],  # the request model fills it in from run_id
+            url or "",
+            request.trace_correlation_id,  # the request model fills it in from run_id
         )
         assert cid is not None
+        if len(cid) > MAX_ID_CHARS:
+            from_policy = policy_config.get("trace_correlation_id") == cid
+            raise invalid_request(
+                f"The correlation id is longer than {MAX_ID_CHARS} characters.",
+                loc=[
+                    "body",
+                    "policy",
+                    "config",
+                    "trace_correlation_id" if from_policy else "inference_url",
+                ],
+                msg=f"at most {MAX_ID_CHARS} characters",
+                type="string_too_long",
+            )
         deadline = self.config.max_rollout_seconds
-        max_time_s = fields["safety"].max_time_s
+        max_time_s = request.safety.max_time_s
         if max_time_s is not None and max_time_s < deadline:
             deadline = max_time_s
-        # positional: a dataclass call with keywords costs about twice as much
         return RolloutContext(
-            cid,
-            stamp_inference_url(url, cid) if url else None,
-            deadline,
-            env["env_id"] or env["env_name"] or self.config.app_id,
-            policy["policy_id"] or policy["policy_name"] or "policy",
-            None,
-            None,
-            self.http,
+            correlation_id=cid,
+            inference_url=stamp_inference_url(url, cid) if url else None,
+            deadline_s=deadline,
+            env_id=env.env_id or env.env_name or self.config.app_id,
+            policy_id=policy.policy_id or policy.policy_name or "policy",
+            _http=self.http,
         )
 
     async def handle(self, scope: Scope, receive: Receive) -> RolloutResponse:
@@ -221,28 +210,29 @@ class RolloutRunner:
         request = parse_rollout_request(content_type(scope), body)
         context = self.context_for(request)
         scope.setdefault("state", {})["correlation_id"] = context.correlation_id
-        # The rollout runs in the request's own task, which the watchdog cancels if the client
-        # leaves (a rollout running past WATCH_AFTER_S gets a listener) or at the deadline.
-        watch = self.watchdog.watch(receive)
+        self._told_on_shutdown(context)
         try:
-            if not self.limiter.try_acquire():
-                await self.limiter.acquire()
-            try:
-                traced = self.tracing.start(request, context.correlation_id)
-                if traced is None:
-                    response = await self._execute(request, context, watch)
-                else:
-                    response = await self._execute_traced(request, context, watch, *traced)
-            finally:
-                self.limiter.release()
-        except asyncio.CancelledError:
-            if not watch.client_left():
-                raise
+            # the rollout runs in the request's own task, cancelled if the client leaves
+            async with ClientWatch(receive):
+                if not self.limiter.try_acquire():
+                    await self.limiter.acquire()
+                try:
+                    traced = self.tracing.start(request, context.correlation_id)
+                    if traced is None:
+                        response = await self._execute(request, context)
+                    else:
+                        response = await self._execute_traced(request, context, *traced)
+                finally:
+                    self._release(context)
+        except ClientLeft:
             context.cancelled.set()
             logger.info("client disconnected; rollout %s cancelled", _logged(context))
             raise TaskAppError(499, "client_disconnected", "The client went away.") from None
+        except asyncio.CancelledError:
+            context.cancelled.set()  # however it was cancelled, a worker thread may be told
+            raise
         finally:
-            self.watchdog.forget(watch)
+            del self._in_flight[id(context)]
         return apply_correlation(
             response, request.run_id, context.correlation_id, context.inference_url
         )
@@ -251,7 +241,6 @@ class RolloutRunner:
         self,
         request: RolloutRequest,
         context: RolloutContext,
-        watch: Watch,
         tracer: SessionTracer,
         session: TraceSession,
     ) -> RolloutResponse:
@@ -259,14 +248,17 @@ class RolloutRunner:
         error: str | None = None
         response: RolloutResponse | None = None
         try:
-            response = await self._execute(request, context, watch)
+            response = await self._execute(request, context)
             self._complete_trace(response, request, session)
         except BaseException as exc:
             error = exc.code if isinstance(exc, TaskAppError) else type(exc).__name__
             raise
         finally:
             # answered only after the session is committed: a 200 means the trace is kept
-            failure = await tracer.finish(session, error)
+            try:
+                failure = await tracer.finish(session, error)
+            finally:
+                self.tracing.finished(context.correlation_id)
             if response is not None and tracer.store is not None:
                 response.pipeline_metadata["trace_stored"] = failure is None
                 if failure is not None:
@@ -288,21 +280,21 @@ class RolloutRunner:
 
             response.trace = render_trace(session.trace, request.record.trace_format)
 
-    async def _execute(
-        self, request: RolloutRequest, context: RolloutContext, watch: Watch
-    ) -> RolloutResponse:
-        watch.start_deadline(context.deadline_s, self.watchdog.period)
+    async def _execute(self, request: RolloutRequest, context: RolloutContext) -> RolloutResponse:
+        deadline = asyncio.timeout(context.deadline_s)
         try:
-            try:
+            async with deadline:
                 if self._executor_is_async:
                     result = await self.config.rollout(request, context)  # type: ignore[misc]
                 else:
                     result = await self._run_in_pool(request, context)
-            finally:
-                timed_out = watch.stop_deadline()
-        except asyncio.CancelledError:
-            if not timed_out:
-                raise
+                    if inspect.isawaitable(result):
+                        # an async executor behind a plain `def` (a decorator, a callable
+                        # object): its work is the awaitable it returned
+                        result = await result
+        except TimeoutError as exc:
+            if not deadline.expired():  # the executor's own timeout: its failure
+                raise self._executor_failed(context, exc) from None
             context.cancelled.set()
             logger.warning("rollout %s timed out after %g s", _logged(context), context.deadline_s)
             raise TaskAppError(
@@ -347,8 +339,24 @@ class RolloutRunner:
                 thread_name_prefix=f"rollout-{self.config.app_id}",
             )
         _ = context.cancelled  # made here, on the loop, before the worker thread can race for it
+        context._worker = self._pool.submit(self.config.rollout, request, context)
+        return await asyncio.wrap_future(context._worker)
+
+    def _release(self, context: RolloutContext) -> None:
+        """Free the rollout's slot, or, while its worker thread still runs (the rollout timed
+        out or its client left, and the executor is stuck in a blocking call), once that thread
+        returns: a slot freed earlier would admit rollouts the pool cannot start."""
+        worker = context._worker
+        if worker is None or worker.done():
+            self.limiter.release()
+            return
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.config.rollout, request, context)
+
+        def returned(_: Future[Any]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nothing to free
+                loop.call_soon_threadsafe(self.limiter.release)
+
+        worker.add_done_callback(returned)
 
     @staticmethod
     def _executor_failed(context: RolloutContext, exc: BaseException) -> TaskAppError:

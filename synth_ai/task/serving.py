@@ -9,10 +9,13 @@ task app prints its banner (`banner.py`) once it listens.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
+import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -102,7 +105,23 @@ def run_app(
     server = Server(uvicorn.Config(app, **settings))
     if on_started is not None:
         server.on_started = lambda bound: on_started(base_url(host, bound))
-    server.run()
+    try:
+        server.run()
+    finally:
+        if server.force_exit:
+            exit_now()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, exit_now)  # while Python joins the worker threads
+
+
+def exit_now(*_: object) -> None:
+    """A second Ctrl-C: leave at once. Python joins every worker thread at exit, and a sync
+    executor stuck in a blocking call (deaf to `context.cancelled`) would hold the process
+    until it returns; its rollout was answered or abandoned already."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(128 + signal.SIGINT)
 
 
 def app_from_environment() -> ASGIApp:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +48,8 @@ class RolloutTracing:
         sft_dir = config.sft_output_dir or environment.sft_dir
         self.sft_dir = Path(sft_dir) if sft_dir else None
         self._tracer: SessionTracer | None = None
+        self._live: Counter[str] = Counter()
+        """Sessions in flight per correlation id (rollouts of one loop: no lock needed)."""
         self._may_trace = (
             self.enabled
             or config.tracer_provider is not None
@@ -81,12 +85,31 @@ class RolloutTracing:
             return tracer
         return None
 
+    def session_id(self, correlation_id: str) -> str:
+        """The session id of a rollout starting now: its correlation id, so a later attempt
+        (a retry) replaces the earlier session; but while another rollout with that id is
+        still in flight, an id of its own, so concurrent rollouts never overwrite each
+        other's session (each then answers `trace_stored: true` truly). Every call is paired
+        with one `finished`."""
+        live = self._live[correlation_id]
+        self._live[correlation_id] = live + 1
+        return correlation_id if live == 0 else f"{correlation_id}~{uuid.uuid4().hex[:12]}"
+
+    def finished(self, correlation_id: str) -> None:
+        left = self._live[correlation_id] - 1
+        if left:
+            self._live[correlation_id] = left
+        else:
+            del self._live[correlation_id]
+
     def start(
         self, request: RolloutRequest, correlation_id: str
     ) -> tuple[SessionTracer, TraceSession] | None:
+        """A session for the rollout (pair it with `finished`), or None when not traced."""
         tracer = self.tracer_for(request)
         if tracer is None:
             return None
+        session_id = self.session_id(correlation_id)
         metadata = {
             "app_id": self.config.app_id,
             "run_id": request.run_id,
@@ -97,12 +120,12 @@ class RolloutTracing:
         }
         purpose = trace_purpose(request)
         if purpose is None:
-            return tracer, tracer.start(correlation_id, metadata)
+            return tracer, tracer.start(session_id, metadata)
         from synth_ai.tracing_v3 import TraceSession
 
         metadata["purpose"] = purpose
         # a check's LLM calls are probes, not training data: no live SFT lines for them
-        return tracer, TraceSession(correlation_id, metadata, otel=tracer.otel)
+        return tracer, TraceSession(session_id, metadata, otel=tracer.otel)
 
     def health(self) -> dict[str, Any]:
         """Whether traces are being stored: `healthy` is false while the store keeps failing,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from pydantic import BaseModel
 
 from .models import EnvironmentEvent, LMCAISEvent, SessionTrace
 
@@ -141,20 +144,32 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
-def _owners(items: list[Any], groups: list[list[Any]]) -> list[int | None]:
+def _owners(items: Sequence[BaseModel], groups: Sequence[Sequence[BaseModel]]) -> list[int | None]:
     """For each item of a history, the index of the group (timestep) holding it, if any.
 
-    Matched by identity first (how the tracer builds traces), then by equality.
+    Matched by identity (how the tracer builds traces), else by equal content (a trace read
+    back from JSON holds equal copies): each item once, the earliest free one first, in time
+    linear in the items.
     """
     owners: list[int | None] = [None] * len(items)
+    by_identity = {id(item): index for index, item in enumerate(items)}
+    unmatched: list[tuple[int, BaseModel]] = []
     for group_index, group in enumerate(groups):
         for member in group:
-            free = [i for i, item in enumerate(items) if owners[i] is None]
-            match = next((i for i in free if items[i] is member), None)
-            if match is None:
-                match = next((i for i in free if items[i] == member), None)
-            if match is not None:
-                owners[match] = group_index
+            index = by_identity.get(id(member))
+            if index is not None and owners[index] is None:
+                owners[index] = group_index
+            else:
+                unmatched.append((group_index, member))
+    if unmatched:
+        free: dict[tuple[type, str], deque[int]] = defaultdict(deque)
+        for index, item in enumerate(items):
+            if owners[index] is None:
+                free[type(item), item.model_dump_json()].append(index)
+        for group_index, member in unmatched:
+            candidates = free.get((type(member), member.model_dump_json()))
+            if candidates:
+                owners[candidates.popleft()] = group_index
     return owners
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -65,6 +66,9 @@ class TraceStore(TraceReader):
         super().__init__(url)
         self._connection: Connection | None = None
         self._inode: int | None = None
+        self.delay_point: Callable[[str], None] | None = None
+        """A test's hook, called by the writer thread at named points of a batch's write
+        ("ids_reserved": between counting a batch's rows and building them)."""
         self._writer: BatchWriter[SessionTrace, None] = BatchWriter(
             self._write_batch,
             name=f"trace-writer:{_label(self.url)}",
@@ -224,6 +228,8 @@ class TraceStore(TraceReader):
                 for table, count in id_counts(traces).items()
             }
         )
+        if self.delay_point is not None:
+            self.delay_point("ids_reserved")
         rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for trace in traces:
             for table, table_rows in session_rows(trace, ids).items():

@@ -7,6 +7,7 @@ writer thread, so the event loop never waits on SQLite; `finish` returns once it
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -56,9 +57,10 @@ class Timestep:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.step.completed_at = utc_now()
-        if self._session.current_step is self.step:
-            self._session.current_step = None
+        with self._session.lock:
+            self.step.completed_at = utc_now()
+            if self._session.current_step is self.step:
+                self._session.current_step = None
 
     async def __aenter__(self) -> SessionTimeStep:
         return self.__enter__()
@@ -73,7 +75,12 @@ class Timestep:
 
 
 class TraceSession:
-    """The recorder of one session. Methods are plain (no I/O): safe from worker threads too."""
+    """The recorder of one session. Methods are plain (no I/O): safe from worker threads too.
+
+    Each record is made under the session's lock, so `snapshot` sees whole records only: a
+    sync executor's worker may still be recording after its rollout timed out, while the
+    snapshot is being written.
+    """
 
     def __init__(
         self,
@@ -86,6 +93,7 @@ class TraceSession:
     ) -> None:
         self.trace = SessionTrace(session_id=session_id, metadata=dict(metadata or {}))
         self.current_step: SessionTimeStep | None = None
+        self.lock = threading.Lock()
         self.system_instance_id = system_instance_id
         self._otel = otel
         self._sft = sft
@@ -108,22 +116,24 @@ class TraceSession:
         turn_number: int | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Timestep:
-        index = len(self.trace.session_time_steps)
-        step = SessionTimeStep(
-            step_id=step_id or f"step_{index}",
-            step_index=index,
-            turn_number=turn_number if turn_number is not None else index,
-            step_metadata=dict(metadata or {}),
-        )
-        self.trace.session_time_steps.append(step)
+        with self.lock:
+            index = len(self.trace.session_time_steps)
+            step = SessionTimeStep(
+                step_id=step_id or f"step_{index}",
+                step_index=index,
+                turn_number=turn_number if turn_number is not None else index,
+                step_metadata=dict(metadata or {}),
+            )
+            self.trace.session_time_steps.append(step)
         return Timestep(self, step)
 
     def record_event(self, event: Event) -> int:
         """Add an event to the history and the open timestep; answers its history index."""
-        self.trace.event_history.append(event)
-        if self.current_step is not None:
-            self.current_step.events.append(event)
-        return len(self.trace.event_history) - 1
+        with self.lock:
+            self.trace.event_history.append(event)
+            if self.current_step is not None:
+                self.current_step.events.append(event)
+            return len(self.trace.event_history) - 1
 
     def record_message(
         self, content: Any, message_type: str, metadata: Mapping[str, Any] | None = None
@@ -134,9 +144,10 @@ class TraceSession:
             time_record=self._time(),
             metadata=dict(metadata or {}),
         )
-        self.trace.markov_blanket_message_history.append(message)
-        if self.current_step is not None:
-            self.current_step.markov_blanket_messages.append(message)
+        with self.lock:
+            self.trace.markov_blanket_message_history.append(message)
+            if self.current_step is not None:
+                self.current_step.markov_blanket_messages.append(message)
         return message
 
     def record_llm_call(self, record: LLMCallRecord) -> LMCAISEvent:
@@ -223,23 +234,51 @@ class TraceSession:
         return event
 
     def record_event_reward(self, event_index: int, value: float, **details: Any) -> None:
-        self.trace.event_rewards.append(
-            EventReward(event_index=event_index, reward_value=float(value), **details)
-        )
+        reward = EventReward(event_index=event_index, reward_value=float(value), **details)
+        with self.lock:
+            self.trace.event_rewards.append(reward)
 
     def record_outcome_reward(
         self, total_reward: float, *, achievements_count: int = 0, **metadata: Any
     ) -> None:
-        self.trace.outcome_reward = OutcomeReward(
-            total_reward=float(total_reward),
-            achievements_count=achievements_count,
-            total_steps=len(self.trace.session_time_steps),
-            reward_metadata=metadata,
-        )
+        with self.lock:
+            self.trace.outcome_reward = OutcomeReward(
+                total_reward=float(total_reward),
+                achievements_count=achievements_count,
+                total_steps=len(self.trace.session_time_steps),
+                reward_metadata=metadata,
+            )
+
+    def snapshot(self) -> SessionTrace:
+        """The trace as it stands, in lists and dicts of its own (the records themselves are
+        shared, and never changed once made): what the store writes, whatever a late recorder
+        still appends to the session."""
+        with self.lock:
+            trace = self.trace
+            steps = [
+                step.model_copy(
+                    update={
+                        "events": list(step.events),
+                        "markov_blanket_messages": list(step.markov_blanket_messages),
+                        "step_metadata": dict(step.step_metadata),
+                    }
+                )
+                for step in trace.session_time_steps
+            ]
+            return trace.model_copy(
+                update={
+                    "session_time_steps": steps,
+                    "event_history": list(trace.event_history),
+                    "markov_blanket_message_history": list(trace.markov_blanket_message_history),
+                    "metadata": dict(trace.metadata),
+                    "event_rewards": list(trace.event_rewards),
+                }
+            )
 
     def end(self, error: str | None = None) -> None:
         if error:
-            self.trace.metadata.setdefault("error", error)
+            with self.lock:
+                self.trace.metadata.setdefault("error", error)
         if self._otel is not None and self._span is not None:
             reward = self.trace.outcome_reward.total_reward if self.trace.outcome_reward else None
             self._otel.end_rollout(self._span, reward, error)
@@ -272,7 +311,7 @@ class SessionTracer:
         if self.store is None:
             return None
         try:
-            await self.store.write(session.trace)
+            await self.store.write(session.snapshot())
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"[:300]
         return None

@@ -2,16 +2,20 @@
 
 Everything here ships inside the wheel and needs no build step. The pages are public (they hold
 no data; the data comes from the API they call once signed in) and are sent with a strict
-Content-Security-Policy: scripts from this server only, no inline script, no framing.
+Content-Security-Policy: no inline script, no framing, and only the page's own scripts, named by
+a fresh nonce on each answer. A script of this origin without it does not run: a job's artifact
+(`/api/jobs/{id}/artifacts/x.js`) is served from the same origin, so `script-src 'self'` would
+let one run as the dashboard's if any markup ever pointed a <script> at it.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -19,13 +23,7 @@ UI = Path(__file__).parent
 STATIC = UI / "static"
 VENDOR = UI / "vendor"
 
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; "
-    "form-action 'self'"
-)
 PAGE_HEADERS = {
-    "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
@@ -33,9 +31,22 @@ PAGE_HEADERS = {
 }
 
 
+def csp(nonce: str) -> str:
+    """The pages' policy: scripts only with this answer's nonce (module imports inherit it)."""
+    return (
+        f"default-src 'self'; script-src 'nonce-{nonce}'; style-src 'self'; "
+        "img-src 'self' data:; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+        "base-uri 'none'; form-action 'self'"
+    )
+
+
 def _page(file: str) -> Callable[[Request], Awaitable[Response]]:
+    html = (STATIC / file).read_text(encoding="utf-8")  # once, when the routes are made
+
     async def serve(request: Request) -> Response:
-        return FileResponse(STATIC / file, media_type="text/html", headers=PAGE_HEADERS)
+        nonce = secrets.token_urlsafe(18)
+        headers = {**PAGE_HEADERS, "Content-Security-Policy": csp(nonce)}
+        return HTMLResponse(html.replace("<script ", f'<script nonce="{nonce}" '), headers=headers)
 
     return serve
 
