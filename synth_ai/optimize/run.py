@@ -230,6 +230,7 @@ class OptimizeRun:
                     self.meter,
                     to_sections=self.to_sections,
                     max_concurrent=self.gepa_config.rollout.max_concurrent,
+                    job_id=getattr(self.emitter, "job_id", None),
                 )
                 await self._preflight(client, rollouts)
                 await self._status(JobState.RUNNING, "preflight passed")
