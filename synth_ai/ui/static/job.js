@@ -18,6 +18,7 @@ const $ = (id) => document.getElementById(id);
 // set (of the most recent seqs, bounded), and a resume starts from the browser's last event
 // id, as its own reconnect does: what comes twice is dropped here, what was held comes once.
 const SEEN_KEPT = 50000;
+const CATCH_UP_TRIES = 20;
 const seen = new Set();
 let maxSeq = 0;
 let lastId = 0;
@@ -164,6 +165,28 @@ function finish(text) {
   finished = true;
   source?.close();
   setStream(text);
+  if (kindView && !kindView.complete) catchUp(CATCH_UP_TRIES);
+}
+
+/** A canceled optimization ends its job first and stops at its next batch, so its last events
+ * (best prompt, final results) come after the stream's end: read them from the log, a few
+ * times, until they are there. */
+async function catchUp(tries) {
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  try {
+    const { events } = await api(`${base}/events?since_seq=${maxSeq}&limit=200`);
+    for (const event of events) {
+      if (!firstTime(event.seq)) continue;
+      const data = { ...event.data, type: event.type, seq: event.seq, ts: event.ts };
+      if (event.type.startsWith("prompt.learning.")) optimizeView(data);
+      if (event.type.startsWith("artifact.")) loadArtifacts();
+      if (event.message) logLine(event.level, event.message, event.ts);
+    }
+    $("events").textContent = fmt(maxSeq);
+  } catch (error) {
+    if (onSignedOut(error)) return;
+  }
+  if (!kindView.complete && tries > 1) catchUp(tries - 1);
 }
 
 /** A new stream token; the artifact links carry it too, so they are made again. */
