@@ -214,6 +214,7 @@ def test_the_page_follows_an_optimization_across_a_server_restart(
         assert final_rows == summary["candidates"]["attempted"]
         pareto = page.inner_text("#pl-pareto")
         assert "★" in pareto and summary["best_candidate_id"] in pareto
+        assert "seed 10" in pareto and "seed 17" in pareto  # the validation seeds, by name
 
         # copy and download give the best prompt
         page.click("#pl-copy")

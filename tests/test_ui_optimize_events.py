@@ -1,6 +1,7 @@
 """What the optimization page reads from the events beyond the published fields: each
-candidate's parent, the components it changed, the rollouts spent when it was scored, and why a
-proposal was not kept. gepa's callbacks are driven by hand here, in the order gepa calls them."""
+candidate's parent, the components it changed, the rollouts spent when it was scored, why a
+proposal was not kept, and the validation seeds its scores are for. gepa's callbacks are
+driven by hand here, in the order gepa calls them."""
 
 from __future__ import annotations
 
@@ -49,9 +50,10 @@ def test_events_carry_parent_changes_spend_and_reasons() -> None:
         emitter,
         lambda c: [{"role": k, "content": v} for k, v in c.items()],
         spent=lambda: next(spent),
+        validation_seeds=[10, 11],
     )
     seed_id, child_id = candidate_id(SEED), candidate_id(CHILD)
-    scores = {"10": 0.0, "11": 1.0}
+    scores = {0: 0.0, 1: 1.0}  # gepa names the validation instances by their index
     recorder.on_valset_evaluated(
         {"candidate": SEED, "scores_by_val_id": scores, "average_score": 0.5, "iteration": 0}
     )
@@ -73,6 +75,8 @@ def test_events_carry_parent_changes_spend_and_reasons() -> None:
     assert seed_scored["parent_id"] is None and seed_scored["is_baseline"]
     assert child_scored["parent_id"] == seed_id and not child_scored["is_baseline"]
     assert seed_scored["rollouts_spent"] < child_scored["rollouts_spent"]
+    assert seed_scored["seeds"] == child_scored["seeds"] == [10, 11]  # seeds, not indices
+    assert seed_scored["instance_scores"] == [0.0, 1.0]
 
     accepted, same, stopped = emitter.of("prompt.learning.proposal.scored")
     assert accepted["accepted"] and accepted["candidate_id"] == child_id

@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from synth_ai.jobs import Emitter
@@ -37,11 +37,14 @@ class Recorder:
         to_sections: ToSections,
         candidates: list[dict[str, Any]] | None = None,
         spent: Callable[[], int] | None = None,
+        validation_seeds: Sequence[int] = (),
     ) -> None:
         self.emitter = emitter
         self.to_sections = to_sections
         self.spent = spent or (lambda: 0)
         """The `/rollout` calls spent so far: where each candidate sits on the page's x axis."""
+        self.validation_seeds = list(validation_seeds)
+        """gepa names validation instances by their index in the pool; events name the seed."""
         self.candidates: list[dict[str, Any]] = list(candidates or [])
         self._lock = threading.Lock()
         self._parent: Candidate | None = None
@@ -126,7 +129,7 @@ class Recorder:
             candidate_id=ident,
             accuracy=average,
             instance_scores=list(scores.values()),
-            seeds=[int(seed) for seed in scores],
+            seeds=[self.seed_of(int(index)) for index in scores],
             is_baseline=baseline,
             parent_id=None if baseline else candidate_id(self._parent) if self._parent else None,
             rollouts_spent=self.spent(),
@@ -141,6 +144,10 @@ class Recorder:
                 is_baseline=baseline,
                 rollouts_spent=self.spent(),
             )
+
+    def seed_of(self, index: int) -> int:
+        pool = self.validation_seeds
+        return pool[index] if 0 <= index < len(pool) else index
 
     def on_iteration_end(self, event: Any) -> None:
         if self._child is not None:  # stopped between its minibatch and its validation

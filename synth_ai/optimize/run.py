@@ -92,7 +92,11 @@ class OptimizeRun:
         self.budget = Budget(self.gepa_config.rollout.budget, int(resumed.get("rollouts", 0)))
         self.meter.carry(resumed.get("tokens") or {})
         self.recorder = Recorder(
-            emitter, to_sections, resumed.get("candidates"), spent=lambda: self.budget.spent
+            emitter,
+            to_sections,
+            resumed.get("candidates"),
+            spent=lambda: self.budget.spent,
+            validation_seeds=self.gepa_config.evaluation.validation_seeds,
         )
         self.seed_validation: list[dict[str, Any]] = list(resumed.get("seed_validation") or [])
         self.test_rollouts = 0
