@@ -1,5 +1,7 @@
-"""Cancel, from the page of a `prompt_learning` job the jobs server runs itself: the run stops at
-its next batch and the page shows what it kept (the best so far, no test-pool scores)."""
+"""Stopping and resuming, on the page: cancel from the page of a `prompt_learning` job the jobs
+server runs itself (the run stops at its next batch and the page shows what it kept: the best
+so far, no test-pool scores), and a resumed run's page starting from the candidates it carried
+over."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bench.optimize_page import post_events
 from synth_ai.offline_policy import create_offline_policy_app
 from synth_ai.optimize.config import parse_config
 from synth_ai.optimize.job_kind import KIND, PromptLearningJob
@@ -69,6 +72,70 @@ def test_cancel_from_the_page_keeps_the_best_so_far(
         )
         spend = page.inner_text("#pl-spend")
         assert "of 400 budget" in spend and "Test-pool rollouts\n0" in spend
+        assert not watched.errors, watched.errors
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.process.terminate()
+            server.process.wait(timeout=10)
+
+
+def restored(ident: str, parent: str | None, accepted: bool, score: float | None) -> dict[str, Any]:
+    return {
+        "candidate_id": ident,
+        "parent_id": parent,
+        "accepted": accepted,
+        "is_baseline": parent is None,
+        "validation_score": score,
+        "seeds": [10, 11] if accepted else [],
+        "instance_scores": [score, score] if accepted else [],
+        "rollouts_spent": 8 if parent is None else 20,
+        "components_changed": [] if parent is None else ["system"],
+        "sections": [{"role": "system", "content": f"prompt of {ident}"}] if accepted else None,
+    }
+
+
+def test_a_resumed_runs_page_starts_from_the_candidates_it_carried_over(
+    tmp_path: Path,
+    chromium: Any,  # noqa: F811
+) -> None:
+    server = JobsServerProcess(tmp_path / "jobs.db")
+    server.start()
+    try:
+        job = server.post("/api/jobs", {})["job_id"]
+        carried = [
+            restored("cseed", None, True, 0.5),
+            restored("cnope", "cseed", False, None),
+            restored("cgood", "cseed", True, 0.75),
+        ]
+        start = {"budget": 60, "resumed": True, "restored_candidates": carried}
+        start["seed_prompt"] = {"sections": [{"role": "system", "content": "prompt of cseed"}]}
+        events = [
+            {"type": "prompt.learning.gepa.start", "data": start},
+            # gepa may score a carried-over candidate again: the same row, not a new one
+            {
+                "type": "prompt.learning.validation.scored",
+                "data": {
+                    "candidate_id": "cseed",
+                    "accuracy": 0.5,
+                    "is_baseline": True,
+                    "instance_scores": [0.5, 0.5],
+                    "seeds": [10, 11],
+                    "rollouts_spent": 8,
+                },
+            },
+        ]
+        post_events(server.url, job, events, KEY)
+        watched = Watched(chromium.new_context())
+        page = watched.page
+        page.goto(f"{server.url}/ui/job.html?id={job}")
+        page.fill("#signin-key", KEY)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#candidates tr[data-candidate='cgood']")
+        verdicts = page.locator("#candidates td.verdict").all_inner_texts()
+        assert verdicts == ["■ seed", "✗ rejected", "✓ accepted ★ best"]
+        assert page.get_attribute("figure.score-chart", "data-best") == "0.75"
+        assert "cgood" in page.inner_text("#pl-diff p")
+        assert [t.strip() for t in page.locator("#pl-diff ins").all_inner_texts()] == ["cgood"]
         assert not watched.errors, watched.errors
     finally:
         if server.process is not None and server.process.poll() is None:

@@ -94,3 +94,25 @@ def test_events_carry_parent_changes_spend_and_reasons() -> None:
     assert entries[(child_id, True)]["components_changed"] == ["system"]
     assert entries[(seed_id, True)]["components_changed"] == []
     assert all(isinstance(c["rollouts_spent"], int) for c in recorder.candidates)
+
+
+def test_a_resumed_run_starts_with_the_candidates_it_carried_over() -> None:
+    first = Recorder(None, lambda c: [{"role": "system", "content": c["system"]}])
+    first.on_valset_evaluated(
+        {
+            "candidate": SEED,
+            "scores_by_val_id": {0: 0.0, 1: 1.0},
+            "average_score": 0.5,
+            "iteration": 0,
+        }
+    )
+    iteration(first, 1, SEED, CHILD)
+    first.on_candidate_rejected({"old_score": 1.0, "new_score": 1.0})
+    resumed = Recorder(None, lambda c: [], first.candidates, validation_seeds=[10, 11])
+    seed, child = resumed.restored()
+    assert seed["candidate_id"] == candidate_id(SEED) and seed["is_baseline"]
+    assert seed["seeds"] == [10, 11] and seed["instance_scores"] == [0.0, 1.0]
+    assert seed["sections"] == [{"role": "system", "content": "Solve it."}]
+    assert child["parent_id"] == candidate_id(SEED) and not child["accepted"]
+    assert child["sections"] is None  # a rejected candidate's prompt stays in candidates.json
+    assert (child["minibatch_score_before"], child["minibatch_score"]) == (1.0, 1.0)

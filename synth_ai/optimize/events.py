@@ -145,6 +145,28 @@ class Recorder:
                 rollouts_spent=self.spent(),
             )
 
+    def restored(self) -> list[dict[str, Any]]:
+        """The candidates a resumed run starts from, as the page needs them (their own events
+        went to the stopped job); the prompt only of the accepted ones, to keep it small."""
+        return [
+            {
+                "candidate_id": c["id"],
+                "parent_id": c["parent"],
+                "accepted": c["accepted"],
+                "is_baseline": bool(c.get("baseline")),
+                "validation_score": c.get("validation_score"),
+                "seeds": [self.seed_of(int(index)) for index in c.get("validation", {})],
+                "instance_scores": list(c.get("validation", {}).values()),
+                "minibatch_score_before": (c.get("minibatch") or {}).get("before"),
+                "minibatch_score": (c.get("minibatch") or {}).get("after"),
+                "components_changed": c.get("components_changed", []),
+                "rollouts_spent": c.get("rollouts_spent"),
+                "reason": c.get("reason"),
+                "sections": c["sections"] if c["accepted"] else None,
+            }
+            for c in self.candidates
+        ]
+
     def seed_of(self, index: int) -> int:
         pool = self.validation_seeds
         return pool[index] if 0 <= index < len(pool) else index

@@ -250,6 +250,7 @@ class OptimizeRun:
                     mutation_model=self.gepa_config.mutation.llm_model,
                     seed_prompt={"sections": self.to_sections(self.seed_candidate)},
                     resumed=bool(self.seed_validation),
+                    restored_candidates=self.recorder.restored(),
                 )
                 adapter = RolloutAdapter(
                     rollouts,

@@ -165,7 +165,7 @@ function finish(text) {
   finished = true;
   source?.close();
   setStream(text);
-  if (kindView && !kindView.complete) catchUp(CATCH_UP_TRIES);
+  if (kindView && !kindView.complete && state === "canceled") catchUp(CATCH_UP_TRIES);
 }
 
 /** A canceled optimization ends its job first and stops at its next batch, so its last events

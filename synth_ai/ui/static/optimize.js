@@ -109,6 +109,29 @@ export class OptimizeView {
     return row;
   }
 
+  /** A candidate a resumed run carried over from the stopped job (see `Recorder.restored`). */
+  restore(c) {
+    if (typeof c?.candidate_id !== "string") return;
+    const row = this.row(c.candidate_id);
+    row.parent = c.parent_id ?? null;
+    row.accepted = Boolean(c.accepted);
+    row.baseline = Boolean(c.is_baseline);
+    row.validation = num(c.validation_score);
+    row.mbBefore = num(c.minibatch_score_before);
+    row.mbAfter = num(c.minibatch_score);
+    row.components = Array.isArray(c.components_changed) ? c.components_changed.map(String) : [];
+    row.rollouts = num(c.rollouts_spent);
+    row.reason = typeof c.reason === "string" ? c.reason : null;
+    row.sections = Array.isArray(c.sections) ? c.sections : null;
+    const seeds = Array.isArray(c.seeds) ? c.seeds : [];
+    (c.instance_scores || []).forEach((score, i) => row.instances.set(String(seeds[i] ?? i), num(score)));
+    if (!row.accepted) return;
+    this.byId.set(row.id, row);
+    if (row.baseline) this.seedId = row.id;
+    const best = this.byId.get(this.bestId);
+    if (row.validation !== null && (!best || row.validation > (best.validation ?? -Infinity))) this.bestId = row.id;
+  }
+
   /** One `prompt.learning.*` event's payload (already deduplicated by the page). */
   add(data) {
     const id = typeof data.candidate_id === "string" ? data.candidate_id : null;
@@ -116,6 +139,7 @@ export class OptimizeView {
       case "prompt.learning.gepa.start":
         this.budget = num(data.budget);
         this.seedSections = data.seed_prompt?.sections || this.seedSections;
+        if (Array.isArray(data.restored_candidates)) data.restored_candidates.forEach((c) => this.restore(c));
         break;
       case "prompt.learning.validation.scored": {
         if (!id) break;
