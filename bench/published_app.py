@@ -9,8 +9,8 @@ as `trivial_task_app.py` (the names 0.2.24's CLI discovers), through its own ser
 import sys
 
 import uvicorn
-from synth_ai.task.apps import TaskAppEntry, register_task_app
 
+from synth_ai.task.apps import TaskAppEntry, register_task_app
 from synth_ai.task.contracts import (
     RolloutMetrics,
     RolloutResponse,

@@ -97,7 +97,7 @@ def serve(
     if names:
         print_notice(f"Loaded from env files: {', '.join(sorted(set(names)))}", log_format)
     try:
-        get_task_app(app)  # a reference that names no app stops here, saying why
+        entry = get_task_app(app)  # a reference that names no app stops here, saying why
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None
     except ConfigFactoryFailed as exc:
@@ -116,6 +116,7 @@ def serve(
             reload=reload,
             max_connections=max_connections,
             log_format=log_format,
+            env_files=entry.env_files,  # the app's own (0.2.24's field); set variables win
         )
     except ConfigFactoryFailed as exc:
         raise _factory_failed(exc) from None

@@ -142,7 +142,8 @@ def build_plan(settings: ModalDeploySettings) -> DeployPlan:
     if top_level != "synth_ai" and not (settings.package and shipped_by_this_package(top_level)):
         modules.append(top_level)
     requirements = [settings.package] if settings.package else own_requirements(extras)
-    for requirement in app_requirements(top_level):
+    # 0.2.24's `TaskAppEntry(modal=ModalDeploymentConfig(pip_packages=...))` names the app's own
+    for requirement in [*app_requirements(top_level), *getattr(entry.modal, "pip_packages", ())]:
         if requirement not in requirements:
             requirements.append(requirement)
     image = ImagePlan(

@@ -44,14 +44,45 @@ _EXPORTS = {
         "stamp_inference_url",
     ),
     "credentials": ("DEFAULT_CREDENTIALS", "CredentialMap"),
-    "datasets": ("TaskDatasetRegistry",),
-    "errors": ("InfrastructureError", "TaskAppError", "invalid_request"),
+    "datasets": ("TaskDatasetRegistry", "TaskDatasetSpec"),
+    "errors": (
+        "InfrastructureError",
+        "TaskAppError",
+        "error_payload",
+        "http_exception",
+        "invalid_request",
+        "json_error_response",
+    ),
     "inference": ("InferenceError", "chat_completion"),
+    "proxy": (
+        "ProxyConfig",
+        "extract_message_text",
+        "inject_system_hint",
+        "parse_tool_call_from_text",
+        "prepare_for_groq",
+        "prepare_for_openai",
+        "synthesize_tool_call_if_missing",
+    ),
+    "published_auth": (
+        "is_api_key_header_authorized",
+        "normalize_environment_api_key",
+        "require_api_key_dependency",
+    ),
     "registry": ("TaskAppEntry", "get_task_app", "list_task_apps", "register_task_app"),
     "rollout": ("RolloutContext",),
+    "rubrics": (
+        "Criterion",
+        "Rubric",
+        "RubricBundle",
+        "blend_rubrics",
+        "load_rubric",
+        "score_events_against_rubric",
+        "score_outcome_against_rubric",
+    ),
     "server": ("create_task_app",),
     "serving": ("run_task_app", "serve_in_background"),
     "validators": ("validate_rollout_response_for_rl",),
+    "vendors": ("get_groq_key_or_503", "get_openai_key_or_503", "normalize_vendor_keys"),
 }
 __all__ = [
     "CONTRACT_VERSION",
@@ -59,11 +90,13 @@ __all__ = [
     "CheckResult",
     "ConformanceReport",
     "CredentialMap",
+    "Criterion",
     "DatasetInfo",
     "InferenceError",
     "InferenceInfo",
     "InfrastructureError",
     "LimitsInfo",
+    "ProxyConfig",
     "RolloutContext",
     "RolloutEnvSpec",
     "RolloutExecutor",
@@ -76,6 +109,8 @@ __all__ = [
     "RolloutSafetyConfig",
     "RolloutStep",
     "RolloutTrajectory",
+    "Rubric",
+    "RubricBundle",
     "RubricCriterion",
     "RubricInfo",
     "RubricSection",
@@ -86,21 +121,41 @@ __all__ = [
     "TaskAppEntry",
     "TaskAppError",
     "TaskDatasetRegistry",
+    "TaskDatasetSpec",
     "TaskDescriptor",
     "TaskInfo",
+    "blend_rubrics",
     "chat_completion",
     "check_conformance",
     "configured_keys",
     "create_task_app",
+    "error_payload",
+    "extract_message_text",
     "extract_trace_correlation_id",
+    "get_groq_key_or_503",
+    "get_openai_key_or_503",
     "get_task_app",
+    "http_exception",
+    "inject_system_hint",
     "invalid_request",
+    "is_api_key_header_authorized",
+    "json_error_response",
     "list_task_apps",
+    "load_rubric",
+    "normalize_environment_api_key",
     "normalize_inference_url",
+    "normalize_vendor_keys",
+    "parse_tool_call_from_text",
+    "prepare_for_groq",
+    "prepare_for_openai",
     "register_task_app",
+    "require_api_key_dependency",
     "run_task_app",
+    "score_events_against_rubric",
+    "score_outcome_against_rubric",
     "serve_in_background",
     "stamp_inference_url",
+    "synthesize_tool_call_if_missing",
     "validate_rollout_response_for_rl",
 ]
 
@@ -140,9 +195,30 @@ if TYPE_CHECKING:
         stamp_inference_url,
     )
     from .credentials import DEFAULT_CREDENTIALS, CredentialMap
-    from .datasets import TaskDatasetRegistry
-    from .errors import InfrastructureError, TaskAppError, invalid_request
+    from .datasets import TaskDatasetRegistry, TaskDatasetSpec
+    from .errors import (
+        InfrastructureError,
+        TaskAppError,
+        error_payload,
+        http_exception,
+        invalid_request,
+        json_error_response,
+    )
     from .inference import InferenceError, chat_completion
+    from .proxy import (
+        ProxyConfig,
+        extract_message_text,
+        inject_system_hint,
+        parse_tool_call_from_text,
+        prepare_for_groq,
+        prepare_for_openai,
+        synthesize_tool_call_if_missing,
+    )
+    from .published_auth import (
+        is_api_key_header_authorized,
+        normalize_environment_api_key,
+        require_api_key_dependency,
+    )
     from .registry import (
         TaskAppEntry,
         get_task_app,
@@ -150,7 +226,17 @@ if TYPE_CHECKING:
         register_task_app,
     )
     from .rollout import RolloutContext
+    from .rubrics import (
+        Criterion,
+        Rubric,
+        RubricBundle,
+        blend_rubrics,
+        load_rubric,
+        score_events_against_rubric,
+        score_outcome_against_rubric,
+    )
     from .server import create_task_app
     from .serving import run_task_app, serve_in_background
     from .sync_client import SyncTaskAppClient
     from .validators import validate_rollout_response_for_rl
+    from .vendors import get_groq_key_or_503, get_openai_key_or_503, normalize_vendor_keys

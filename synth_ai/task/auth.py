@@ -179,3 +179,12 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
         else:
             await refusal(scope, receive, send)
+
+
+def __getattr__(name: str) -> object:
+    """0.2.24's helpers under this module's name, loaded on first use (published_auth.py)."""
+    from . import published_auth
+
+    if name in published_auth.__all__:
+        return getattr(published_auth, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

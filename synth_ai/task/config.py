@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,9 @@ from .datasets import TaskDatasetRegistry
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
+    from .proxy import ProxyConfig
     from .rollout import RolloutContext
+    from .rubrics import RubricBundle
 
 RolloutResult = RolloutResponse | dict[str, Any]
 RolloutExecutor = Callable[
@@ -36,7 +38,9 @@ class TaskAppConfig:
     """What `create_task_app` builds a task app from.
 
     `rollout` may be sync (run in a worker thread) or async (run on the event loop). So may
-    `describe_taskset`, `provide_task_instances` and the startup/shutdown hooks.
+    `describe_taskset`, `provide_task_instances` and the startup/shutdown hooks. It takes
+    `(request, context)`; 0.2.24's `(request, fastapi_request)` form works too (see
+    `published.takes_http_request`).
     Extra `routes` are protected by the API key like the standard ones; `public_routes` are not.
     """
 
@@ -47,14 +51,14 @@ class TaskAppConfig:
     rollout: RolloutExecutor
     describe_taskset: Callable[[], Any] | None = None
     provide_task_instances: TaskInstanceProvider | None = None
-    rubrics: RubricInfo | None = None
+    rubrics: RubricInfo | RubricBundle | None = None
     datasets: TaskDatasetRegistry = field(default_factory=TaskDatasetRegistry)
     routes: Sequence[BaseRoute] = ()
     public_routes: Sequence[BaseRoute] = ()
     middleware: Sequence[Middleware] = ()
     startup: Sequence[Hook] = ()
     shutdown: Sequence[Hook] = ()
-    cors_origins: Sequence[str] = ()
+    cors_origins: Sequence[str] | None = ()
     require_api_key: bool = True
     max_concurrent_rollouts: int = 32
     max_queued_rollouts: int = 128
@@ -73,8 +77,27 @@ class TaskAppConfig:
     credentials: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CREDENTIALS))
     """Inference destination (host, or http(s) URL prefix) -> NAME of the environment variable
     whose key `context.http` attaches there; requests never choose. `{}` attaches none."""
+    # 0.2.24's names (COMPATIBILITY.md), beside the ones above
+    dataset_registry: TaskDatasetRegistry | None = None
+    """0.2.24's name for `datasets`; when given, it is the app's registry."""
+    routers: Sequence[Any] = ()
+    """FastAPI `APIRouter`s (FastAPI is the author's dependency): served behind the key."""
+    startup_hooks: Sequence[Hook] = ()
+    """Run after `startup`; a hook taking an argument is given the app, as in 0.2.24."""
+    shutdown_hooks: Sequence[Hook] = ()
+    proxy: ProxyConfig | None = None
+    """Vendor proxy routes (`/proxy/v1/chat/completions`, `/proxy/groq/...`), behind the key."""
+    app_state: MutableMapping[str, Any] = field(default_factory=dict)
+    """Set on `app.state` before startup; a `(request, fastapi_request)` executor reads it as
+    `fastapi_request.app.state.<name>`."""
+    expose_debug_env: bool = False
+    """Serve `GET /debug/env`: which keys are set (never any part of one)."""
 
     def __post_init__(self) -> None:
+        if self.dataset_registry is not None:
+            self.datasets = self.dataset_registry
+        if self.cors_origins is None:  # 0.2.24's "no CORS"
+            self.cors_origins = ()
         if self.max_concurrent_rollouts < 1:
             raise ValueError("max_concurrent_rollouts must be at least 1")
         if self.max_queued_rollouts < 0:

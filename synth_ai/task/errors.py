@@ -52,9 +52,8 @@ class TaskAppError(Exception):
         self.extra = extra
 
     def to_response(self) -> JSONResponse:
-        return error_response(
-            self.status, self.code, self.message, headers=self.headers, **self.extra
-        )
+        body = error_body(self.code, self.message, **self.extra)
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
 class InfrastructureError(Exception):
@@ -108,6 +107,67 @@ def validation_error(
     return TaskAppError(422, "invalid_request", message, errors=errors)
 
 
+def error_payload(
+    code: str, message: str, *, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The inside of the envelope, `{"error": {...}}` (0.2.24's name)."""
+    return error_body(code, message, **dict(extra or {}))["detail"]
+
+
+def http_exception(
+    status_code: int,
+    code: str,
+    message: str,
+    *,
+    extra: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> HTTPException:
+    """An HTTPException whose answer is the envelope, here and in a plain FastAPI app alike
+    (0.2.24's helper; Starlette's class, which FastAPI's subclasses, so FastAPI is not needed).
+    """
+    detail = error_payload(code, message, extra=extra)
+    return HTTPException(status_code, detail=detail, headers=dict(headers or {}) or None)  # type: ignore[arg-type]
+
+
+def json_error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    *,
+    extra: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The envelope as a response (0.2.24's helper)."""
+    return error_response(status_code, code, message, headers=headers, **dict(extra or {}))
+
+
+_ROUTING_PHRASES = frozenset({"Not Found", "Method Not Allowed"})
+"""The details Starlette's router gives its own 404 and 405, which the envelope says better."""
+
+
+def from_http_exception(exc: HTTPException, request: Request | None = None) -> TaskAppError:
+    """The envelope an HTTPException stands for, with its status: its detail when that is
+    already `{"error": {"code", "message", ...}}` (what `http_exception` makes), else a code
+    from the status and the detail as the message."""
+    detail = exc.detail
+    error = detail.get("error") if isinstance(detail, Mapping) else None
+    if isinstance(error, Mapping) and isinstance(error.get("code"), str):
+        answer = TaskAppError(
+            exc.status_code, error["code"], str(error.get("message", "")), headers=exc.headers
+        )
+        # set, not passed: an extra may be named like a parameter (0.2.24's proxy sends `status`)
+        answer.extra = {k: v for k, v in error.items() if k not in ("code", "message")}
+        return answer
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = str(detail)
+    if request is not None and exc.status_code in (404, 405) and message in _ROUTING_PHRASES:
+        message = {
+            404: f"No route {request.url.path}.",
+            405: f"{request.method} is not allowed on {request.url.path}.",
+        }[exc.status_code]
+    return TaskAppError(exc.status_code, code, message, headers=exc.headers)
+
+
 async def handle_task_app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TaskAppError)
     return exc.to_response()
@@ -115,12 +175,7 @@ async def handle_task_app_error(request: Request, exc: Exception) -> Response:
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
-    message = {
-        404: f"No route {request.url.path}.",
-        405: f"{request.method} is not allowed on {request.url.path}.",
-    }.get(exc.status_code, str(exc.detail))
-    return error_response(exc.status_code, code, message, headers=exc.headers)
+    return from_http_exception(exc, request).to_response()
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from typing import Any
 
 from .config import TaskAppConfig
 
@@ -27,6 +29,19 @@ class TaskAppEntry:
     config_factory: Callable[[], TaskAppConfig]
     description: str = ""
     aliases: tuple[str, ...] = ()
+    env_files: tuple[str, ...] = ()
+    """Env files `synth-ai serve` applies for this app (0.2.24's field; existing values win)."""
+    modal: Any = None
+    """0.2.24's `ModalDeploymentConfig` (`synth_ai.task.apps`), kept for `deploy` to read."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.config_factory, str) and callable(self.description):
+            # 0.2.24's positional order: (app_id, description, config_factory)
+            factory, description = self.description, self.config_factory
+            object.__setattr__(self, "config_factory", factory)
+            object.__setattr__(self, "description", description)
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+        object.__setattr__(self, "env_files", tuple(self.env_files))
 
     def build(self) -> TaskAppConfig:
         """The app's config; `ConfigFactoryFailed` (chained to the original) if the factory
@@ -75,14 +90,28 @@ class TaskAppRegistry:
         app_id = self._names.get(name)
         return self._entries.get(app_id) if app_id is not None else None
 
-    def entries(self) -> list[TaskAppEntry]:
+    def entries(self) -> builtins.list[TaskAppEntry]:
         """Every app: those registered in code and those installed."""
         self.discover()
         return self.registered()
 
-    def registered(self) -> list[TaskAppEntry]:
+    def registered(self) -> builtins.list[TaskAppEntry]:
         """The apps registered so far, without loading installed ones."""
         return sorted(self._entries.values(), key=lambda entry: entry.app_id)
+
+    def list(self) -> builtins.list[TaskAppEntry]:
+        """0.2.24's name for `registered`."""
+        return self.registered()
+
+    def __iter__(self) -> Iterator[TaskAppEntry]:
+        return iter(self.registered())
+
+    def clear(self) -> None:
+        """Forget every app registered so far (installed ones are found again on lookup)."""
+        with self._lock:
+            self._entries.clear()
+            self._names.clear()
+            self._discovered = False
 
     def discover(self) -> None:
         if self._discovered:
@@ -107,7 +136,8 @@ registry = TaskAppRegistry()
 
 
 def register_task_app(entry: TaskAppEntry) -> TaskAppEntry:
-    """Add an app to the process-wide registry; answers the entry, so it can be kept as a name."""
+    """Add an app to the process-wide registry; answers the entry, so it can be kept as a name.
+    `register_task_app(entry=...)` is 0.2.24's form of the same call."""
     return registry.register(entry)
 
 

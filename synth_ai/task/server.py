@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -20,10 +21,21 @@ from starlette.types import ASGIApp, Scope
 
 from .auth import AuthMiddleware, configured_keys, expected_prefix
 from .config import TaskAppConfig
-from .contracts import CONTRACT_VERSION, INT64_MAX, INT64_MIN, TaskInfo
+from .contracts import CONTRACT_VERSION, INT64_MAX, INT64_MIN, RubricInfo, TaskInfo
 from .edge import EdgeMiddleware
 from .errors import EXCEPTION_HANDLERS, invalid_request
 from .openapi import build_openapi
+from .published import (
+    RolloutScope,
+    RouterFallback,
+    call_hook,
+    debug_env_route,
+    done_route,
+    http_request_executor,
+    is_published,
+    takes_http_request,
+)
+from .published_auth import require_api_key_dependency
 from .rollout import RolloutRunner
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -110,6 +122,9 @@ class TaskAppRoutes:
     async def info(self, request: Request) -> Response:
         base = self.config.base_task_info
         rubrics = self.config.rubrics or (base.rubric if base.rubric.outcome else None)
+        rubrics_json = rubrics.model_dump(mode="json") if isinstance(rubrics, RubricInfo) else None
+        if rubrics is not None and not isinstance(rubrics, RubricInfo):
+            rubrics_json = rubrics.to_json()  # 0.2.24's RubricBundle, answered as 0.2.24 did
         return JSONResponse(
             {
                 "service": {
@@ -121,7 +136,7 @@ class TaskAppRoutes:
                 },
                 "dataset": base.dataset.model_dump(mode="json"),
                 "datasets": [d.model_dump(mode="json") for d in self.config.datasets.describe()],
-                "rubrics": rubrics.model_dump(mode="json") if rubrics else None,
+                "rubrics": rubrics_json,
                 "inference": base.inference.model_dump(mode="json"),
                 "limits": base.limits.model_dump(mode="json"),
                 "server_limits": {
@@ -153,11 +168,15 @@ class TaskAppRoutes:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         for hook in self.config.startup:
             await call_maybe_async(hook)
+        for hook in self.config.startup_hooks:
+            await call_hook(hook, app)
         try:
             yield
         finally:
             for hook in self.config.shutdown:
                 await call_maybe_async(hook)
+            for hook in self.config.shutdown_hooks:
+                await call_hook(hook, app)
             await self.runner.close()
 
 
@@ -227,8 +246,13 @@ class TaskApp(Starlette):
 
 
 def create_task_app(config: TaskAppConfig) -> TaskApp:
-    """Build the ASGI app for a task app config (DESIGN.md 3.1-3.5)."""
+    """Build the ASGI app for a task app config (DESIGN.md 3.1-3.5); what 0.2.24 configs
+    say besides is adapted by `published.py` (COMPATIBILITY.md)."""
+    adapted = takes_http_request(config.rollout)
+    if adapted:
+        config = dataclasses.replace(config, rollout=http_request_executor(config.rollout))
     routes = TaskAppRoutes(config)
+    rollout: ASGIApp = RolloutScope(routes.runner) if adapted else routes.runner
     public: list[BaseRoute] = [
         Route("/", routes.root, methods=["GET", "HEAD"]),
         Route("/openapi.json", routes.openapi, methods=["GET"]),
@@ -236,25 +260,75 @@ def create_task_app(config: TaskAppConfig) -> TaskApp:
     ]
     protected: list[BaseRoute] = [
         # the hot path, matched first; a plain ASGI endpoint (no Request or Response objects)
-        Route("/rollout", routes.runner, methods=["POST"], name="rollout"),
+        Route("/rollout", rollout, methods=["POST"], name="rollout"),
         Route("/health", routes.health, methods=["GET"]),
         Route("/info", routes.info, methods=["GET"]),
         Route("/task_info", routes.task_info, methods=["GET"]),
         *config.routes,
+        *published_routes(config, routes),
     ]
     edge, *inner = standard_middleware(
         max_request_bytes=config.max_request_bytes,
-        cors_origins=config.cors_origins,
+        cors_origins=config.cors_origins or (),
         require_api_key=config.require_api_key,
         public_routes=public,
     )
     app = TaskApp(
         edge,
-        direct={"/rollout": routes.runner},
+        direct={"/rollout": rollout},
         routes=[*protected, *public],
         middleware=[*inner, *config.middleware],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=routes.lifespan,
     )
     app.state.task_app = routes
+    for name, value in config.app_state.items():
+        setattr(app.state, name, value)
+    if config.routers:
+        app.router.default = RouterFallback(config.routers, app.state, app.router.default)
     return app
+
+
+def published_routes(config: TaskAppConfig, routes: TaskAppRoutes) -> list[BaseRoute]:
+    """0.2.24's extra routes, for a config that says something only 0.2.24 said."""
+    extra: list[BaseRoute] = []
+    if is_published(config):
+        extra.append(done_route(config.app_id))
+    if config.expose_debug_env:
+        extra.append(debug_env_route())
+    if config.proxy is not None:
+        from .proxy_routes import ProxyRoutes
+
+        proxy = ProxyRoutes(config.proxy, config.credentials, routes.runner.http)
+        extra.extend(proxy.routes())
+    return extra
+
+
+def __getattr__(name: str) -> Any:
+    """0.2.24's `ProxyConfig` and `RubricBundle`, served here too, loaded on first use."""
+    if name == "ProxyConfig":
+        from .proxy import ProxyConfig
+
+        return ProxyConfig
+    if name == "RubricBundle":
+        from .rubrics import RubricBundle
+
+        return RubricBundle
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def run_task_app(app: Any, **options: Any) -> None:
+    """`serving.run_task_app`, where 0.2.24 served it (imported on use: serving imports this
+    module)."""
+    from .serving import run_task_app as run
+
+    run(app, **options)
+
+
+__all__ = [  # and, through __getattr__, ProxyConfig and RubricBundle
+    "TaskAppConfig",
+    "create_task_app",
+    "require_api_key_dependency",
+    "run_task_app",
+    "standard_middleware",
+]

@@ -17,8 +17,9 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -136,21 +137,37 @@ def app_from_environment() -> ASGIApp:
 
 
 def run_task_app(
-    name: str,
+    name: str | Any,
     *,
     host: str = "127.0.0.1",
     port: int = 8001,
     reload: bool = False,
     max_connections: int | None = None,
     log_format: str = "text",
+    env_files: Sequence[str] = (),
 ) -> None:
-    """Serve an app (a registered name, `app.py` or `module:attribute`) in the foreground
-    until interrupted; its banner on stderr once it listens.
+    """Serve an app (a registered name, `app.py` or `module:attribute`; or, as 0.2.24 took
+    it, a config factory, a config or an entry) in the foreground until interrupted; its
+    banner on stderr once it listens.
 
     `max_connections` caps open connections (default `$SYNTH_MAX_CONNECTIONS`, else 2048).
-    `log_format`: `text` (human lines) or `json` (one object per line).
+    `log_format`: `text` (human lines) or `json` (one object per line). `env_files` are
+    applied first (existing variables win), as 0.2.24 did.
     """
-    entry = get_task_app(name)
+    if env_files:
+        from dotenv import load_dotenv
+
+        for env_file in env_files:
+            if Path(env_file).is_file():
+                load_dotenv(env_file, override=False)
+    if isinstance(name, str):
+        entry = get_task_app(name)
+    else:
+        from .references import entry_of
+
+        entry = entry_of(name, "run_task_app")
+        if reload:
+            raise ValueError("reload needs a reference to import: app.py or module:attribute")
     if reload:
         os.environ[APP_ENV_VAR] = name  # the reference: a file or module loads in the child too
         os.environ[BANNER_ENV_VAR] = f"{log_format} {base_url(host, port)}"
