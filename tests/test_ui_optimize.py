@@ -283,10 +283,26 @@ def test_candidate_texts_are_shown_as_text_never_as_html(
         if event["type"] == "prompt.learning.proposal.scored" and not data["accepted"]:
             data["components_changed"] = ["<i>system</i>"]
             data["reason"] = "<svg onload=window.__xss=3>"
-    job = synthetic_job(synthetic_server, events)
+    malformed = [  # payloads of the wrong shape: skipped or shown as they are, never a crash
+        {"type": "prompt.learning.validation.scored", "data": {"candidate_id": 5}},
+        {"type": "prompt.learning.best.prompt", "data": {"best_prompt": {"sections": "x"}}},
+        {"type": "prompt.learning.progress", "data": {"tokens": {"unpriced_models": "m"}}},
+        {"type": "prompt.learning.final.results", "data": {"seed_score": None}},
+        {
+            "type": "prompt.learning.proposal.scored",
+            "data": {
+                "candidate_id": "cbad",
+                "sections": [None, 5],
+                "components_changed": "system",
+                "instance_scores": "abc",
+                "minibatch_score": "1",
+            },
+        },
+    ]
+    job = synthetic_job(synthetic_server, events + malformed)
     watched = open_job(chromium, synthetic_server, job)
     page = watched.page
-    page.wait_for_function("() => document.querySelectorAll('#candidates tbody tr').length === 11")
+    page.wait_for_function("() => document.querySelectorAll('#candidates tbody tr').length === 12")
     page.wait_for_selector("#pl-diff ins")
     assert HOSTILE in page.inner_text("#pl-diff")  # literally, every character
     assert "<i>system</i>" in page.inner_text("#candidates")

@@ -8,10 +8,11 @@ import { el, fmt } from "./common.js";
 import { ScoreChart } from "./scorechart.js";
 import { diffNodes } from "./worddiff.js";
 
+const list = (value) => (Array.isArray(value) ? value : []);
 const num = (value) => (typeof value === "number" && Number.isFinite(value) ? value : null);
 
 function promptText(sections) {
-  return (sections || []).map((s) => `${s.role}:\n${s.content}`).join("\n\n");
+  return (sections || []).map((s) => `${s?.role}:\n${s?.content}`).join("\n\n");
 }
 
 export class OptimizeView {
@@ -119,12 +120,12 @@ export class OptimizeView {
     row.validation = num(c.validation_score);
     row.mbBefore = num(c.minibatch_score_before);
     row.mbAfter = num(c.minibatch_score);
-    row.components = Array.isArray(c.components_changed) ? c.components_changed.map(String) : [];
+    row.components = list(c.components_changed).map(String);
     row.rollouts = num(c.rollouts_spent);
     row.reason = typeof c.reason === "string" ? c.reason : null;
     row.sections = Array.isArray(c.sections) ? c.sections : null;
-    const seeds = Array.isArray(c.seeds) ? c.seeds : [];
-    (c.instance_scores || []).forEach((score, i) => row.instances.set(String(seeds[i] ?? i), num(score)));
+    const seeds = list(c.seeds);
+    list(c.instance_scores).forEach((score, i) => row.instances.set(String(seeds[i] ?? i), num(score)));
     if (!row.accepted) return;
     this.byId.set(row.id, row);
     if (row.baseline) this.seedId = row.id;
@@ -138,8 +139,8 @@ export class OptimizeView {
     switch (data.type) {
       case "prompt.learning.gepa.start":
         this.budget = num(data.budget);
-        this.seedSections = data.seed_prompt?.sections || this.seedSections;
-        if (Array.isArray(data.restored_candidates)) data.restored_candidates.forEach((c) => this.restore(c));
+        if (Array.isArray(data.seed_prompt?.sections)) this.seedSections = data.seed_prompt.sections;
+        list(data.restored_candidates).forEach((c) => this.restore(c));
         break;
       case "prompt.learning.validation.scored": {
         if (!id) break;
@@ -150,8 +151,8 @@ export class OptimizeView {
         row.baseline = Boolean(data.is_baseline);
         row.rollouts = num(data.rollouts_spent) ?? row.rollouts;
         row.parent = data.parent_id ?? row.parent;
-        const seeds = Array.isArray(data.seeds) ? data.seeds : [];
-        (data.instance_scores || []).forEach((score, i) => row.instances.set(String(seeds[i] ?? i), num(score)));
+        const seeds = list(data.seeds);
+        list(data.instance_scores).forEach((score, i) => row.instances.set(String(seeds[i] ?? i), num(score)));
         if (row.baseline) this.seedId = id;
         row.version++;
         break;
@@ -165,7 +166,7 @@ export class OptimizeView {
           row.rollouts = num(data.rollouts_spent);
         }
         row.parent = data.parent_id ?? null;
-        row.components = Array.isArray(data.components_changed) ? data.components_changed.map(String) : [];
+        row.components = list(data.components_changed).map(String);
         row.mbBefore = num(data.minibatch_score_before);
         row.mbAfter = num(data.minibatch_score);
         row.sections = Array.isArray(data.sections) ? data.sections : null;
@@ -239,7 +240,7 @@ export class OptimizeView {
       ["Reflection tokens", tokens.reflection ? `${fmt(sum(tokens.reflection))} (${fmt(tokens.reflection.prompt)} in, ${fmt(tokens.reflection.completion)} out)` : fmt(null)],
       ["Token limit", tokens.max_limit ? `${fmt(tokens.total ?? p.tokens_used)} of ${fmt(tokens.max_limit)}` : "none"],
     ];
-    const unpriced = tokens.unpriced_models || [];
+    const unpriced = list(tokens.unpriced_models);
     const dollars = num(tokens.spend_usd ?? p.spend_usd);
     let cost = dollars !== null ? `$${dollars.toFixed(4)}` : "–";
     if (unpriced.length) cost += ` (not priced: ${unpriced.join(", ")}; their tokens are counted only)`;
@@ -250,7 +251,7 @@ export class OptimizeView {
   }
 
   best() {
-    if (this.bestPrompt?.best_prompt?.sections) return this.bestPrompt;
+    if (Array.isArray(this.bestPrompt?.best_prompt?.sections)) return this.bestPrompt;
     const row = this.byId.get(this.bestId);
     const sections = row?.sections || (row?.baseline ? this.seedSections : null);
     return sections ? { candidate_id: row.id, best_prompt: { sections }, best_score: row.validation } : null;
@@ -273,8 +274,8 @@ export class OptimizeView {
         el(
           "div",
           { class: "diff-section" },
-          el("h4", {}, section.role),
-          el("p", { class: "diff-text" }, diffNodes(seed[i]?.content || "", String(section.content ?? ""))),
+          el("h4", {}, String(section?.role ?? "")),
+          el("p", { class: "diff-text" }, diffNodes(String(seed[i]?.content ?? ""), String(section?.content ?? ""))),
         ),
       ),
     );
@@ -314,7 +315,8 @@ export class OptimizeView {
 
   drawHeadline() {
     if (!this.final) return;
-    const { seed_score: seed = {}, best_score: best = {} } = this.final;
+    const seed = this.final.seed_score || {};
+    const best = this.final.best_score || {};
     const delta = (a, b) => (num(a) !== null && num(b) !== null ? `${b - a >= 0 ? "+" : ""}${fmt(b - a)}` : "–");
     this.headline.hidden = false;
     this.headline.replaceChildren(
