@@ -114,5 +114,5 @@ def test_a_resumed_run_starts_with_the_candidates_it_carried_over() -> None:
     assert seed["seeds"] == [10, 11] and seed["instance_scores"] == [0.0, 1.0]
     assert seed["sections"] == [{"role": "system", "content": "Solve it."}]
     assert child["parent_id"] == candidate_id(SEED) and not child["accepted"]
-    assert child["sections"] is None  # a rejected candidate's prompt stays in candidates.json
+    assert child["sections"] is None  # only the best's prompt: the rest are in candidates.json
     assert (child["minibatch_score_before"], child["minibatch_score"]) == (1.0, 1.0)

@@ -147,7 +147,9 @@ class Recorder:
 
     def restored(self) -> list[dict[str, Any]]:
         """The candidates a resumed run starts from, as the page needs them (their own events
-        went to the stopped job); the prompt only of the accepted ones, to keep it small."""
+        went to the stopped job); only the best one's prompt (the page's diff), to keep it
+        small."""
+        best = self.best
         return [
             {
                 "candidate_id": c["id"],
@@ -162,7 +164,7 @@ class Recorder:
                 "components_changed": c.get("components_changed", []),
                 "rollouts_spent": c.get("rollouts_spent"),
                 "reason": c.get("reason"),
-                "sections": c["sections"] if c["accepted"] else None,
+                "sections": c["sections"] if c is best else None,
             }
             for c in self.candidates
         ]

@@ -1,4 +1,5 @@
-// One job, live: status, a chart per metric, the log tail, artifacts, and a cancel button.
+// One job, live: status, a chart per metric, the log tail, artifacts, and a cancel button; a
+// prompt-learning job's own panels come from optimize.js.
 //
 // It follows the job's stream the way a browser must: a job-scoped stream token in the query
 // (EventSource cannot send headers), `EventSource`'s own reconnect with Last-Event-ID after a
