@@ -72,6 +72,9 @@ def test_cancel_from_the_page_keeps_the_best_so_far(
         )
         spend = page.inner_text("#pl-spend")
         assert "of 400 budget" in spend and "Test-pool rollouts\n0" in spend
+        # the files it kept are listed, for download
+        page.locator("#artifacts a", has_text="best_prompt.json").wait_for(timeout=10_000)
+        assert page.locator("#artifacts a", has_text="candidates.json").count() == 1
         assert not watched.errors, watched.errors
     finally:
         if server.process is not None and server.process.poll() is None:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -67,6 +67,7 @@ class OptimizeRun:
         artifact_url: Callable[[str], str] | None = None,
         resumed: dict[str, Any] | None = None,
         app_reference: str | None = None,
+        stored: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self.gepa_config = config.gepa
@@ -78,6 +79,9 @@ class OptimizeRun:
         self.cancel = cancel or asyncio.Event()
         self.api_key = api_key
         self.app_reference = app_reference
+        self.stored = stored
+        """Told the artifacts' names once they are written, before they are announced (a jobs
+        server indexes them there, so its list, and the dashboard, show them)."""
         self.artifact_url = artifact_url or (lambda name: str((folder / name).resolve()))
         token = self.gepa_config.token
         self.meter = TokenMeter(
@@ -351,9 +355,10 @@ class OptimizeRun:
         await asyncio.to_thread(
             write_json, self.folder / STATE_NAME, self.state(finished=not summary["canceled"])
         )
-        artifacts = {
-            name: self.artifact_url(name) for name in (BEST_NAME, CANDIDATES_NAME, STATE_NAME)
-        }
+        names = [BEST_NAME, CANDIDATES_NAME, STATE_NAME]
+        if self.stored is not None:
+            await self.stored(names)
+        artifacts = {name: self.artifact_url(name) for name in names}
         summary["artifacts"] = artifacts
         self.recorder.final_events(summary)
         if summary["canceled"]:
