@@ -357,10 +357,18 @@ export class OptimizeView {
     }
   }
 
+  /** The best prompt as the run's own `best_prompt.json` has it (scores as far as known). */
   download() {
     const best = this.best();
     if (!best) return;
-    const blob = new Blob([JSON.stringify(best, null, 2)], { type: "application/json" });
+    const seed = this.byId.get(this.seedId);
+    const document_ = {
+      candidate_id: best.candidate_id,
+      best_prompt: best.best_prompt,
+      best_score: this.final?.best_score || { validation: num(best.best_score), test: null },
+      seed_score: this.final?.seed_score || { validation: seed?.validation ?? null, test: null },
+    };
+    const blob = new Blob([JSON.stringify(document_, null, 2)], { type: "application/json" });
     const url = URL.createObjectURL(blob);
     const link = el("a", { href: url, download: "best_prompt.json", hidden: true });
     document.body.append(link);
