@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.framework_overhead
 	$(BIN)/python -m bench.import_cost
 	$(BIN)/python -m bench.cold_start
+	$(BIN)/python -m bench.optimize_page
 
 lint: $(STAMP)
 	$(BIN)/ruff check synth_ai examples tests bench modal_entry.py

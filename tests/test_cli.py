@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -140,7 +141,8 @@ def test_demo_runs_end_to_end_and_its_next_steps_work_pasted(tmp_path: Path) -> 
 
     # the next steps, pasted into a shell where synth-ai is not on PATH and no key is set
     steps = out.split("next (each line works pasted as it is):\n", 1)[1].splitlines()
-    script = "\n".join(line.strip() for line in steps if line.strip())
+    indented = itertools.takewhile(lambda line: line.startswith("  "), steps)
+    script = "\n".join(line.strip() for line in indented)
     assert "jobs stream" in script and "traces export-sft" in script
     pasted = subprocess.run(
         ["bash", "-c", "set -e\ntrap 'kill $(jobs -p) 2>/dev/null' EXIT\n" + script],

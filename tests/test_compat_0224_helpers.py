@@ -147,8 +147,11 @@ def test_tracing_utils_read_this_projects_settings(
 def test_vendor_keys_fall_back_to_dev_names_and_print_nothing(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("GROQ_API_KEY", raising=False)
+    # set, then removed: monkeypatch then restores both, although normalize_vendor_keys writes
+    # OPENAI_API_KEY into os.environ (as 0.2.24's does)
+    for name in ("OPENAI_API_KEY", "GROQ_API_KEY"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     with pytest.raises(HTTPException) as refused:
         get_openai_key_or_503()
     assert refused.value.status_code == 503

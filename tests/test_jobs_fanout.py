@@ -13,9 +13,19 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 
-from synth_ai.jobs import EventIn, JobEvent, JobsService, StreamSettings, create_jobs_app
+from synth_ai.jobs import (
+    EventIn,
+    JobBus,
+    JobEvent,
+    JobsService,
+    JobState,
+    StreamSettings,
+    create_jobs_app,
+)
 
 from .conftest import KEY
 
@@ -244,3 +254,44 @@ def test_keep_alives_come_when_idle_and_events_still_flow_after(tmp_path: Path) 
             await service.close()
 
     asyncio.run(scenario())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.integers(0, 30), st.integers(0, 3)), min_size=1, max_size=15),
+    readers=st.integers(1, 6),
+)
+def test_paced_wake_ups_lose_no_event_of_the_plain_path(
+    steps: list[tuple[int, int]], readers: int
+) -> None:
+    """The paced rounds hold to the plain path (every waiting subscription woken at each
+    delivery): whatever the mix of publishes and loop turns, each subscription gets every
+    event once, in order, and none waits past the linger."""
+    total = sum(count for count, _ in steps) + 1
+
+    async def run() -> list[list[int]]:
+        bus = JobBus("j", last_seq=0, state=JobState.RUNNING)
+        got: list[list[int]] = [[] for _ in range(readers)]
+
+        async def read(seqs: list[int]) -> None:
+            subscription = bus.subscribe()
+            while not seqs or seqs[-1] < total:
+                assert await subscription.wait(5), "a subscription was never woken"
+                seqs += [event.seq for event in subscription.drain()]
+
+        tasks = [asyncio.create_task(read(seqs)) for seqs in got]
+        await asyncio.sleep(0)  # each reader subscribes and waits
+        seq = 0
+        for count, turns in steps:
+            for _ in range(count):
+                seq += 1
+                bus.publish(JobEvent(seq=seq, job_id="j", type="x.log"))
+            for _ in range(turns):
+                await asyncio.sleep(0)
+        bus.publish(JobEvent(seq=total, job_id="j", type="job.status", data={"state": "failed"}))
+        async with asyncio.timeout(5):
+            await asyncio.gather(*tasks)
+        bus.close()
+        return got
+
+    assert asyncio.run(run()) == [list(range(1, total + 1))] * readers

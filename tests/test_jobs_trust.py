@@ -315,15 +315,14 @@ def test_in_process_emits_acknowledge_only_after_the_commit(tmp_path: Path) -> N
 
 
 def test_bus_ring_stays_contiguous_when_loaded_behind_the_log() -> None:
-    bus = JobBus("j", last_seq=0, state=JobState.QUEUED)
-    event = JobEvent(seq=1, job_id="j", type="x.log")
-    bus.publish(event)
-    bus.sync(5, JobState.RUNNING)  # the log had more than this bus heard of
+    bus = JobBus("j", last_seq=5, state=JobState.RUNNING)  # loaded when the log was at 5
     assert bus.ring_after(0) is None and bus.ring_after(5) == []
     bus.publish(JobEvent(seq=3, job_id="j", type="x.log"))  # already in the log: ignored
     bus.publish(JobEvent(seq=6, job_id="j", type="x.log"))
     assert [e.seq for e in bus.ring_after(5) or []] == [6]
     assert bus.ring_after(4) is None
+    bus.publish(JobEvent(seq=9, job_id="j", type="x.log"))  # the log has 7 and 8: start afresh
+    assert bus.ring_after(6) is None and [e.seq for e in bus.ring_after(8) or []] == [9]
 
 
 def test_a_forged_token_is_refused_not_a_500(jobs: tuple[str, Starlette]) -> None:

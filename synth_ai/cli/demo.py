@@ -1,9 +1,12 @@
 """`synth-ai demo`: the one-command tour. No keys, no network.
 
 It serves the offline policy (a stand-in for an LLM vendor), the math task app with tracing
-on, and a jobs server, all on free loopback ports; runs an eval job over 50 seeds on the jobs
-server; follows it live over SSE; prints the summary and where everything went. Its traces go
-to the default store (`traces/v3/synth_ai.db`), where `synth-ai traces` looks.
+on, a jobs server and a trace viewer, all on free loopback ports, and prints the dashboard's
+sign-in link first; runs an eval job over 50 seeds on the jobs server, followed live over SSE;
+then a short prompt optimization of the math app against the offline stand-ins, on the same
+dashboard; prints the summaries and where everything went, the optimization's seed vs best
+table last. Its traces go to the default store (`traces/v3/synth_ai.db`), where `synth-ai
+traces` looks. `--optimize-only` runs only the optimization.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from rich.console import Console
 from synth_ai.eval import EvalConfig, EvalJobKind, read_results
 from synth_ai.jobs import create_jobs_app
 from synth_ai.offline_policy import OFFLINE_MODEL, create_offline_policy_app
+from synth_ai.optimize.job_kind import KIND, PromptLearningJobKind
 from synth_ai.task import create_task_app, get_task_app, serve_in_background
 from synth_ai.tracing_v3.settings import DEFAULT_DB_PATH
-from synth_ai.ui import sign_in_banner
+from synth_ai.ui import create_traces_app, sign_in_banner
 
+from .demo_optimize import demo_job, print_optimization, run_optimization
 from .eval import run_remote
 from .eval_report import print_summary
 
@@ -59,6 +64,16 @@ OPENAI_URL = "https://api.openai.com/v1"
     help="Seconds the offline policy takes per answer, so the run can be watched live.",
 )
 @click.option(
+    "--budget",
+    default=120,
+    show_default=True,
+    type=click.IntRange(10, 10_000),
+    help="Rollouts the optimization's search may spend (at the default pace, about a minute).",
+)
+@click.option(
+    "--optimize-only", is_flag=True, help="Skip the eval: run only the prompt optimization."
+)
+@click.option(
     "--keep-serving",
     is_flag=True,
     help="Keep the servers (and the dashboard) up after the eval, until Ctrl-C.",
@@ -77,10 +92,13 @@ def demo(
     error_rate: float,
     model: str | None,
     pace: float,
+    budget: int,
+    optimize_only: bool,
     keep_serving: bool,
     out_dir: Path,
 ) -> None:
-    """Serve the math app, a policy and a jobs server on loopback; evaluate 50 seeds live."""
+    """Serve the math app, a policy and a jobs server on loopback; evaluate 50 seeds live,
+    then optimize the app's prompt."""
     console = Console(soft_wrap=True)  # paths and commands stay whole, to copy and paste
     for name in ("synth_ai.task.access", "synth_ai.jobs", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -95,59 +113,93 @@ def demo(
     earlier = _count_lines(sft)  # the directory is shared (serve --trace writes there too)
     config = get_task_app("math").config_factory()
     config.tracing, config.trace_db, config.sft_output_dir = True, trace_db, out_dir
+    job_id = summary = None
     with contextlib.ExitStack() as stack:
-        if real_model:
-            inference_url = OPENAI_URL
-            console.print(f"policy: {model} at {OPENAI_URL}")
-        else:
-            model = OFFLINE_MODEL
-            policy = create_offline_policy_app(error_rate=error_rate, latency_s=pace)
-            inference_url = stack.enter_context(serve_in_background(policy))
-            console.print(f"policy: offline stand-in for an LLM at {inference_url}")
-        app_url = stack.enter_context(serve_in_background(create_task_app(config)))
-        console.print(f"math task app (tracing on) at {app_url}")
-        jobs_app = create_jobs_app(out_dir / "jobs.db", kinds={"eval": EvalJobKind()})
+        jobs_app = create_jobs_app(
+            out_dir / "jobs.db", kinds={"eval": EvalJobKind(), KIND: PromptLearningJobKind()}
+        )
         jobs_url = stack.enter_context(serve_in_background(jobs_app))
         console.print(f"jobs server at {jobs_url}")
         where = urlsplit(jobs_url)
         assert where.hostname is not None and where.port is not None
         watch = "Watch it" if keep_serving else "Watch it live (it stops with the run)"
         console.print(sign_in_banner(jobs_app.state.signin, where.hostname, where.port, watch))
-        eval_config = EvalConfig(
-            task_app_url=app_url,
-            api_key=api_key,
-            seeds=list(range(count)),
-            model=model,
-            inference_url=inference_url,
-            concurrency=concurrency,
+        viewer = create_traces_app(trace_db)
+        viewer_url = stack.enter_context(serve_in_background(viewer))
+        seen = urlsplit(viewer_url)
+        assert seen.hostname is not None and seen.port is not None
+        console.print(sign_in_banner(viewer.state.signin, seen.hostname, seen.port, "Transcripts"))
+        if not optimize_only:
+            app_url = stack.enter_context(serve_in_background(create_task_app(config)))
+            console.print(f"math task app (tracing on) at {app_url}")
+            if real_model:
+                inference_url = OPENAI_URL
+                console.print(f"policy: {model} at {OPENAI_URL}")
+            else:
+                model = OFFLINE_MODEL
+                policy = create_offline_policy_app(error_rate=error_rate, latency_s=pace)
+                inference_url = stack.enter_context(serve_in_background(policy))
+                console.print(f"policy: offline stand-in for an LLM at {inference_url}")
+            eval_config = EvalConfig(
+                task_app_url=app_url,
+                api_key=api_key,
+                seeds=list(range(count)),
+                model=model,
+                inference_url=inference_url,
+                concurrency=concurrency,
+            )
+            started = time.time()
+            job_id, summary = asyncio.run(
+                run_remote(eval_config, jobs_url, api_key, results, console)
+            )
+            span = (started, time.time())
+        # its own app: the same traces (each under its candidate), but no SFT examples, which
+        # stay the eval's
+        optimized = get_task_app("math").config_factory()
+        optimized.tracing, optimized.trace_db = True, trace_db
+        target = stack.enter_context(serve_in_background(create_task_app(optimized)))
+        stand_ins = create_offline_policy_app(latency_s=pace)
+        stand_ins_url = stack.enter_context(serve_in_background(stand_ins))
+        console.print(
+            f"prompt optimization of the math app at {target}: offline stand-ins for the policy"
+            f" and the reflection model at {stand_ins_url}"
         )
-        started = time.time()
-        job_id, summary = asyncio.run(run_remote(eval_config, jobs_url, api_key, results, console))
-        span = (started, time.time())
+        optimization = asyncio.run(
+            run_optimization(
+                demo_job(target, stand_ins_url, api_key, budget),
+                jobs_url,
+                api_key,
+                console,
+                {"trace_viewer_url": viewer_url},
+            )
+        )
         if keep_serving:
-            console.print("serving until Ctrl-C (the dashboard keeps the finished job)")
+            console.print("serving until Ctrl-C (the dashboard keeps the finished jobs)")
             with contextlib.suppress(KeyboardInterrupt):
                 threading.Event().wait()
     # the servers have stopped: the trace writer has flushed everything
-    if summary is None:
-        raise click.ClickException(f"job {job_id} ended without a summary")
-    print_summary(console, summary, job_id, str(results), span)
+    command = cli_command()
     if not keep_serving:
         console.print(
             "the dashboard stopped with the run (its link is dead now): `jobs serve` below shows "
-            "the job again with a new link, or run the demo with --keep-serving"
+            "the jobs again with a new link, or run the demo with --keep-serving"
         )
-    lines = _count_lines(sft) - earlier
-    console.print(f"trace DB: {trace_db} ({len(read_results(results))} results)")
-    console.print(f"SFT examples: {sft} ({lines} lines from this run)")
-    command = cli_command()
+    if not optimize_only:
+        if summary is None or job_id is None:
+            raise click.ClickException(f"job {job_id} ended without a summary")
+        print_summary(console, summary, job_id, str(results), span)
+        lines = _count_lines(sft) - earlier
+        console.print(f"trace DB: {trace_db} ({len(read_results(results))} results)")
+        console.print(f"SFT examples: {sft} ({lines} lines from this run)")
     console.print("next (each line works pasted as it is):")
     if made_key:  # the servers are gone; this throwaway key opens only what comes next
         console.print(f"  export ENVIRONMENT_API_KEY={api_key}   # the demo's throwaway key")
     console.print(f"  {command} jobs serve --db {out_dir / 'jobs.db'} &")
-    console.print(f"  {command} jobs stream {job_id} --retry-for 10")
+    if job_id is not None:
+        console.print(f"  {command} jobs stream {job_id} --retry-for 10")
     console.print(f"  {command} traces list --db {trace_db}")
     console.print(f"  {command} traces export-sft sft.jsonl --min-reward 1 --db {trace_db}")
+    print_optimization(console, *optimization)
 
 
 def _count_lines(path: Path) -> int:

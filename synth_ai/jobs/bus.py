@@ -1,9 +1,10 @@
 """The in-process bus of one job: keeps a replay ring of committed events, fans out to subscribers.
 
 Everything here runs on the event loop and never waits. The ring is bounded in events and in
-bytes. Metrics are coalesced per name and split to at most `max_metric_hz` (the latest value of
-each is always delivered, before any terminal status); status, log and artifact events are never
-coalesced. What is delivered live goes into one bounded window shared by every subscriber, each
+bytes. Metrics are paced (`MetricPacer`: coalesced per name and split to at most
+`max_metric_hz`, the latest value of each always delivered, ids always increasing); status, log
+and artifact events are never coalesced. What is delivered live goes into one window shared by
+every subscriber, bounded in events and bytes and kept only while someone subscribes, each
 reading it from its own cursor; a subscriber that falls a whole window behind is marked lagged
 and dropped: its stream says so and the client resumes.
 """
@@ -17,10 +18,11 @@ from collections.abc import Iterable
 from itertools import islice
 
 from .models import JobEvent, JobState
+from .pacing import MetricPacer
 from .sse import event_frame
 from .subscription import Subscription
 
-__all__ = ["ABOVE_ANY_SEQ", "JobBus", "Subscription", "TooManySubscribers"]
+__all__ = ["ABOVE_ANY_SEQ", "JobBus", "RingBudget", "Subscription", "TooManySubscribers"]
 
 ABOVE_ANY_SEQ = 2**63
 MAX_LINGER_S = 0.1
@@ -29,6 +31,19 @@ MAX_LINGER_S = 0.1
 
 class TooManySubscribers(Exception):
     pass
+
+
+class RingBudget:
+    """The bytes of frames held by the rings of every bus of one process, against one cap
+    (the service makes the idlest buses drop their rings when it is passed)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @property
+    def exceeded(self) -> bool:
+        return self.used > self.limit
 
 
 class JobBus:
@@ -47,6 +62,9 @@ class JobBus:
         max_metric_hz: float = 4.0,
         max_subscribers: int = 256,
         subscriber_buffer: int = 1024,
+        window_bytes: int = 8 * 1024 * 1024,
+        max_metric_names: int = 256,
+        budget: RingBudget | None = None,
     ) -> None:
         self.job_id = job_id
         self.tenant: str | None = None
@@ -59,17 +77,23 @@ class JobBus:
         self._ring_bytes = ring_bytes
         self._ring_used = 0
         self._ring_window_s = ring_window_s
-        self._metric_interval_s = 1.0 / max_metric_hz if max_metric_hz > 0 else 0.0
-        self._metric_sent: dict[tuple[str, str], float] = {}
-        self._metric_pending: dict[tuple[str, str], JobEvent] = {}
-        self._metric_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._budget = budget or RingBudget(2**63)
+        self.pacer = MetricPacer(
+            self._broadcast,
+            max_hz=max_metric_hz,
+            max_names=max_metric_names,
+            max_held_bytes=window_bytes,
+        )
         self.max_subscribers = max_subscribers
         self._subscriber_buffer = subscriber_buffer
+        self._window_bytes = window_bytes
         self.subscribers: set[Subscription] = set()
         self.window: deque[JobEvent] = deque()
-        """The last `subscriber_buffer` events delivered live (metrics coalesced), shared by
+        """The last events delivered live (metrics coalesced), at most `subscriber_buffer` and
+        `window_bytes` of frames (but the newest), none while nobody subscribes, shared by
         every subscription; `window_start` is the index of its first, `window_end` one past
         its last (indexes count every event ever delivered live)."""
+        self._window_used = 0
         self.window_start = self.window_end = 0
         self.terminal_index: int | None = None
         """The window index of the terminal status, once delivered."""
@@ -83,38 +107,20 @@ class JobBus:
 
     # --- producing -------------------------------------------------------------------------
 
-    def sync(self, last_seq: int, state: JobState) -> None:
-        """Take what the log says, unless this bus has already heard of newer events.
-
-        The ring must hold a contiguous run of seqs ending at `last_seq`: when the log is ahead,
-        the ring starts afresh (older cursors are then served from the log).
-        """
-        if last_seq > self.last_seq:
-            self.last_seq = last_seq
-            self.state = state
-            self._ring.clear()
-            self._ring_used = 0
-
     def publish(self, event: JobEvent) -> None:
         """Record and deliver one committed event. Loop thread only; never blocks."""
         if event.seq <= self.last_seq:
             return  # already heard of (the log said so when this bus was loaded)
         if event.seq != self.last_seq + 1:
-            self._ring.clear()  # keep the ring contiguous; the log has what lies between
-            self._ring_used = 0
+            self.drop_ring()  # keep the ring contiguous; the log has what lies between
         self.last_seq = event.seq
         self.updated_at = time.time()
         self._ring.append(event)
-        self._ring_used += len(event_frame(event))
+        self._ring_resized(len(event_frame(event)))
         self._trim_ring()
         if (state := event.state) is not None:
             self.state = state
-        if event.sse_name == "metric":
-            self._deliver_metric(event)
-        else:
-            if self.state.terminal:
-                self._flush_metrics()
-            self._broadcast(event)
+        self.pacer.offer(event, final=self.state.terminal)
 
     def _trim_ring(self) -> None:
         """Keep at most `ring_size` events and `ring_bytes` of frames (and the window)."""
@@ -124,50 +130,34 @@ class JobBus:
             or self._ring_used > self._ring_bytes
             or (horizon is not None and self._ring[0].ts < horizon)
         ):
-            self._ring_used -= len(event_frame(self._ring.popleft()))
+            self._ring_resized(-len(event_frame(self._ring.popleft())))
+
+    def _ring_resized(self, delta: int) -> None:
+        self._ring_used += delta
+        self._budget.used += delta
+
+    def drop_ring(self) -> None:
+        """Forget the replay ring (older cursors are then served from the log)."""
+        self._ring.clear()
+        self._ring_resized(-self._ring_used)
 
     @property
     def ring_bytes(self) -> int:
         return self._ring_used
 
-    def _deliver_metric(self, event: JobEvent) -> None:
-        # per name and split: a train and an eval series of one name must not starve each other
-        key = (str(event.data.get("name") or event.type), str(event.data.get("split") or ""))
-        now = time.monotonic()
-        due = self._metric_sent.get(key, float("-inf")) + self._metric_interval_s
-        if now >= due and key not in self._metric_pending:
-            self._metric_sent[key] = now
-            self._broadcast(event)
-            return
-        self._metric_pending[key] = event  # a newer value replaces the held one
-        if key not in self._metric_timers:
-            loop = asyncio.get_running_loop()
-            self._metric_timers[key] = loop.call_later(
-                max(due - now, 0.0), self._send_pending_metric, key
-            )
-
-    def _send_pending_metric(self, key: tuple[str, str]) -> None:
-        self._metric_timers.pop(key, None)
-        event = self._metric_pending.pop(key, None)
-        if event is not None:
-            self._metric_sent[key] = time.monotonic()
-            self._broadcast(event)
-
-    def _flush_metrics(self) -> None:
-        for key in list(self._metric_pending):
-            timer = self._metric_timers.pop(key, None)
-            if timer is not None:
-                timer.cancel()
-            self._send_pending_metric(key)
-
     def _broadcast(self, event: JobEvent) -> None:
         """Deliver one event live: O(1) per event, plus one wake-up per waiting subscription
         (the first delivery of a loop turn wakes them all; later ones find none waiting)."""
         self.window.append(event)
+        self._window_used += len(event_frame(event))
         if event.state is not None and event.state.terminal:
             self.terminal_index = self.window_end
         self.window_end += 1
-        if len(self.window) > self._subscriber_buffer:
+        while self.window and (
+            not self.subscribers
+            or len(self.window) > self._subscriber_buffer
+            or (self._window_used > self._window_bytes and len(self.window) > 1)
+        ):
             self._let_go(self.window.popleft())
         if self.waiters and self._round_timer is None:
             delay = self._round_ended + self._round_busy - time.monotonic()
@@ -206,6 +196,7 @@ class JobBus:
         it if unwanted, else has fallen too far behind (lagged; no longer counted)."""
         index = self.window_start
         self.window_start += 1
+        self._window_used -= len(event_frame(event))
         for subscription in [s for s in self.subscribers if s.cursor <= index]:
             if subscription.wants(event):
                 subscription.lagged = True
@@ -264,6 +255,5 @@ class JobBus:
     def close(self) -> None:
         if self._round_timer is not None:
             self._round_timer.cancel()
-        for timer in self._metric_timers.values():
-            timer.cancel()
-        self._metric_timers.clear()
+        self.pacer.close()
+        self.drop_ring()

@@ -9,8 +9,8 @@ import logging
 import os
 import threading
 import uuid
-from collections import deque
-from collections.abc import Sequence
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from synth_ai.batch_writer import WriterUnavailable
 from synth_ai.storage import DatabaseURL
 
 from .artifacts import ArtifactStore
-from .bus import JobBus
+from .bus import JobBus, RingBudget
 from .leases import Leases
 from .log import JobEventLog
 from .models import EventIn, JobEvent, JobState, sse_name
@@ -31,8 +31,13 @@ LATER_ATTEMPTS = 12  # each waits up to the writer's put timeout (5 s) for room
 MAX_WAITING = 10_000
 """Posts of one job that may wait for room in the log's queue; past it they are lost (counted)."""
 CATCH_UP_PAGE = 500
+CATCH_UP_BACKOFF_S = (0.05, 5.0)
+"""A failed read of the log ahead is tried again after 0.05 s, doubling up to 5 s."""
 
 logger = logging.getLogger("synth_ai.jobs")
+
+DelayPoint = Callable[[str, str], Awaitable[None]]
+"""`(point, job_id)`: awaited at the named points of opening, loading and catching up."""
 
 
 class JobsService:
@@ -62,7 +67,12 @@ class JobsService:
         """Signs stream tokens: `SSE_TOKEN_SECRET`, else the one kept with the database."""
         self.leases = Leases(self.log, self.settings.lease_s)
         self._buses: dict[str, JobBus] = {}
-        self._loading: dict[str, asyncio.Future[JobBus | None]] = {}
+        """The hot jobs' buses; a bus is here only once its job was read (see `bus`)."""
+        self._ring_budget = RingBudget(self.settings.ring_total_bytes)
+        self._loading: dict[str, asyncio.Task[JobBus | None]] = {}
+        """The one load under way per job, shared by everyone asking meanwhile."""
+        self._joining: Counter[str] = Counter()
+        """Per job: callers waiting for its bus, which is therefore not evicted."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._later: set[concurrent.futures.Future[None]] = set()
         self._waiting: dict[str, deque[Sequence[EventIn]]] = {}
@@ -70,8 +80,16 @@ class JobsService:
         self._waiting_lock = threading.Lock()
         self._catching_up: dict[str, bool] = {}
         """Jobs whose bus is reading the log ahead; True when a newer hint came meanwhile."""
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         self._feed: ReplicaFeed | None = None
+        self.delay_point: DelayPoint | None = None
+        """For tests of races: awaited at `open` (a caller asks for a bus), `load` (the job
+        was read, its bus not yet made) and `catch_up` (before each read of the log ahead), so
+        a test can hold one caller there (or fail it) while others go on. None in service."""
+
+    async def _at(self, point: str, job_id: str) -> None:
+        if self.delay_point is not None:
+            await self.delay_point(point, job_id)
 
     @property
     def subscriber_count(self) -> int:
@@ -92,10 +110,11 @@ class JobsService:
         if self.log.database.shared:
             self._feed = ReplicaFeed(self.log, self._loop, self._hint, self._resync)
 
-    def _spawn(self, coroutine: Any) -> None:
+    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     def _committed(self, events: list[JobEvent]) -> None:
         """From the log's writer thread, in commit order: hand events to the loop's buses."""
@@ -108,25 +127,33 @@ class JobsService:
             bus = self._buses.get(event.job_id)
             if bus is None:
                 continue
-            if event.job_id in self._loading or (
-                event.job_id not in self._catching_up and event.seq <= bus.last_seq + 1
-            ):
+            if event.job_id not in self._catching_up and event.seq <= bus.last_seq + 1:
                 bus.publish(event)
-            else:  # another replica's events come first: the log has them
+            else:  # events it has not heard of come first (another replica's): the log has them
                 self._catch_up(event.job_id)
+        self._shed_rings()
+
+    def _shed_rings(self) -> None:
+        """Past the process's ring budget the idlest buses drop their rings, until within it
+        (their streams replay from the log)."""
+        if not self._ring_budget.exceeded:
+            return
+        for bus in sorted(self._buses.values(), key=lambda bus: bus.updated_at):
+            bus.drop_ring()
+            if not self._ring_budget.exceeded:
+                return
 
     def _hint(self, job_id: str, seq: int) -> None:
         """Some replica committed events of `job_id` up to `seq`."""
         bus = self._buses.get(job_id)
-        if bus is not None and job_id not in self._loading and seq > bus.last_seq:
+        if bus is not None and seq > bus.last_seq:
             self._catch_up(job_id)
 
     def _resync(self) -> None:
         """The feed (re)connected: notifications may have been missed, so every hot job reads
         the log past its last seq."""
         for job_id in list(self._buses):
-            if job_id not in self._loading:
-                self._catch_up(job_id)
+            self._catch_up(job_id)
 
     def _catch_up(self, job_id: str) -> None:
         if job_id in self._catching_up:
@@ -136,25 +163,35 @@ class JobsService:
         self._spawn(self._read_ahead(job_id))
 
     async def _read_ahead(self, job_id: str) -> None:
-        """Publish the job's committed events past its bus's last seq, in order, until no
-        newer hint arrived while reading."""
+        """Publish the job's committed events past its bus's last seq, in order, until a read
+        brings all there is and no newer hint came meanwhile.
+
+        It serves whichever bus the job has when a read returns (one loaded again meanwhile
+        is read for afresh), and a failed read is tried again, backing off, for as long as
+        the job is hot: a stream waits for the events that end it, so none may be given up.
+        """
+        delay = CATCH_UP_BACKOFF_S[0]
         try:
-            while True:
+            while (bus := self._buses.get(job_id)) is not None:
                 self._catching_up[job_id] = False
-                while (bus := self._buses.get(job_id)) is not None:
+                try:
+                    await self._at("catch_up", job_id)
                     page = await asyncio.to_thread(
                         self.log.events, job_id, after=bus.last_seq, limit=CATCH_UP_PAGE
                     )
-                    if self._buses.get(job_id) is not bus:
-                        return  # evicted meanwhile
-                    for event in page:
-                        bus.publish(event)
-                    if len(page) < CATCH_UP_PAGE:
-                        break
-                if bus is None or not self._catching_up[job_id]:
+                except Exception as exc:
+                    logger.warning("job %s: reading new events failed (%s)", job_id, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, CATCH_UP_BACKOFF_S[1])
+                    continue
+                delay = CATCH_UP_BACKOFF_S[0]
+                if self._buses.get(job_id) is not bus:
+                    continue  # evicted, maybe loaded again: read for the bus it has now
+                for event in page:
+                    bus.publish(event)
+                self._shed_rings()
+                if len(page) < CATCH_UP_PAGE and not self._catching_up[job_id]:
                     return
-        except Exception as exc:  # the next hint or resync tries again
-            logger.warning("job %s: reading new events failed: %s", job_id, exc)
         finally:
             self._catching_up.pop(job_id, None)
 
@@ -189,39 +226,41 @@ class JobsService:
     async def bus(self, job_id: str) -> JobBus | None:
         """The job's bus, loaded from the log when not in memory; None for an unknown job.
 
-        The bus is registered before the log is read, so an event committed meanwhile is
-        either in what the log answers or published to the bus: none falls between.
+        Everyone asking while a job loads shares its one load, and no bus is evicted while
+        someone waits for it: the caller gets it registered, in the turn it resumes in, so a
+        stream that subscribes at once is counted and hears every event. A failed load is
+        not kept: the next caller tries again.
         """
         self._bind_loop()
-        if job_id in self._buses:
-            return self._buses[job_id]
-        if job_id in self._loading:
-            return await asyncio.shield(self._loading[job_id])
-        loading: asyncio.Future[JobBus | None] = asyncio.get_running_loop().create_future()
-        self._loading[job_id] = loading
-        bus = self._buses[job_id] = self._new_bus(job_id, 0, JobState.QUEUED)
+        await self._at("open", job_id)
+        if (bus := self._buses.get(job_id)) is not None:
+            return bus
+        loading = self._loading.get(job_id)
+        if loading is None:
+            loading = self._loading[job_id] = self._spawn(self._load(job_id))
+        self._joining[job_id] += 1
         try:
-            job = await asyncio.shield(asyncio.to_thread(self.log.get_job, job_id))
-        except BaseException as exc:
-            self._buses.pop(job_id, None)
-            if isinstance(exc, Exception):
-                loading.set_exception(exc)
-                loading.exception()  # marked retrieved: the caller raises it below
-            else:
-                loading.cancel()
-            raise
+            return await asyncio.shield(loading)
+        finally:
+            self._joining[job_id] -= 1
+            if not self._joining[job_id]:
+                del self._joining[job_id]
+
+    async def _load(self, job_id: str) -> JobBus | None:
+        """Read the job, then register its bus, then read the log past what was read: what
+        was committed in between reached no bus, and what comes after reaches this one (or,
+        while it catches up, is read in order after it)."""
+        try:
+            job = await asyncio.to_thread(self.log.get_job, job_id)
+            await self._at("load", job_id)
         finally:
             del self._loading[job_id]
         if job is None:
-            self._buses.pop(job_id, None)
-            loading.set_result(None)
             return None
-        bus.sync(job["last_seq"], JobState(job["state"]))
+        bus = self._buses[job_id] = self._new_bus(job_id, job["last_seq"], JobState(job["state"]))
         bus.tenant = job["tenant"]
         self._evict()
-        loading.set_result(bus)
-        if self.log.database.shared:
-            self._catch_up(job_id)  # a hint that came while loading was not acted on
+        self._catch_up(job_id)
         return bus
 
     def _new_bus(self, job_id: str, last_seq: int, state: JobState) -> JobBus:
@@ -236,10 +275,14 @@ class JobsService:
             max_metric_hz=s.max_metric_hz,
             max_subscribers=s.max_clients_per_job,
             subscriber_buffer=s.subscriber_buffer,
+            window_bytes=s.window_bytes,
+            max_metric_names=s.max_metric_names,
+            budget=self._ring_budget,
         )
 
     def _evict(self) -> None:
-        """Forget the idlest buses past `max_buses` (their events stay in the log)."""
+        """Forget the idlest buses past `max_buses` (their events stay in the log), never one
+        with a subscriber or someone waiting to subscribe."""
         excess = len(self._buses) - self.settings.max_buses
         if excess <= 0:
             return
@@ -247,7 +290,7 @@ class JobsService:
             (
                 bus
                 for job_id, bus in self._buses.items()
-                if not bus.subscribers and job_id not in self._loading
+                if not bus.subscribers and job_id not in self._joining
             ),
             key=lambda bus: bus.updated_at,
         )
@@ -335,7 +378,7 @@ class JobsService:
         self, job_id: str, after: int, limit: int, names: list[str] | None
     ) -> list[JobEvent]:
         """A page of events after a cursor: from the ring when it reaches back, else the log."""
-        bus = self._buses.get(job_id) if job_id not in self._loading else None
+        bus = self._buses.get(job_id)
         tail = bus.ring_after(after) if bus is not None else None
         if tail is not None:
             return [e for e in tail if not names or e.sse_name in names or e.type in names][:limit]

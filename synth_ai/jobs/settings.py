@@ -22,6 +22,10 @@ class StreamSettings(EnvironmentSettings):
         default=4 * 1024 * 1024, validation_alias="SSE_RING_BUFFER_BYTES", ge=1, le=_MAX
     )
     """Per job: the replay ring holds at most this many bytes of frames."""
+    ring_total_bytes: int = Field(
+        default=256 * 1024 * 1024, validation_alias="SSE_RING_BUFFER_TOTAL_BYTES", ge=1, le=_MAX
+    )
+    """Per process: the rings of all hot jobs together; past it the idlest drop theirs."""
     ring_window_s: float | None = Field(
         default=None, validation_alias="SSE_RING_BUFFER_WINDOW_SECS", ge=0.001, le=86_400
     )
@@ -59,6 +63,15 @@ class StreamSettings(EnvironmentSettings):
     subscriber_buffer: int = Field(
         default=1024, validation_alias="SSE_SUBSCRIBER_BUFFER", ge=1, le=1_000_000
     )
+    window_bytes: int = Field(
+        default=8 * 1024 * 1024, validation_alias="SSE_SUBSCRIBER_BUFFER_BYTES", ge=1, le=_MAX
+    )
+    """Per job: the live window its streams read from holds at most this many bytes of frames
+    (a stream further behind is told to resume), and metrics held back by the rate as many."""
+    max_metric_names: int = Field(
+        default=256, validation_alias="SSE_MAX_METRIC_NAMES", ge=1, le=1_000_000
+    )
+    """Per job: metric names whose rate is tracked, least recently sent out."""
     end_grace_s: float = Field(default=1.0, validation_alias="SSE_END_GRACE_SECS", ge=0, le=3600)
     send_timeout_s: float = Field(
         default=30.0, validation_alias="SSE_SEND_TIMEOUT_SECS", ge=0.01, le=3600

@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from synth_ai.jobs import Emitter
@@ -18,6 +18,13 @@ from .rollouts import Candidate, candidate_id
 
 Sections = list[dict[str, str]]
 ToSections = Callable[[Candidate], Sections]
+
+
+def changed(parent: Candidate | None, child: Candidate) -> list[str]:
+    """The components whose text the child changed (none for the seed prompt)."""
+    if parent is None:
+        return []
+    return sorted(name for name, text in child.items() if parent.get(name) != text)
 
 
 class Recorder:
@@ -29,9 +36,15 @@ class Recorder:
         emitter: Emitter | None,
         to_sections: ToSections,
         candidates: list[dict[str, Any]] | None = None,
+        spent: Callable[[], int] | None = None,
+        validation_seeds: Sequence[int] = (),
     ) -> None:
         self.emitter = emitter
         self.to_sections = to_sections
+        self.spent = spent or (lambda: 0)
+        """The `/rollout` calls spent so far: where each candidate sits on the page's x axis."""
+        self.validation_seeds = list(validation_seeds)
+        """gepa names validation instances by their index in the pool; events name the seed."""
         self.candidates: list[dict[str, Any]] = list(candidates or [])
         self._lock = threading.Lock()
         self._parent: Candidate | None = None
@@ -75,17 +88,17 @@ class Recorder:
         if self._child is None or self._parent is None:
             return
         before, after = float(event["old_score"]), float(event["new_score"])
-        same = self._child == self._parent
+        reason = "reflection proposed no change" if self._child == self._parent else None
         self._add(
             self._entry(
                 self._child,
                 accepted=False,
                 minibatch=(before, after),
                 parent=self._parent,
-                reason="reflection proposed no change" if same else None,
+                reason=reason,
             )
         )
-        self._proposal(self._child, accepted=False, before=before, after=after)
+        self._proposal(self._child, accepted=False, before=before, after=after, reason=reason)
         self._child = None
 
     def on_valset_evaluated(self, event: Any) -> None:
@@ -116,8 +129,10 @@ class Recorder:
             candidate_id=ident,
             accuracy=average,
             instance_scores=list(scores.values()),
-            seeds=[int(seed) for seed in scores],
+            seeds=[self.seed_of(int(index)) for index in scores],
             is_baseline=baseline,
+            parent_id=None if baseline else candidate_id(self._parent) if self._parent else None,
+            rollouts_spent=self.spent(),
         )
         if previous is None or average > previous["validation_score"]:
             self.emit(
@@ -127,19 +142,51 @@ class Recorder:
                 best_score=average,
                 previous_best=None if previous is None else previous["validation_score"],
                 is_baseline=baseline,
+                rollouts_spent=self.spent(),
             )
+
+    def restored(self) -> list[dict[str, Any]]:
+        """The candidates a resumed run starts from, as the page needs them (their own events
+        went to the stopped job); only the best one's prompt (the page's diff), to keep it
+        small."""
+        best = self.best
+        return [
+            {
+                "candidate_id": c["id"],
+                "parent_id": c["parent"],
+                "accepted": c["accepted"],
+                "is_baseline": bool(c.get("baseline")),
+                "validation_score": c.get("validation_score"),
+                "seeds": [self.seed_of(int(index)) for index in c.get("validation", {})],
+                "instance_scores": list(c.get("validation", {}).values()),
+                "minibatch_score_before": (c.get("minibatch") or {}).get("before"),
+                "minibatch_score": (c.get("minibatch") or {}).get("after"),
+                "components_changed": c.get("components_changed", []),
+                "rollouts_spent": c.get("rollouts_spent"),
+                "reason": c.get("reason"),
+                "sections": c["sections"] if c is best else None,
+            }
+            for c in self.candidates
+        ]
+
+    def seed_of(self, index: int) -> int:
+        pool = self.validation_seeds
+        return pool[index] if 0 <= index < len(pool) else index
 
     def on_iteration_end(self, event: Any) -> None:
         if self._child is not None:  # stopped between its minibatch and its validation
+            before, after = self._minibatch["before"], self._minibatch["after"]
+            reason = "the run stopped before it was validated"
             self._add(
                 self._entry(
                     self._child,
                     accepted=False,
-                    minibatch=(self._minibatch["before"], self._minibatch["after"]),
+                    minibatch=(before, after),
                     parent=self._parent,
-                    reason="the run stopped before it was validated",
+                    reason=reason,
                 )
             )
+            self._proposal(self._child, accepted=False, before=before, after=after, reason=reason)
             self._child = None
         self.iteration_metrics(int(event["iteration"]))
 
@@ -213,6 +260,8 @@ class Recorder:
             "candidate": candidate,
             "sections": self.to_sections(candidate),
             "created_at": time.time(),
+            "components_changed": changed(parent, candidate),
+            "rollouts_spent": self.spent(),
         }
         if minibatch is not None:
             entry["minibatch"] = {"before": minibatch[0], "after": minibatch[1]}
@@ -221,7 +270,13 @@ class Recorder:
         return entry
 
     def _proposal(
-        self, candidate: Candidate, *, accepted: bool, before: float | None, after: float | None
+        self,
+        candidate: Candidate,
+        *,
+        accepted: bool,
+        before: float | None,
+        after: float | None,
+        reason: str | None = None,
     ) -> None:
         self.emit(
             "prompt.learning.proposal.scored",
@@ -234,4 +289,7 @@ class Recorder:
             minibatch_score=after,
             accepted=accepted,
             sections=self.to_sections(candidate),
+            components_changed=changed(self._parent, candidate),
+            rollouts_spent=self.spent(),
+            reason=reason,
         )

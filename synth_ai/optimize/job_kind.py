@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,7 @@ async def run_job(
     cancel: asyncio.Event,
     emitter: JobEmitter | None = None,
     artifact_url: Callable[[str], str] | None = None,
+    stored: Callable[[list[str]], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the optimization of job `job_id`; answers its summary. Artifacts are
     named by their URL on the jobs server unless `artifact_url` says otherwise."""
@@ -94,6 +95,7 @@ async def run_job(
             artifact_url=artifact_url or (lambda name: service.artifacts.url(job_id, name)),
             resumed=resumed,
             app_reference=job.app_reference,
+            stored=stored,
         )
         return await run.run()
 
@@ -128,10 +130,18 @@ class PromptLearningJobKind:
             finally:
                 bus.unsubscribe(statuses)
 
+        async def index(names: list[str]) -> None:
+            """The run's files in the server's artifact index, so the job lists them."""
+            for name in names:
+                try:
+                    await service.artifacts.record(job_id, name, job.get("tenant"))
+                except Exception:
+                    logger.exception("prompt_learning job %s: cannot index %s", job_id, name)
+
         async def run() -> None:
             watcher = asyncio.create_task(watch_for_cancel())
             try:
-                await run_job(service, job_id, runtime, cancel)
+                await run_job(service, job_id, runtime, cancel, stored=index)
             except PreflightFailed as exc:
                 logger.warning("prompt_learning job %s: %s", job_id, exc)
             except Exception:

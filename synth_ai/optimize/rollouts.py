@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import math
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,11 @@ def candidate_id(candidate: Mapping[str, str]) -> str:
     """A short stable id from the candidate's text: equal texts, equal ids."""
     text = json.dumps(dict(candidate), sort_keys=True, ensure_ascii=False)
     return "c" + hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def ident_part(text: str) -> str:
+    """`text` with only the characters a job id has (letters, digits, `_`)."""
+    return re.sub(r"[^A-Za-z0-9_]", "", text)[:64]
 
 
 @dataclass
@@ -67,6 +73,7 @@ class Rollouts:
         to_sections: Callable[[Candidate], list[dict[str, str]]],
         max_concurrent: int,
         tag: str = "pl",
+        job_id: str | None = None,
     ) -> None:
         self.config = config
         self.client = client
@@ -75,6 +82,9 @@ class Rollouts:
         self.to_sections = to_sections
         self.limit = asyncio.Semaphore(max_concurrent)
         self.tag = tag
+        self.scope = f"{ident_part(job_id)}-" if job_id else ""
+        """The job's id in every cid (and so in every trace's session id), for the viewer's job
+        filter: `pl-<candidate>-<job>-<random>`."""
 
     def request(
         self, seed: int, cid: str, candidate: Candidate, inference_url: str
@@ -104,7 +114,7 @@ class Rollouts:
 
     async def one(self, candidate: Candidate, seed: int) -> RolloutRecord:
         ident = candidate_id(candidate)
-        cid = f"{self.tag}-{ident}-{secrets.token_urlsafe(12)}"
+        cid = f"{self.tag}-{ident}-{self.scope}{secrets.token_urlsafe(12)}"
         record = RolloutRecord(seed=seed, candidate_id=ident, cid=cid)
         async with self.limit:
             rewrite = self.config.delivery == "interceptor"

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -67,6 +67,7 @@ class OptimizeRun:
         artifact_url: Callable[[str], str] | None = None,
         resumed: dict[str, Any] | None = None,
         app_reference: str | None = None,
+        stored: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self.gepa_config = config.gepa
@@ -78,6 +79,9 @@ class OptimizeRun:
         self.cancel = cancel or asyncio.Event()
         self.api_key = api_key
         self.app_reference = app_reference
+        self.stored = stored
+        """Told the artifacts' names once they are written, before they are announced (a jobs
+        server indexes them there, so its list, and the dashboard, show them)."""
         self.artifact_url = artifact_url or (lambda name: str((folder / name).resolve()))
         token = self.gepa_config.token
         self.meter = TokenMeter(
@@ -91,7 +95,13 @@ class OptimizeRun:
         resumed = resumed or {}
         self.budget = Budget(self.gepa_config.rollout.budget, int(resumed.get("rollouts", 0)))
         self.meter.carry(resumed.get("tokens") or {})
-        self.recorder = Recorder(emitter, to_sections, resumed.get("candidates"))
+        self.recorder = Recorder(
+            emitter,
+            to_sections,
+            resumed.get("candidates"),
+            spent=lambda: self.budget.spent,
+            validation_seeds=self.gepa_config.evaluation.validation_seeds,
+        )
         self.seed_validation: list[dict[str, Any]] = list(resumed.get("seed_validation") or [])
         self.test_rollouts = 0
         self.reflection: ReflectionModel | None = None
@@ -128,6 +138,7 @@ class OptimizeRun:
             spend_usd=tokens["spend_usd"],
             max_spend_usd=tokens["max_spend_usd"],
             best_score=(self.recorder.best or {}).get("validation_score"),
+            tokens=tokens,
         )
 
     def state(self, finished: bool = False) -> dict[str, Any]:
@@ -227,6 +238,7 @@ class OptimizeRun:
                     self.meter,
                     to_sections=self.to_sections,
                     max_concurrent=self.gepa_config.rollout.max_concurrent,
+                    job_id=getattr(self.emitter, "job_id", None),
                 )
                 await self._preflight(client, rollouts)
                 await self._status(JobState.RUNNING, "preflight passed")
@@ -242,6 +254,7 @@ class OptimizeRun:
                     mutation_model=self.gepa_config.mutation.llm_model,
                     seed_prompt={"sections": self.to_sections(self.seed_candidate)},
                     resumed=bool(self.seed_validation),
+                    restored_candidates=self.recorder.restored(),
                 )
                 adapter = RolloutAdapter(
                     rollouts,
@@ -342,9 +355,10 @@ class OptimizeRun:
         await asyncio.to_thread(
             write_json, self.folder / STATE_NAME, self.state(finished=not summary["canceled"])
         )
-        artifacts = {
-            name: self.artifact_url(name) for name in (BEST_NAME, CANDIDATES_NAME, STATE_NAME)
-        }
+        names = [BEST_NAME, CANDIDATES_NAME, STATE_NAME]
+        if self.stored is not None:
+            await self.stored(names)
+        artifacts = {name: self.artifact_url(name) for name in names}
         summary["artifacts"] = artifacts
         self.recorder.final_events(summary)
         if summary["canceled"]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -70,10 +70,15 @@ class TraceReader:
         min_reward: float | None = None,
         model: str | None = None,
         since: datetime | None = None,
+        session_like: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
-        """Session summaries, newest first, filtered by outcome reward, model and start time."""
+        """Session summaries, newest first, filtered by outcome reward, model, start time and
+        session id patterns (SQL `LIKE`, `\\` escaping; every one must match)."""
         where: list[str] = ["1 = 1"]
         params: list[Any] = []
+        for pattern in session_like:
+            where.append("s.session_id LIKE ? ESCAPE '\\'")
+            params.append(pattern)
         if min_reward is not None:
             where.append("o.total_reward >= ?")
             params.append(min_reward)

@@ -1,4 +1,5 @@
-"""One line per session for the trace viewer's list: reward, models, tokens, duration, time.
+"""One line per session for the trace viewer's list: reward, models, tokens, duration, time;
+and the filter that picks one optimization's rollouts (by job, by candidate).
 
 `TraceReader.list_sessions` answers the page (filtered by reward and model, newest first); the
 columns it lacks come from three grouped reads over that page's sessions, so a page costs four
@@ -24,6 +25,22 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
     return None
 
 
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def optimizer_patterns(job: str | None, candidate: str | None) -> list[str]:
+    """Session-id patterns for an optimization's rollouts: their session id is the rollout's
+    cid, `pl-<candidate>-<job>-<random>` (synth_ai.optimize.rollouts), and the candidate is
+    also the trace metadata's `run_id`."""
+    patterns = []
+    if candidate:
+        patterns.append(f"pl-{_like(candidate)}-%")
+    if job:
+        patterns.append(f"pl-%-{_like(job)}-%")
+    return patterns
+
+
 def session_rows(
     reader: TraceReader,
     *,
@@ -31,9 +48,16 @@ def session_rows(
     offset: int = 0,
     min_reward: float | None = None,
     model: str | None = None,
+    session_like: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """A page of session summaries (blocking: run it off the event loop)."""
-    rows = reader.list_sessions(limit=limit, offset=offset, min_reward=min_reward, model=model)
+    rows = reader.list_sessions(
+        limit=limit,
+        offset=offset,
+        min_reward=min_reward,
+        model=model,
+        session_like=session_like or (),
+    )
     ids = [row["session_id"] for row in rows]
     if not ids:
         return []

@@ -1,7 +1,8 @@
 """`create_traces_app(db)`: the trace viewer, pages and a read-only API over a trace store.
 
-The list of sessions (filtered by reward and model), one session as a transcript, and the SFT
-JSONL of the current filter (what `synth-ai traces export-sft` writes). Signing in works as on
+The list of sessions (filtered by reward, model, and an optimization's job and candidate), one
+session as a transcript, and the SFT JSONL of the reward and model filter (what `synth-ai traces
+export-sft` writes). Signing in works as on
 the jobs dashboard (a printed single-use link, or a key typed into the page, traded for a
 session cookie); the viewer runs as one process, so its signing secret, spent links and
 sessions live in memory (at most `MAX_MEMORY_SESSIONS` sessions, the oldest ended first) and a
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import AsyncIterator
@@ -42,10 +44,11 @@ from .pages import page_routes
 from .sessions import MemorySessions
 from .signin import MemorySpend, SignIn
 from .signin_routes import SignInRoutes
-from .trace_summaries import model_names, session_rows
+from .trace_summaries import model_names, optimizer_patterns, session_rows
 from .transcript import transcript
 
 MAX_FILTER_CHARS = 256
+OPTIMIZER_ID = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
 def operator_only(headers: Headers) -> Principal | None:
@@ -77,6 +80,21 @@ def _filters(request: Request) -> tuple[float | None, str | None]:
     return min_reward, model or None
 
 
+def _optimizer_filter(request: Request) -> list[str]:
+    """`job` and `candidate` from the query (ids: letters, digits, `_`), refused with a 422."""
+    values = {}
+    for name in ("job", "candidate"):
+        value = request.query_params.get(name) or None
+        if value is not None and not OPTIMIZER_ID.fullmatch(value):
+            raise invalid_request(
+                f"{name} is an id: 1 to 64 letters, digits or underscores.",
+                loc=["query", name],
+                msg="not an id",
+            )
+        values[name] = value
+    return optimizer_patterns(values["job"], values["candidate"])
+
+
 class TracesAPI:
     def __init__(self, reader: TraceReader) -> None:
         self.reader = reader
@@ -105,6 +123,7 @@ class TracesAPI:
             offset=int_param(request, "offset", 0, maximum=10_000_000),
             min_reward=min_reward,
             model=model,
+            session_like=_optimizer_filter(request),
         )
         return JSONResponse({"sessions": rows})
 

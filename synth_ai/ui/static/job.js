@@ -1,4 +1,5 @@
-// One job, live: status, a chart per metric, the log tail, artifacts, and a cancel button.
+// One job, live: status, a chart per metric, the log tail, artifacts, and a cancel button; a
+// prompt-learning job's own panels come from optimize.js.
 //
 // It follows the job's stream the way a browser must: a job-scoped stream token in the query
 // (EventSource cannot send headers), `EventSource`'s own reconnect with Last-Event-ID after a
@@ -18,6 +19,7 @@ const $ = (id) => document.getElementById(id);
 // set (of the most recent seqs, bounded), and a resume starts from the browser's last event
 // id, as its own reconnect does: what comes twice is dropped here, what was held comes once.
 const SEEN_KEPT = 50000;
+const CATCH_UP_TRIES = 20;
 const seen = new Set();
 let maxSeq = 0;
 let lastId = 0;
@@ -29,6 +31,23 @@ let state = null;
 const progress = { step: null, total: null, epoch: null };
 
 const charts = new MetricCharts($("charts"), () => ($("no-metrics").hidden = true));
+
+// A prompt-learning job's own panels live in optimize.js, loaded only for such a job (or a
+// job whose producer sends `prompt.learning.*` events); events that come while it loads wait.
+let job = null;
+let kindView = null;
+let waiting = null;
+
+function optimizeView(data) {
+  if (kindView) return data && kindView.add(data);
+  if (waiting) return data && waiting.push(data);
+  waiting = data ? [data] : [];
+  import("./optimize.js").then(({ OptimizeView }) => {
+    kindView = new OptimizeView($("problem"), $("metrics-title").parentElement, job);
+    for (const early of waiting) kindView.add(early);
+    waiting = null;
+  });
+}
 
 function problem(text) {
   $("problem").textContent = text;
@@ -56,7 +75,8 @@ function showProgress() {
   }
 }
 
-function showSnapshot(job) {
+function showSnapshot(snapshot) {
+  job = snapshot;
   $("title").textContent = `Job ${job.job_id}`;
   document.title = `${job.job_id} · synth-ai`;
   $("kind").textContent = job.kind;
@@ -120,6 +140,7 @@ function onEvent(event) {
     $("events").textContent = fmt(maxSeq);
   }
   if (typeof data.total === "number") progress.total = data.total;
+  if (typeof data.type === "string" && data.type.startsWith("prompt.learning.")) optimizeView(data);
   switch (event.type) {
     case "metric":
       charts.add(data);
@@ -145,6 +166,28 @@ function finish(text) {
   finished = true;
   source?.close();
   setStream(text);
+  if (kindView && !kindView.complete && state === "canceled") catchUp(CATCH_UP_TRIES);
+}
+
+/** A canceled optimization ends its job first and stops at its next batch, so its last events
+ * (best prompt, final results) come after the stream's end: read them from the log, a few
+ * times, until they are there. */
+async function catchUp(tries) {
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  try {
+    const { events } = await api(`${base}/events?since_seq=${maxSeq}&limit=200`);
+    for (const event of events) {
+      if (!firstTime(event.seq)) continue;
+      const data = { ...event.data, type: event.type, seq: event.seq, ts: event.ts };
+      if (event.type.startsWith("prompt.learning.")) optimizeView(data);
+      if (event.type.startsWith("artifact.")) loadArtifacts();
+      if (event.message) logLine(event.level, event.message, event.ts);
+    }
+    $("events").textContent = fmt(maxSeq);
+  } catch (error) {
+    if (onSignedOut(error)) return;
+  }
+  if (!kindView.complete && tries > 1) catchUp(tries - 1);
 }
 
 /** A new stream token; the artifact links carry it too, so they are made again. */
@@ -181,8 +224,7 @@ async function recover() {
   if (finished) return;
   setStream("reconnecting…");
   try {
-    const job = await api(base);
-    showSnapshot(job);
+    showSnapshot(await api(base));
     if (TERMINAL.has(job.state) && maxSeq >= job.last_seq) return finish("ended (the job is over)");
     await new Promise((resolve) => setTimeout(resolve, retryMs));
     retryMs = Math.min(retryMs * 2, 15000);
@@ -225,6 +267,7 @@ function armCancel() {
 await signIn();
 try {
   showSnapshot(await api(base));
+  if (job.kind === "prompt_learning") optimizeView(null);
   armCancel();
   await freshToken();
   open();

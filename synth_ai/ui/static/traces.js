@@ -1,11 +1,14 @@
-// The trace viewer's list: sessions newest first, filtered by reward and model (the filter is
-// the page's query, so a filtered view can be bookmarked), and the SFT export of that filter.
+// The trace viewer's list: sessions newest first, filtered by reward, model, and an
+// optimization's job and candidate (the filter is the page's query, so a filtered view can be
+// bookmarked, and a candidate's row on the job page links here), and the SFT export of the
+// reward and model filter.
 import { api, duration, el, fmt, isoUtc, onSignedOut, signIn } from "./common.js";
 
 const PAGE = 50;
 const params = new URLSearchParams(location.search);
 const filter = new URLSearchParams();
-for (const name of ["min_reward", "model"]) if (params.get(name)) filter.set(name, params.get(name));
+for (const name of ["min_reward", "model", "job", "candidate"]) if (params.get(name)) filter.set(name, params.get(name));
+const exported = new URLSearchParams([...filter].filter(([name]) => name === "min_reward" || name === "model"));
 const $ = (id) => document.getElementById(id);
 let offset = 0;
 
@@ -48,7 +51,10 @@ async function models() {
 
 await signIn();
 $("min-reward").value = filter.get("min_reward") || "";
-$("export").href = `/api/traces/export.jsonl${filter.size ? `?${filter}` : ""}`;
+$("job").value = filter.get("job") || "";
+$("candidate").value = filter.get("candidate") || "";
+$("export").href = `/api/traces/export.jsonl${exported.size ? `?${exported}` : ""}`;
+if (filter.has("job") || filter.has("candidate")) $("export").textContent = "Export SFT JSONL for the reward and model filter";
 $("more").addEventListener("click", load);
 await models().catch((error) => onSignedOut(error));
 load();
