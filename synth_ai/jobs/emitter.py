@@ -103,6 +103,10 @@ class JobEmitter(Emitter):
         self.service = service
         self.job_id = job_id
         self._uploads: set[asyncio.Task[None]] = set()
+        try:  # the service's loop, when made on it: uploads from other threads run there
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
 
     def emit(
         self,
@@ -155,9 +159,12 @@ class JobEmitter(Emitter):
         """From a producer's thread: upload on the service's loop and wait, so the artifact
         is stored in its place among the events; on that loop itself (which must not wait):
         as a task, saying in the job's log if it failed."""
-        loop = self.service.loop
+        loop = self._loop
         if loop is None:
-            raise ArtifactUploadError(f"{path.name}: the jobs service is not running yet")
+            raise ArtifactUploadError(
+                f"{path.name}: a JobEmitter made off the service's loop cannot upload; make it "
+                "on that loop (or await upload_artifact there)"
+            )
         upload = self.upload_artifact(path, kind=kind, step=step)
         try:
             running = asyncio.get_running_loop()

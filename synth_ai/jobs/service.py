@@ -95,11 +95,6 @@ class JobsService:
     def subscriber_count(self) -> int:
         return sum(len(bus.subscribers) for bus in self._buses.values())
 
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop | None:
-        """The loop the service runs on, once it was first used from one."""
-        return self._loop
-
     def _bind_loop(self) -> None:
         """On first use from a loop: start the leases' round and, on a shared store, the
         replica feed."""

@@ -79,3 +79,24 @@ def refusal(response: httpx.Response) -> str:
         return f"{response.status_code} {error['code']}: {error['message']}"
     except (ValueError, KeyError, TypeError):
         return str(response.status_code)
+
+
+async def upload_file(
+    http: httpx.AsyncClient,
+    job_id: str,
+    path: Path,
+    *,
+    kind: str = "file",
+    step: int | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """`put_file` from an async client, the file read off the event loop."""
+    response = await http.put(
+        f"/api/jobs/{quote(job_id, safe='')}/artifacts/{quote(name or path.name, safe='')}",
+        params=upload_params(kind, step),
+        content=file_chunks(readable(path)),
+    )
+    if response.status_code != 201:
+        raise ArtifactUploadError(f"uploading {path.name} answered {refusal(response)}")
+    stored: dict[str, Any] = response.json()
+    return stored

@@ -290,29 +290,12 @@ class TaskAppClient:
                 await asyncio.to_thread(out.close)
         return written
 
-    async def upload_artifact(
-        self,
-        job_id: str,
-        path: str | Path,
-        *,
-        kind: str = "file",
-        step: int | None = None,
-        name: str | None = None,
-    ) -> dict[str, Any]:
-        """Upload a local file as one of the job's artifacts (the server announces it as
-        `artifact.<kind>`); answers what the server stored."""
-        from synth_ai.jobs.upload import file_chunks, readable, upload_params
+    async def upload_artifact(self, job_id: str, path: str | Path, **how: Any) -> dict[str, Any]:
+        """Upload a local file as one of the job's artifacts (`kind`, `step`, `name` as for
+        `RemoteEmitter.upload_artifact`); answers what the server stored."""
+        from synth_ai.jobs.upload import upload_file
 
-        path = readable(Path(path))
-        response = await self._http.put(
-            f"/api/jobs/{job_id}/artifacts/{name or path.name}",
-            params=upload_params(kind, step),
-            content=file_chunks(path),
-        )
-        if response.status_code != 201:
-            raise error_from_response(response)
-        stored: dict[str, Any] = response.json()
-        return stored
+        return await upload_file(self._http, job_id, Path(path), **how)
 
     def stream_job(
         self,
