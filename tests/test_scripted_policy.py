@@ -141,7 +141,10 @@ def test_check_counts_unanswered_calls_and_fails_a_rollout_with_no_answer(
     )
     assert failed.exit_code == 1, failed.output
     assert "could not answer any" in failed.output
-    assert "the stand-in policy could not answer 2 of its 2 call(s)" in failed.output
+    assert (
+        "the stand-in policy could not answer 2 of its 2 call(s) "
+        "(script the answers: --policy-script FILE)"
+    ) in failed.output
     assert "failed: rollout_eval, rollout_rl_cid_rules" in failed.output
     passed = CliRunner().invoke(
         main, ["check", app_file(inventory), "--policy-script", str(inventory / "policy_script.py")]

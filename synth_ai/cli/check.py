@@ -20,6 +20,7 @@ from synth_ai.task import serve_in_background
 from synth_ai.task.conformance import ConformanceReport, check_conformance
 
 from .app_target import POLICY_SCRIPT_HELP, serve_policy_script, serve_target
+from .eval_report import UNANSWERED_HINT
 
 FAILED = 1
 """A required check failed. 3 (`UNREACHABLE`, as for `eval`): nothing answers, the answers are
@@ -102,8 +103,9 @@ def print_report(report: ConformanceReport) -> None:
     if report.skipped:
         verdict += f" (skipped: {', '.join(report.skipped)})"
     if report.unanswered is not None:
+        hint = f" ({UNANSWERED_HINT})" if report.unanswered else ""
         click.echo(
             f"the stand-in policy could not answer {report.unanswered} of its "
-            f"{report.policy_calls} call(s)"
+            f"{report.policy_calls} call(s){hint}"
         )
     click.echo(verdict)

@@ -12,6 +12,8 @@ from rich.table import Table
 from synth_ai.eval import EvalSummary
 from synth_ai.task.access_log import iso_utc
 
+UNANSWERED_HINT = "script the answers: --policy-script FILE"
+
 Span = tuple[float, float]
 """When a run started and finished, in Unix seconds."""
 
@@ -79,7 +81,8 @@ def print_summary(
     if summary.unanswered is not None:
         table.add_row(
             "stand-in policy",
-            f"could not answer {summary.unanswered} of {summary.policy_calls} call(s)",
+            f"could not answer {summary.unanswered} of {summary.policy_calls} call(s)"
+            + (f" ({UNANSWERED_HINT})" if summary.unanswered else ""),
         )
     if summary.errors_by_kind:
         table.add_row(
