@@ -36,7 +36,7 @@ class LoopSummary:
 
 
 def write_checkpoint(directory: Path, name: str, state: dict[str, Any]) -> str:
-    """Write a checkpoint as JSON and answer its `file://` URL (what an artifact event carries)."""
+    """Write a checkpoint as JSON and answer its `file://` URL (`emit_artifact` uploads it)."""
     path = directory / f"{name}.json"
     path.write_text(json.dumps(state))
     return path.resolve().as_uri()

@@ -132,6 +132,8 @@ def test_demo_runs_end_to_end_and_its_next_steps_work_pasted(tmp_path: Path) -> 
     out = result.stdout
     assert "mean reward" in out and "offline stand-in for an LLM" in out
     assert re.search(r"Watch it .*\n +http://127\.0\.0\.1:\d+/ui/#login=\S+", out)
+    assert "Watch it live (it stops with the run)" in out
+    assert "the dashboard stopped with the run (its link is dead now)" in out
     job_id = re.search(r"job (job_[0-9a-f]+)", out).group(1)
     assert f"trace DB: {tmp_path / 'synth_ai.db'}" in out
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 12
@@ -261,3 +263,14 @@ def test_the_command_table_matches_each_commands_own_help() -> None:
         command = main.get_command(context, name)
         assert command is not None
         assert command.get_short_help_str(limit=200) == short
+
+
+def test_jobs_serve_without_a_key_says_nobody_can_sign_in(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ENVIRONMENT_API_KEY"}
+    process, url, output = start_server(["jobs", "serve", "--db", str(tmp_path / "j.db")], env=env)
+    try:
+        assert httpx.get(f"{url}/api/jobs", timeout=10).status_code == 503
+    finally:
+        text = stop_server(process, output)
+    assert f"Dashboard: {url}/ui/, but nobody can sign in: the API answers 503 until " in text
+    assert "sign in with a key" not in text

@@ -202,3 +202,13 @@ def test_the_demo_prints_no_access_lines_and_its_traces_are_where_traces_looks(
     sessions = json.loads(listed.stdout)["sessions"]
     optimized = [s for s in sessions if s["session_id"].startswith("pl-")]  # the optimization's
     assert len(sessions) - len(optimized) == 3 and optimized
+
+
+def test_serve_trace_keeps_the_sft_directory_the_environment_names(tmp_path: Path) -> None:
+    trace_dir, sft_dir = tmp_path / "traces", tmp_path / "sft"
+    env = {**os.environ, "ENVIRONMENT_API_KEY": KEY, "TASKAPP_SFT_OUTPUT_DIR": str(sft_dir)}
+    process, _, output = start_server(
+        ["serve", "math", "--trace", str(trace_dir)], env=env, ready="  tracing: "
+    )
+    text = stop_server(process, output)
+    assert f"  tracing: SQLite {trace_dir / 'synth_ai.db'}; SFT JSONL in {sft_dir}" in text

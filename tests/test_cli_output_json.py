@@ -185,6 +185,7 @@ def test_traces_show_prints_a_transcript_and_json_on_request(tmp_path: Path) -> 
     assert "(3 earlier message(s))" in text  # the resent history is not shown twice
     assert "environment reward 1 terminated" in text
     assert "event reward 0.25 key=format source=grader" in text
+    assert "achievements_count" not in text  # the app never set it
     assert not EPOCH.search(text), text
 
     raw = synth("traces", "show", "s-1", "--db", str(db), "--json")
@@ -196,6 +197,33 @@ def test_traces_show_prints_a_transcript_and_json_on_request(tmp_path: Path) -> 
     assert re.fullmatch(ISO, row["created_at"])
     table = synth("traces", "list", "--db", str(db))
     assert "s-1" in table.stdout and re.search(ISO, table.stdout)
+    assert "1 session(s)" in table.stdout and "more exist" not in table.stdout
+
+
+def test_traces_list_says_when_it_shows_only_the_newest(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    store = TraceStore(db)
+    try:
+
+        async def three() -> None:
+            tracer = SessionTracer(store)
+            for n in range(3):
+                async with tracer.session(f"s-{n}", {}) as session:
+                    session.record_outcome_reward(float(n), achievements_count=n)
+
+        asyncio.run(three())
+        assert store.flush(10)
+    finally:
+        store.close()
+    cut = synth("traces", "list", "--db", str(db), "--limit", "2")
+    assert "the newest 2 session(s); more exist (--limit)" in cut.stdout
+    assert json.loads(synth("traces", "list", "--db", str(db), "--limit", "2", "--json").stdout)[
+        "truncated"
+    ]
+    whole = json.loads(synth("traces", "list", "--db", str(db), "--limit", "3", "--json").stdout)
+    assert len(whole["sessions"]) == 3 and not whole["truncated"]
+    shown = synth("traces", "show", "s-2", "--db", str(db)).stdout
+    assert '"achievements_count": 2' in shown  # set: shown
 
 
 def test_one_default_trace_path(

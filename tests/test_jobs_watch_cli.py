@@ -274,3 +274,22 @@ def test_jobs_routes_mount_into_a_task_app_and_emit_in_process(tmp_path: Path) -
             text = response.read().decode()
     assert "event: metric" in text and '"state":"succeeded"' in text and "event: end" in text
     assert emitted == [7]
+
+
+def test_the_live_view_and_the_summary_show_one_mean() -> None:
+    from rich.console import Console
+
+    from synth_ai.cli.jobs_view import live_view, print_summary
+
+    watcher = JobsWatcher(None, "job_means", window=50)
+    values = [float(n) for n in range(120)]  # the last 50 average 94.5, all of them 59.5
+    for seq, value in enumerate(values, start=1):
+        watcher.observe(JobEvent(seq=seq, job_id="job_means", **metric("reward", value, seq)))
+    live, final = Console(record=True, width=200), Console(record=True, width=200)
+    live.print(live_view(watcher))
+    print_summary(final, watcher)
+    shown, ended = live.export_text(), final.export_text()
+    row = next(line.split() for line in shown.splitlines() if "reward" in line)
+    assert "mean" in shown and "min (last 50)" in shown
+    assert row[1:5] == ["119", "59.5", "120", "70"]
+    assert "59.5" in ended and "94.5" not in ended

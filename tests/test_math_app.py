@@ -223,9 +223,13 @@ def test_an_unreachable_or_failing_policy_is_an_infrastructure_error(math_app: S
             (broken_url, "inference_unreachable"),
             (failing_url, "inference_http_error"),
         ):
-            data = client.post("/rollout", json=rollout_request(1, url), headers=HEADERS).json()
+            request = rollout_request(1, url.replace("://", "://user:pw@") + "/v1?token=t0k")
+            data = client.post("/rollout", json=request, headers=HEADERS).json()
             assert data["aborted"] is True
-            assert data["metrics"]["details"]["infra_error"]["kind"] == kind
+            error = data["metrics"]["details"]["infra_error"]
+            assert error["kind"] == kind
+            assert f"inference endpoint {url}/v1/chat/completions " in error["message"]
+            assert "pw" not in error["message"] and "t0k" not in error["message"]
 
 
 def test_registered_by_id_alias_and_entry_point() -> None:

@@ -67,6 +67,7 @@ def test_the_readme_config_parses_under_the_published_parser(tmp_path: Path) -> 
     )
     result = subprocess.run(
         [str(PUBLISHED_PYTHON), "-c", probe, str(path)],
+        cwd=tmp_path,  # not the checkout, whose synth_ai would shadow the published one
         capture_output=True,
         text=True,
         timeout=120,

@@ -123,3 +123,40 @@ def test_the_five_minute_guide_runs_as_written_and_scores(tmp_path: Path) -> Non
         for process, _, output in started:
             stop_server(process, output)
     assert "outcome_score=1.0" in answer.stdout, answer.stdout  # the stand-in said the seed
+
+
+def test_the_plugin_example_passes_against_the_guide_app(tmp_path: Path) -> None:
+    """The README's test file, beside the guide's app, passes under pytest with the plugin."""
+    import os
+    import subprocess
+
+    text = README.read_text()
+    app = re.search(r"```python\n(# my_app\.py\n.*?)```", text, re.S)
+    assert app
+    (tmp_path / "my_app.py").write_text(app.group(1))
+    (tmp_path / "test_my_app.py").write_text(readme_block("test_my_app.py"))
+    env = {k: v for k, v in os.environ.items() if k != "ENVIRONMENT_API_KEY"}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "3 passed" in run.stdout
+
+
+def test_the_init_steps_are_what_init_prints(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from synth_ai.cli import main
+
+    block = re.search(r"```bash\n(synth-ai init my-env.*?)```", README.read_text(), re.S)
+    assert block
+    written = [line.split("#")[0].strip() for line in block.group(1).splitlines()]
+    made = CliRunner().invoke(main, ["init", "my-env", "--dir", str(tmp_path)])
+    printed = [line.strip() for line in made.output.splitlines()[1:]]
+    assert written[1:] == [step.replace(str(tmp_path / "my-env"), "my-env") for step in printed]
+    assert "make test   # ruff, mypy, then the test suite (pytest)" in README.read_text()

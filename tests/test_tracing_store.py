@@ -126,6 +126,25 @@ def test_usage_naming_of_both_vendors() -> None:
         assert usage.cache_read_input_tokens == 4
 
 
+@given(st.floats(min_value=0, max_value=4e9), st.floats(min_value=0, max_value=600))
+def test_a_chat_completion_takes_unix_seconds_as_time_time_gives_them(
+    started: float, took: float
+) -> None:
+    session = SessionTracer().start("unix-seconds")
+    with session.timestep("t"):
+        event = session.record_chat_completion(
+            {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            {"choices": [{"message": {"role": "assistant", "content": "yo"}}]},
+            started_at=started,
+            completed_at=started + took,
+        )
+    (call,) = event.call_records
+    assert call.started_at == datetime.fromtimestamp(started, tz=UTC)
+    assert call.latency_ms == pytest.approx(took * 1000, abs=0.002)  # microseconds kept
+    with pytest.raises(ValueError, match="finite Unix seconds"):
+        session.record_chat_completion({}, {}, started_at=float("nan"), completed_at=1.0)
+
+
 def test_list_filters_and_rewrites_of_the_same_session(database_url: str) -> None:
     store = TraceStore(database_url)
     tracer = SessionTracer(store)

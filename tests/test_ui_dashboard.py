@@ -355,3 +355,83 @@ def test_a_metric_held_back_to_coalesce_it_still_arrives(
         assert page.locator("#log li", has_text="after-the-metrics").count() == 1
         assert page.inner_text("#events") == "3"
         assert watched.errors == []
+
+
+def sign_in_with_the_key(page: Any, server: JobsServerProcess) -> None:
+    """The operator signs in by typing the key (the printed link works once)."""
+    page.goto(f"{server.url}/ui/")
+    page.fill("#signin-key", KEY)
+    page.press("#signin-key", "Enter")
+
+
+def test_an_eval_jobs_progress_reaches_its_total_and_times_are_iso_utc(
+    server: JobsServerProcess,
+    chromium: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A real eval on the jobs server (`eval --jobs-server`): the page's progress bar ends at
+    the total, and its times read as the CLI prints them (ISO 8601, UTC)."""
+    import re
+
+    from synth_ai.task import create_task_app
+
+    from .conftest import make_config
+
+    out = str(tmp_path / "results.jsonl")
+    command = [sys.executable, "-m", "synth_ai", "eval", "--seeds", "0-5", "--out", out]
+    with serve_in_background(create_task_app(make_config())) as app_url:
+        ran = subprocess.run(  # a process of its own: the browser's driver holds this loop
+            [*command, app_url, "--jobs-server", server.url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "ENVIRONMENT_API_KEY": KEY},
+        )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    job = re.search(r"job (job_[0-9a-f]+)", ran.stdout)
+    assert job is not None
+    watched = Watched(chromium.new_context())
+    page = watched.page
+    sign_in_with_the_key(page, server)
+    page.locator(f"tr[data-job-id='{job[1]}']").wait_for(timeout=5000)
+    page.goto(f"{server.url}/ui/job.html?id={job[1]}")
+    page.wait_for_function(
+        "() => document.getElementById('progress').textContent.startsWith('step 6 of 6')",
+        timeout=5000,
+    )
+    bar = page.locator("#progress progress")
+    assert (bar.get_attribute("value"), bar.get_attribute("max")) == ("6", "6")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", page.inner_text("#created"))
+    first = page.locator("#log li time").first.inner_text()
+    assert re.fullmatch(r"\d\d:\d\d:\d\dZ", first), first
+    assert watched.errors == []
+
+
+def test_a_file_emitted_as_an_artifact_appears_live_and_downloads(
+    server: JobsServerProcess,
+    chromium: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A producer's `emit_artifact` with a local file (what the example loops do): the file is
+    uploaded, and the open job page shows it within 2 s as a link that downloads it."""
+    from synth_ai.jobs import RemoteEmitter
+
+    checkpoint = tmp_path / "step-7.json"
+    checkpoint.write_text('{"step": 7}')
+    job = server.post("/api/jobs", {})["job_id"]
+    watched = Watched(chromium.new_context(accept_downloads=True))
+    page = watched.page
+    sign_in_with_the_key(page, server)
+    page.locator(f"tr[data-job-id='{job}']").wait_for(timeout=5000)
+    page.goto(f"{server.url}/ui/job.html?id={job}")
+    page.wait_for_function("() => document.getElementById('stream').textContent === 'live'")
+    with RemoteEmitter(server.url, job, KEY) as emitter:
+        started = time.monotonic()
+        emitter.emit_artifact("checkpoint", checkpoint.as_uri(), step=7)
+    artifact = page.locator("#artifacts a", has_text="step-7.json")
+    artifact.wait_for(timeout=LIVE_S * 1000)
+    assert time.monotonic() - started < LIVE_S
+    with page.expect_download() as download:
+        artifact.click()
+    assert Path(download.value.path()).read_text() == '{"step": 7}'
+    assert watched.errors == []

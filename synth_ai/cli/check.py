@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -18,7 +19,8 @@ from synth_ai.offline_policy import OFFLINE_MODEL, create_offline_policy_app
 from synth_ai.task import serve_in_background
 from synth_ai.task.conformance import ConformanceReport, check_conformance
 
-from .app_target import serve_target
+from .app_target import POLICY_SCRIPT_HELP, serve_policy_script, serve_target
+from .eval_report import UNANSWERED_HINT
 
 FAILED = 1
 """A required check failed. 3 (`UNREACHABLE`, as for `eval`): nothing answers, the answers are
@@ -32,6 +34,12 @@ not a task app's, or the key is refused; one line on stderr says which."""
 @click.option("--inference-url", default=None, help="A policy for the rollout checks.")
 @click.option("--model", default=None)
 @click.option("--offline-policy", is_flag=True, help="Use the offline stand-in policy.")
+@click.option(
+    "--policy-script",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=POLICY_SCRIPT_HELP,
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check(
     target: str,
@@ -40,6 +48,7 @@ def check(
     inference_url: str | None,
     model: str | None,
     offline_policy: bool,
+    policy_script: Path | None,
     as_json: bool,
 ) -> None:
     """Check a task app (a URL, or an app served in-process) against the contract.
@@ -55,7 +64,9 @@ def check(
         key = api_key or os.environ.get("ENVIRONMENT_API_KEY")
         if not key:
             raise click.UsageError("pass --api-key or set ENVIRONMENT_API_KEY")
-        if offline_policy:
+        if policy_script is not None:
+            inference_url = serve_policy_script(stack, policy_script)
+        elif offline_policy:
             inference_url = stack.enter_context(serve_in_background(create_offline_policy_app()))
             model = model or OFFLINE_MODEL
         report = asyncio.run(
@@ -91,4 +102,10 @@ def print_report(report: ConformanceReport) -> None:
     )
     if report.skipped:
         verdict += f" (skipped: {', '.join(report.skipped)})"
+    if report.unanswered is not None:
+        hint = f" ({UNANSWERED_HINT})" if report.unanswered else ""
+        click.echo(
+            f"the stand-in policy could not answer {report.unanswered} of its "
+            f"{report.policy_calls} call(s){hint}"
+        )
     click.echo(verdict)

@@ -122,7 +122,8 @@ def demo(
         console.print(f"jobs server at {jobs_url}")
         where = urlsplit(jobs_url)
         assert where.hostname is not None and where.port is not None
-        console.print(sign_in_banner(jobs_app.state.signin, where.hostname, where.port, "Watch it"))
+        watch = "Watch it" if keep_serving else "Watch it live (it stops with the run)"
+        console.print(sign_in_banner(jobs_app.state.signin, where.hostname, where.port, watch))
         viewer = create_traces_app(trace_db)
         viewer_url = stack.enter_context(serve_in_background(viewer))
         seen = urlsplit(viewer_url)
@@ -178,6 +179,11 @@ def demo(
                 threading.Event().wait()
     # the servers have stopped: the trace writer has flushed everything
     command = cli_command()
+    if not keep_serving:
+        console.print(
+            "the dashboard stopped with the run (its link is dead now): `jobs serve` below shows "
+            "the jobs again with a new link, or run the demo with --keep-serving"
+        )
     if not optimize_only:
         if summary is None or job_id is None:
             raise click.ClickException(f"job {job_id} ended without a summary")

@@ -174,11 +174,14 @@ def deploy(
     )
     from synth_ai.deploy.source import SourceError
     from synth_ai.task import run_task_app
+    from synth_ai.task.references import AppLoadFailed
     from synth_ai.task.registry import get_task_app
 
     load_env_files(env_files)
     try:
         entry = get_task_app(app)
+    except AppLoadFailed as exc:
+        raise click.ClickException(str(exc)) from None
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None
     if runtime == "local":

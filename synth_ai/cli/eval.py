@@ -19,10 +19,11 @@ from synth_ai.eval import EvalCheckFailed, EvalConfig, EvalRun, EvalSummary, par
 from synth_ai.eval.job_kind import RESULTS_NAME
 from synth_ai.eval.verdict import INTERRUPTED, UNREACHABLE
 from synth_ai.jobs import JobEmitter, JobsService, JobState
+from synth_ai.jobs.upload import file_chunks
 from synth_ai.offline_policy import OFFLINE_MODEL, create_offline_policy_app
 from synth_ai.task import TaskAppClient, serve_in_background
 
-from .app_target import serve_target
+from .app_target import POLICY_SCRIPT_HELP, serve_policy_script, serve_target
 from .eval_report import print_summary, progress_bar, report
 
 
@@ -42,23 +43,26 @@ async def run_local(
     config: EvalConfig, jobs_db: Path, out_path: Path, console: Console
 ) -> tuple[str, EvalSummary]:
     """Run in this process; events go to the job log at `jobs_db`, results to `out_path`."""
+    cancel = asyncio.Event()
+    run = EvalRun(config, cancel=cancel, results_path=out_path)
+    await run.check()  # a run that cannot start makes no job
     service = JobsService(jobs_db)
     try:
         job = await service.create(
             "eval", config.model_dump(exclude={"api_key"}), {}, run_here=True
         )
-        cancel = asyncio.Event()
+        job_id = job["job_id"]
+        run.emitter = JobEmitter(service, job_id)
+        # the results go to the job too, so `jobs serve` on this log shows them with it
+        run.results_url = service.artifacts.url(job_id, RESULTS_NAME)
+        run.results_kept = lambda: service.artifacts.save(
+            job_id, RESULTS_NAME, None, file_chunks(out_path)
+        )
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, cancel.set)
         console.print(f"job {job['job_id']} (events in {jobs_db})")
         with progress_bar(console) as progress:
             task = progress.add_task("eval", total=len(config.seeds), mean="-")
-            run = EvalRun(
-                config,
-                emitter=JobEmitter(service, job["job_id"]),
-                cancel=cancel,
-                results_path=out_path,
-            )
 
             def advance(_: Any) -> None:
                 scored = [
@@ -129,6 +133,12 @@ async def run_remote(
     is_flag=True,
     help="Start the offline stand-in policy (no LLM vendor) and use it.",
 )
+@click.option(
+    "--policy-script",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=POLICY_SCRIPT_HELP,
+)
 @click.option("--policy-config", default=None, help="Extra policy.config as a JSON object.")
 @click.option(
     "--prompt-template",
@@ -156,6 +166,11 @@ async def run_remote(
 )
 @click.option(
     "--include-infra-errors", is_flag=True, help="Count infrastructure errors in the mean."
+)
+@click.option(
+    "--exclude-errors",
+    is_flag=True,
+    help="Leave task errors (seeds the app failed) out of the mean; by default they count as 0.",
 )
 @click.option(
     "--fail-under",
@@ -201,6 +216,7 @@ def eval_command(
     model: str | None,
     inference_url: str | None,
     offline_policy: bool,
+    policy_script: Path | None,
     policy_config: str | None,
     prompt_template: Path | None,
     concurrency: int,
@@ -209,6 +225,7 @@ def eval_command(
     api_key: str | None,
     out_path: Path,
     include_infra_errors: bool,
+    exclude_errors: bool,
     fail_under: float | None,
     max_error_rate: float,
     success_threshold: float,
@@ -234,7 +251,9 @@ def eval_command(
         except ValueError as exc:
             raise click.BadParameter(f"not JSON: {exc}", param_hint="--prompt-template") from None
     with contextlib.ExitStack() as stack:
-        if offline_policy:
+        if policy_script is not None:
+            inference_url = serve_policy_script(stack, policy_script)
+        elif offline_policy:
             inference_url = stack.enter_context(serve_in_background(create_offline_policy_app()))
             model = model or OFFLINE_MODEL
         url = serve_target(stack, target)
@@ -251,6 +270,9 @@ def eval_command(
             timeout_s=timeout_s,
             max_retries=max_retries,
             include_infra_errors_in_mean=include_infra_errors,
+            exclude_errors_from_mean=exclude_errors,
+            fail_under=fail_under,
+            max_error_rate=max_error_rate,
             success_threshold=success_threshold,
         )
         started = time.time()

@@ -12,6 +12,8 @@ from rich.table import Table
 from synth_ai.eval import EvalSummary
 from synth_ai.task.access_log import iso_utc
 
+UNANSWERED_HINT = "script the answers: --policy-script FILE"
+
 Span = tuple[float, float]
 """When a run started and finished, in Unix seconds."""
 
@@ -72,7 +74,16 @@ def print_summary(
         "infrastructure errors",
         f"{summary.infra_errors} (not in the mean)" if summary.infra_errors else "0",
     )
-    table.add_row("task errors", str(summary.task_errors))
+    in_mean = "in the mean as 0" if summary.task_errors_in_mean else "not in the mean"
+    table.add_row(
+        "task errors", f"{summary.task_errors} ({in_mean})" if summary.task_errors else "0"
+    )
+    if summary.unanswered is not None:
+        table.add_row(
+            "stand-in policy",
+            f"could not answer {summary.unanswered} of {summary.policy_calls} call(s)"
+            + (f" ({UNANSWERED_HINT})" if summary.unanswered else ""),
+        )
     if summary.errors_by_kind:
         table.add_row(
             "errors by kind", ", ".join(f"{k}: {v}" for k, v in summary.errors_by_kind.items())

@@ -17,7 +17,10 @@ import click
     help="Where the project folder goes.",
 )
 def init(name: str, parent: Path) -> None:
-    """Create NAME/: a multi-turn task app, its tests, pyproject.toml and a README."""
+    """Create NAME/: a multi-turn task app, its tests, pyproject.toml and a README.
+
+    The app uses tools; its tests roll out with a scripted stand-in policy
+    (`policy_script.py`); pyproject.toml depends on synth-ai as it is installed here."""
     from synth_ai.scaffold import ProjectExists, create_project
 
     try:
@@ -27,6 +30,8 @@ def init(name: str, parent: Path) -> None:
     except ProjectExists as exc:
         raise click.ClickException(f"{exc}; nothing was written") from None
     module = name.replace("-", "_")
-    click.echo(f"created {root}")
-    click.echo(f"  cd {root} && pytest")
-    click.echo(f"  synth-ai eval {root / (module + '.py')} --seeds 0-9 --offline-policy")
+    click.echo(f"created {root}; next, from that folder:")
+    click.echo(f"  cd {root}")
+    click.echo("  pip install -e '.[dev]'")
+    click.echo("  pytest")
+    click.echo(f"  synth-ai check {module}.py --policy-script policy_script.py")

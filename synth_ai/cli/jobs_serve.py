@@ -57,9 +57,10 @@ def serve(
     short-lived)."""
     from synth_ai.eval import EvalJobKind
     from synth_ai.jobs import create_jobs_app
-    from synth_ai.jobs.tenants import tenant_keys
+    from synth_ai.jobs.tenants import TENANT_KEYS_VAR, tenant_keys
     from synth_ai.optimize.job_kind import KIND, PromptLearningJobKind
     from synth_ai.storage import StoreUnavailable
+    from synth_ai.task.auth import PRIMARY_KEY_VAR, configured_keys
     from synth_ai.task.banner import jobs_banner, print_banner
     from synth_ai.task.serving import run_app
     from synth_ai.ui import sign_in_banner
@@ -75,8 +76,14 @@ def serve(
         raise click.UsageError(str(exc)) from None
     except StoreUnavailable as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(sign_in_banner(app.state.signin, host, port, "Dashboard"))
     tenants = len(tenant_keys())
+    if configured_keys() or tenants:
+        click.echo(sign_in_banner(app.state.signin, host, port, "Dashboard"))
+    else:  # no key anyone could sign in with: say so rather than offer a sign-in
+        click.echo(
+            f"Dashboard: http://{host}:{port}/ui/, but nobody can sign in: the API answers 503 "
+            f"until {PRIMARY_KEY_VAR} (or {TENANT_KEYS_VAR}) is set"
+        )
     run_app(
         app,
         host=host,

@@ -96,13 +96,17 @@ def live_view(watcher: JobsWatcher) -> Group:
         show_header=True,
         header_style="bold",
     )
-    for column in ("metric", "last", "mean", "min", "max"):
+    size = next(iter(watcher.metrics.values())).size if watcher.metrics else 0
+    # one "mean" everywhere: of every value, as the summary at the end shows it
+    for column in ("metric", "last", "mean", "n", f"min (last {size})", f"max (last {size})"):
         metrics.add_column(column, justify="right" if column != "metric" else "left")
     for name, window in sorted(watcher.metrics.items()):
-        s = window.summary()
+        s = {**window.summary(), "mean": window.overall_mean}
         metrics.add_row(
             _metric_name(watcher, name),
-            *(f"{s[k]:.4g}" if s[k] is not None else "-" for k in ("last", "mean", "min", "max")),
+            *(f"{s[k]:.4g}" if s[k] is not None else "-" for k in ("last", "mean")),
+            str(window.count),
+            *(f"{s[k]:.4g}" if s[k] is not None else "-" for k in ("min", "max")),
         )
     logs = Text("\n".join(watcher.logs) or "(no logs yet)", style="dim")
     return Group(header, metrics, logs)

@@ -16,6 +16,7 @@ from synth_ai.task import run_task_app
 from synth_ai.task.auth import configured_keys
 from synth_ai.task.banner import LOG_FORMATS, print_notice, safe_location
 from synth_ai.task.connections import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_ENV
+from synth_ai.task.references import AppLoadFailed
 from synth_ai.task.registry import ConfigFactoryFailed, get_task_app
 from synth_ai.tracing_v3.settings import (
     DB_VAR,
@@ -64,7 +65,8 @@ max_connections_option = click.option(
     default=None,
     is_flag=False,
     flag_value=str(DEFAULT_DB_PATH.parent),
-    help=f"Record traces: SQLite at DIR/{DEFAULT_DB_PATH.name} and SFT JSONL in DIR, or to a "
+    help=f"Record traces: SQLite at DIR/{DEFAULT_DB_PATH.name} and SFT JSONL in DIR (unless "
+    "TASKAPP_SFT_OUTPUT_DIR names one), or to a "
     f"postgresql:// URL (a fleet's processes can share one). --trace alone: "
     f"{DEFAULT_DB_PATH.parent}, where `synth-ai traces` looks by default.",
 )
@@ -87,8 +89,8 @@ def serve(
         require_engine(url)
         os.environ[ENABLED_VAR] = "1"
         os.environ[DB_VAR] = str(url.path) if url.path is not None else str(url.conninfo)
-        if sft_dir is not None:
-            os.environ[SFT_DIR_VARS[0]] = str(sft_dir)
+        if sft_dir is not None and not any(os.environ.get(var) for var in SFT_DIR_VARS):
+            os.environ[SFT_DIR_VARS[0]] = str(sft_dir)  # a directory the environment named wins
         print_notice(f"Tracing to {safe_location(url)}", log_format)
     elif os.environ.get(DB_VAR):  # from the environment or an env file: checked as early
         url = location_from_environment()
@@ -98,6 +100,8 @@ def serve(
         print_notice(f"Loaded from env files: {', '.join(sorted(set(names)))}", log_format)
     try:
         entry = get_task_app(app)  # a reference that names no app stops here, saying why
+    except AppLoadFailed as exc:
+        raise click.ClickException(str(exc)) from None
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None
     except ConfigFactoryFailed as exc:

@@ -85,14 +85,15 @@ def list_sessions(
     from .traces_view import session_row
 
     with _reader(db) as reader:
-        rows = [
-            session_row(row)
-            for row in reader.list_sessions(limit=limit, min_reward=min_reward, model=model)
-        ]
+        found = reader.list_sessions(limit=limit + 1, min_reward=min_reward, model=model)
+    more = len(found) > limit  # one more than shown was asked for, to know
+    rows = [session_row(row) for row in found[:limit]]
     if as_json:
-        click.echo(json.dumps({"sessions": rows}, indent=2, ensure_ascii=False))
+        document = {"sessions": rows, "truncated": more}
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
         return
-    table = Table(title=f"{len(rows)} session(s)")
+    title = f"the newest {len(rows)} session(s); more exist (--limit)" if more else None
+    table = Table(title=title or f"{len(rows)} session(s)")
     for column in ("session_id", "created_at", "steps", "events", "reward"):
         table.add_column(column)
     for row in rows:

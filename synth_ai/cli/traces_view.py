@@ -18,6 +18,10 @@ from synth_ai.tracing_v3 import SessionTrace
 INDENT = "    "
 
 
+UNSET = {("achievements_count", 0), ("total_steps", 0)}
+"""Outcome fields at the value they have when the app never set them: not shown."""
+
+
 def iso_text(value: Any) -> str:
     """A stored time (ISO text or Unix seconds) as ISO 8601 UTC to the millisecond."""
     if isinstance(value, int | float):
@@ -135,7 +139,11 @@ def transcript_lines(trace: SessionTrace, max_chars: int = 400) -> list[str]:
         for item in view["outside_steps"]:
             lines.extend(_item_lines(item, max_chars))
     if outcome:
-        details = {k: v for k, v in outcome.items() if k != "total_reward" and v not in ({}, None)}
+        details = {
+            k: v
+            for k, v in outcome.items()
+            if k != "total_reward" and v not in ({}, None) and (k, v) not in UNSET
+        }
         lines.append(
             f"outcome reward {_number(outcome['total_reward'])}"
             + (f"  {json.dumps(details, default=str)}" if details else "")

@@ -31,6 +31,11 @@ class EvalConfig(BaseModel):
     timeout_s: float = Field(default=120.0, gt=0, le=86_400, allow_inf_nan=False)
     max_retries: int = Field(default=3, ge=0, le=20)
     include_infra_errors_in_mean: bool = False
+    exclude_errors_from_mean: bool = False
+    """Seeds the app failed (task errors) count as reward 0 in the mean unless this is set."""
+    fail_under: float | None = Field(default=None, allow_inf_nan=False)
+    max_error_rate: float | None = Field(default=None, ge=0, le=1)
+    """The verdict's thresholds (`verdict.py`); a run that fails one ends `failed`."""
     success_threshold: float = Field(default=0.0, allow_inf_nan=False)
     """A seed succeeds when its `details.success` (or `details.correct`) is true, or, when the
     app reports neither as a boolean, when its reward is above this."""
@@ -67,9 +72,15 @@ class EvalSummary(BaseModel):
     infra_errors: int
     task_errors: int = 0
     """Seeds whose rollout the app refused or failed (its executor raised): never retried."""
+    task_errors_in_mean: bool = True
+    """Whether the mean counts the task errors, as reward 0 (`exclude_errors` unset)."""
     error_messages: dict[str, int] = Field(default_factory=dict)
     """Each distinct error once, with how many seeds met it (the first few kinds)."""
     canceled: bool = False
+    policy_calls: int | None = None
+    unanswered: int | None = None
+    """The stand-in policy's calls and how many it could not answer; None when the policy is
+    not a stand-in."""
 
     @property
     def failed(self) -> int:
@@ -83,13 +94,17 @@ class EvalSummary(BaseModel):
         total: int,
         *,
         include_infra: bool = False,
+        exclude_errors: bool = False,
         canceled: bool = False,
     ) -> EvalSummary:
+        """The mean takes every scored seed, a task error as 0 (unless `exclude_errors`), and
+        a scored infrastructure error only with `include_infra`: it was not the task's doing."""
         scored = [
             r
             for r in results
-            if r.reward is not None
-            and (r.status == "ok" or (include_infra and r.status == "infra_error"))
+            if (r.reward is not None and r.status == "ok")
+            or (r.reward is not None and include_infra and r.status == "infra_error")
+            or (not exclude_errors and r.status == "error")
         ]
         ok = [r for r in results if r.status == "ok"]
         latencies = sorted(r.latency_s for r in results)
@@ -103,6 +118,7 @@ class EvalSummary(BaseModel):
             errors_by_kind=dict(Counter(r.error_kind for r in results if r.error_kind)),
             infra_errors=sum(r.status == "infra_error" for r in results),
             task_errors=sum(r.status == "error" for r in results),
+            task_errors_in_mean=not exclude_errors,
             error_messages=dict(
                 Counter(
                     f"{r.error_kind}: {r.error}"[:MAX_MESSAGE] for r in results if r.error

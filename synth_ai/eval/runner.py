@@ -19,10 +19,12 @@ import httpx
 
 from synth_ai.jobs import JobEmitter, JobState
 from synth_ai.jobs.log import JobFinished
+from synth_ai.offline_policy.tally import count_unanswered
 from synth_ai.task import RolloutResponse, TaskAppClient, TaskAppClientError
 from synth_ai.task.client import RETRYABLE
 
 from .models import EvalConfig, EvalSummary, SeedResult
+from .verdict import verdict
 
 ResultHook = Callable[[SeedResult], Any]
 RESULT_FIELDS = {
@@ -185,6 +187,7 @@ class EvalRun:
         """Awaited once the results file is complete, before it is announced."""
         self.transport = transport
         self.results: list[SeedResult] = []
+        self.checked = False
 
     async def _status(self, state: JobState, message: str, **fields: Any) -> None:
         """A status is stored before the run goes on; a job already ended (canceled through
@@ -203,19 +206,33 @@ class EvalRun:
         else:
             self.emitter.emit(event_type, data=fields)
 
+    def _client(self) -> TaskAppClient:
+        config = self.config
+        return TaskAppClient(
+            config.task_app_url,
+            config.api_key,
+            timeout=config.timeout_s,
+            max_retries=config.max_retries,
+            transport=self.transport,
+        )
+
+    async def check(self) -> None:
+        """The preflight alone, so a caller can run it before it makes a job for the run:
+        `EvalCheckFailed` says which check failed. `run` then skips it."""
+        async with self._client() as client:
+            await preflight(client, self.config)
+        self.checked = True
+
     async def run(self) -> EvalSummary:
         config = self.config
         prompt = config.prompt_template is not None
         try:
-            async with TaskAppClient(
-                config.task_app_url,
-                config.api_key,
-                timeout=config.timeout_s,
-                max_retries=config.max_retries,
-                transport=self.transport,
-            ) as client:
-                await preflight(client, config)
-                await self._status(JobState.RUNNING, "checks passed", total=len(config.seeds))
+            async with self._client() as client:
+                if not self.checked:
+                    await preflight(client, config)
+                await self._status(
+                    JobState.RUNNING, "checks passed", step=0, total=len(config.seeds)
+                )
                 if prompt:
                     self._emit("prompt.learning.started", template=config.prompt_template)
                 await self._roll_out_all(client)
@@ -229,8 +246,16 @@ class EvalRun:
             self.results,
             len(config.seeds),
             include_infra=config.include_infra_errors_in_mean,
+            exclude_errors=config.exclude_errors_from_mean,
             canceled=self.cancel.is_set(),
         )
+        policy_url = config.inference_url or config.policy_config.get("inference_url")
+        cids = [r.trace_correlation_id for r in self.results]
+        count = await count_unanswered(policy_url if isinstance(policy_url, str) else None, cids)
+        if count is not None:
+            summary = summary.model_copy(
+                update={"policy_calls": count.calls, "unanswered": count.unanswered}
+            )
         await self._finish(summary)
         return summary
 
@@ -277,6 +302,10 @@ class EvalRun:
                 message=f"seed {result.seed}: reward {result.reward} ({result.status})",
                 data={"step": done, **result.model_dump(include=RESULT_FIELDS)},
             )
+            total = len(self.config.seeds)
+            self.emitter.emit_status(
+                JobState.RUNNING, f"{done} of {total} seeds", step=done, total=total
+            )
         if scored:
             self._emit(
                 "eval.metric",
@@ -315,14 +344,21 @@ class EvalRun:
                 success_rate=summary.success_rate,
                 template=self.config.prompt_template,
             )
+        config = self.config
         data = summary.model_dump()
+        progress = {"step": summary.completed, "total": summary.total}
+        judged = verdict(
+            summary, fail_under=config.fail_under, max_error_rate=config.max_error_rate
+        )
         if summary.canceled:
-            await self._status(JobState.CANCELED, "canceled", summary=data)
+            await self._status(JobState.CANCELED, "canceled", summary=data, **progress)
         elif summary.completed and all(r.status != "ok" for r in self.results):
-            await self._status(JobState.FAILED, "every rollout failed", summary=data)
+            await self._status(JobState.FAILED, "every rollout failed", summary=data, **progress)
+        elif judged.code:
+            await self._status(JobState.FAILED, judged.reason, summary=data, **progress)
         else:
             await self._status(
-                JobState.SUCCEEDED, f"mean reward {summary.mean_reward}", summary=data
+                JobState.SUCCEEDED, f"mean reward {summary.mean_reward}", summary=data, **progress
             )
 
 

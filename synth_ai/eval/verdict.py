@@ -20,14 +20,14 @@ class Verdict:
 
 
 def verdict(
-    summary: EvalSummary, *, fail_under: float | None = None, max_error_rate: float = 0.0
+    summary: EvalSummary, *, fail_under: float | None = None, max_error_rate: float | None = 0.0
 ) -> Verdict:
     """0 when the seeds that failed are within `max_error_rate` of all seeds and the mean
     reward meets `fail_under` (when given); 1 otherwise; 130 for a run cut short by Ctrl-C."""
     if summary.canceled:
         return Verdict(INTERRUPTED, f"interrupted after {summary.completed} of {summary.total}")
     rate = summary.failed / summary.total if summary.total else 0.0
-    if rate > max_error_rate:
+    if max_error_rate is not None and rate > max_error_rate:
         return Verdict(
             THRESHOLD_FAILED,
             f"{summary.failed} of {summary.total} seeds failed "

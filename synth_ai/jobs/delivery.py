@@ -120,6 +120,11 @@ class Delivery:
         self.posts = self.retries = 0
         """Counted by the sender thread alone."""
 
+    @property
+    def http(self) -> httpx.Client:
+        """The client that posts (the server's URL, the key); an upload shares it."""
+        return self._http
+
     def abort(self) -> None:
         """Stop retrying: a batch being delivered is given up, and none is posted any more."""
         self._abort.set()

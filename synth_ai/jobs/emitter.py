@@ -8,12 +8,17 @@ failing later, and anything else is a `TypeError` raised to the emitting caller 
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_jsonable_python
 
+from .artifact_index import ArtifactRefused
 from .models import EventIn, JobEvent, JobState
+from .upload import ArtifactUploadError, file_chunks, local_file, readable
 
 if TYPE_CHECKING:
     from .service import JobsService
@@ -72,7 +77,18 @@ class Emitter(ABC):
         self.emit(type, message=message, level=level, data={"level": level, "message": message})
 
     def emit_artifact(self, kind: str, url: str, *, step: int | None = None, **fields: Any) -> None:
-        self.emit(f"artifact.{kind}", data={"kind": kind, "url": url, "step": step, **fields})
+        """Announce an artifact at `url`. A local file (a path, a `file://` URL) is uploaded
+        to the job instead (`upload_local`), so its link opens wherever the job is watched;
+        one that cannot be read is refused (`ArtifactUploadError`), never announced."""
+        local = local_file(url)
+        if local is None:
+            self.emit(f"artifact.{kind}", data={"kind": kind, "url": url, "step": step, **fields})
+        else:
+            self.upload_local(readable(local), kind=kind, step=step)
+
+    def upload_local(self, path: Path, *, kind: str, step: int | None) -> None:
+        """Upload a local file as the job's artifact, announced once stored (waits for it)."""
+        raise ArtifactUploadError(f"{type(self).__name__} cannot upload {path.name}")
 
 
 class JobEmitter(Emitter):
@@ -86,6 +102,11 @@ class JobEmitter(Emitter):
     def __init__(self, service: JobsService, job_id: str) -> None:
         self.service = service
         self.job_id = job_id
+        self._uploads: set[asyncio.Task[None]] = set()
+        try:  # the service's loop, when made on it: uploads from other threads run there
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
 
     def emit(
         self,
@@ -109,3 +130,55 @@ class JobEmitter(Emitter):
         event = EventIn(type=type, level=level, message=message, data=plain_data(data))
         (stored,) = await self.service.emit(self.job_id, [event])
         return stored
+
+    async def upload_artifact(
+        self,
+        path: str | Path,
+        *,
+        kind: str = "file",
+        step: int | None = None,
+        name: str | None = None,
+    ) -> dict[str, Any]:
+        """Store a local file as one of the job's artifacts (as a `PUT` to the jobs API does)
+        and announce it as `artifact.<kind>`; answers what was stored."""
+        path = readable(Path(path))
+        bus = await self.service.bus(self.job_id)
+        if bus is None:
+            raise ArtifactUploadError(f"job {self.job_id} is not in the log")
+        chunks = file_chunks(path)
+        try:
+            stored = await self.service.artifacts.save(
+                self.job_id, name or path.name, bus.tenant, chunks
+            )
+        except ArtifactRefused as exc:
+            raise ArtifactUploadError(f"{path.name}: {exc.message}") from None
+        await self.emit_committed(f"artifact.{kind}", data={"kind": kind, "step": step, **stored})
+        return stored
+
+    def upload_local(self, path: Path, *, kind: str, step: int | None) -> None:
+        """From a producer's thread: upload on the service's loop and wait, so the artifact
+        is stored in its place among the events; on that loop itself (which must not wait):
+        as a task, saying in the job's log if it failed."""
+        loop = self._loop
+        if loop is None:
+            raise ArtifactUploadError(
+                f"{path.name}: a JobEmitter made off the service's loop cannot upload; make it "
+                "on that loop (or await upload_artifact there)"
+            )
+        upload = self.upload_artifact(path, kind=kind, step=step)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not loop:
+            asyncio.run_coroutine_threadsafe(upload, loop).result()
+            return
+        task = loop.create_task(self._upload_or_say(upload, path))
+        self._uploads.add(task)
+        task.add_done_callback(self._uploads.discard)
+
+    async def _upload_or_say(self, upload: Awaitable[Any], path: Path) -> None:
+        try:
+            await upload
+        except ArtifactUploadError as exc:
+            self.emit_log(f"artifact {path.name} not uploaded: {exc}", level="warning")

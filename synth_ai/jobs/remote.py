@@ -2,6 +2,7 @@
 
 It has `JobEmitter`'s methods (`emit`, `emit_status`, `emit_metric`, `emit_log`,
 `emit_artifact`; both satisfy the `Emitter` protocol), so one loop runs in-process or remote.
+`upload_artifact(path)` (and `emit_artifact` given a local file) uploads a file to the job.
 `emit*` only validates, encodes (as `JobEmitter` does: datetimes as ISO strings, array numbers
 as Python numbers) and queues; a background thread posts what is queued as
 `{"events": [...]}` batches to `POST /api/jobs/{id}/events`, one batch at a time, so the
@@ -19,6 +20,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -28,6 +30,7 @@ from .delivery import MAX_EVENTS_PER_POST, Delivery, RemoteEmitterError, post_ne
 from .emitter import Emitter, plain_data
 from .models import EventIn, JobState, finite_json, sse_name
 from .outbox import Outbox, QueuedEvent
+from .upload import put_file
 
 logger = logging.getLogger("synth_ai.jobs.remote")
 
@@ -165,6 +168,26 @@ class RemoteEmitter(Emitter):
         key = (type, str(data.get("name")), str(data.get("split"))) if name == "metric" else None
         item = QueuedEvent(body, key, state is not None and state.terminal)
         self._outbox.put(item, name)
+
+    def upload_artifact(
+        self,
+        path: str | Path,
+        *,
+        kind: str = "file",
+        step: int | None = None,
+        name: str | None = None,
+    ) -> dict[str, Any]:
+        """Upload a local file as one of the job's artifacts (named `name`, else the file's
+        name) and answer what the server stored; the server announces it as `artifact.<kind>`.
+        Events emitted before are stored first, so the artifact comes after them. Waits on
+        the network, unlike `emit*`; `ArtifactUploadError` when it cannot be done."""
+        path = Path(path)
+        self.flush()
+        http = self._delivery.http
+        return put_file(http, self.job_id, path, kind=kind, step=step, name=name or path.name)
+
+    def upload_local(self, path: Path, *, kind: str, step: int | None) -> None:
+        self.upload_artifact(path, kind=kind, step=step)
 
     # --- waiting -------------------------------------------------------------------------------
 

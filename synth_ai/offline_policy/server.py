@@ -13,6 +13,9 @@ both models a prompt optimizer calls:
 - `offline-prompt-sensitive`: the policy whose accuracy depends on what its prompt tells it
   (`lessons.py`);
 - any other name: the plain solver above.
+
+A problem it cannot read gets the stand-ins' "cannot answer" reply (`tally.py`), never an empty
+answer dressed as one.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from .reflection import (
     reflection_answer,
 )
 from .solver import format_answer, solve
+from .tally import TALLY_PATH, UNANSWERED_HEADER, Tally, unanswered_message
 
 OFFLINE_MODEL = "offline-policy"
 MODELS = (OFFLINE_MODEL, PROMPT_SENSITIVE_MODEL, REFLECTION_MODEL)
@@ -123,6 +127,7 @@ class OfflinePolicy:
         self.error_rate = error_rate
         self.seed = seed
         self.requests_seen: deque[SeenRequest] = deque(maxlen=history)
+        self.tally = Tally()
         self._ids = itertools.count(1)
 
     def answer(self, text: str) -> str:
@@ -163,6 +168,11 @@ class OfflinePolicy:
         answer = self.answer(problem)
         if not answer:
             problem, answer = text, self.answer(text)
+        self.tally.record(request.query_params.get("cid"), bool(answer))
+        if not answer:
+            response = _completion(body, number, unanswered_message(), "stop", text, "")
+            response.headers[UNANSWERED_HEADER] = "1"
+            return response
         if body.get("model") == PROMPT_SENSITIVE_MODEL:
             answer = as_prompted(answer, problem, text)
         tool = _chosen_tool(body.get("tools") or [], body.get("tool_choice"))
@@ -205,6 +215,7 @@ def create_offline_policy_app(
             Route("/v1/chat/completions", policy.chat_completions, methods=["POST"]),
             Route("/chat/completions", policy.chat_completions, methods=["POST"]),
             Route("/v1/models", policy.models, methods=["GET"]),
+            Route(TALLY_PATH, policy.tally.route, methods=["POST"]),
         ]
     )
     app.state.policy = policy

@@ -1,12 +1,13 @@
-"""Writing a project from the template: each file's `{name}`, `{module}` and `{synth_version}`
-filled in (the template's literal braces are doubled, as `str.format` wants)."""
+"""Writing a project from the template: each file's `{name}`, `{module}` and
+`{synth_requirement}` filled in (the template's literal braces are doubled, as `str.format`
+wants)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from synth_ai import __version__
+from .requirement import synth_requirement
 
 TEMPLATE = Path(__file__).with_name("template")
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -19,9 +20,10 @@ class ProjectExists(FileExistsError):
     pass
 
 
-def create_project(name: str, parent: Path) -> Path:
+def create_project(name: str, parent: Path, requirement: str | None = None) -> Path:
     """A new project folder `parent/name`; raises `ValueError` for a bad name and
-    `ProjectExists` rather than overwrite anything."""
+    `ProjectExists` rather than overwrite anything. `requirement`: how the project depends on
+    synth-ai (default: as this one was installed, `requirement.py`)."""
     if not NAME.fullmatch(name):
         raise ValueError(
             f"{name[:64]!r} is not a project name: lowercase letters, digits, - and _, "
@@ -30,7 +32,11 @@ def create_project(name: str, parent: Path) -> Path:
     root = parent / name
     if root.exists():
         raise ProjectExists(f"{root} already exists")
-    fields = {"name": name, "module": name.replace("-", "_"), "synth_version": __version__}
+    fields = {
+        "name": name,
+        "module": name.replace("-", "_"),
+        "synth_requirement": requirement or synth_requirement(),
+    }
     for source in sorted(TEMPLATE.rglob("*")):
         if source.is_dir() or "__pycache__" in source.parts:
             continue

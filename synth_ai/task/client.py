@@ -290,6 +290,13 @@ class TaskAppClient:
                 await asyncio.to_thread(out.close)
         return written
 
+    async def upload_artifact(self, job_id: str, path: str | Path, **how: Any) -> dict[str, Any]:
+        """Upload a local file as one of the job's artifacts (`kind`, `step`, `name` as for
+        `RemoteEmitter.upload_artifact`); answers what the server stored."""
+        from synth_ai.jobs.upload import upload_file
+
+        return await upload_file(self._http, job_id, Path(path), **how)
+
     def stream_job(
         self,
         job_id: str,

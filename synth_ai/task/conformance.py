@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import httpx
 
+from .older_generation import is_older_generation
 from .probes import PROBES, CannotCheck, CheckFailed, CheckSkipped, Probe, describe, json_object
 
 Status = Literal["pass", "fail", "skipped"]
@@ -41,6 +42,10 @@ class ConformanceReport:
     checks: list[CheckResult] = field(default_factory=list)
     stopped: str | None = None
     """Why no (further) check could run, in one line; None when every check ran."""
+    policy_calls: int | None = None
+    unanswered: int | None = None
+    """The stand-in policy's calls in the rollout checks and how many it could not answer;
+    None when the policy is not a stand-in."""
 
     @property
     def passed(self) -> bool:
@@ -60,6 +65,8 @@ class ConformanceReport:
             "url": self.url,
             "passed": self.passed,
             "stopped": self.stopped,
+            "policy_calls": self.policy_calls,
+            "unanswered": self.unanswered,
             "checks": [{**asdict(c), "passed": c.passed} for c in self.checks],
         }
 
@@ -125,8 +132,12 @@ async def check_conformance(
         probe = Probe(http, url, api_key, seeds, inference_url, model)
         try:
             await reach(probe)
+            probe.older = await is_older_generation(http, probe.auth)
             for name, check in PROBES:
                 await run_check(report, name, functools.partial(check, probe))
         except CannotCheck as exc:
             report.stopped = str(exc)
+    if probe.unanswered is not None:
+        report.policy_calls = probe.unanswered.calls
+        report.unanswered = probe.unanswered.unanswered
     return report

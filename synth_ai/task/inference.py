@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .credentials import DEFAULT_CREDENTIALS, CredentialMap
 from .errors import InfrastructureError
@@ -71,6 +72,15 @@ class SharedHttpClient:
         self._client = None
 
 
+def shown(url: str) -> str:
+    """The endpoint a message names: scheme, host, port and path; never the userinfo or the
+    query (either may hold a credential)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
 async def chat_completion(
     client: httpx.AsyncClient,
     url: str,
@@ -91,16 +101,18 @@ async def chat_completion(
         response = await client.post(url, json=dict(payload), headers=headers, timeout=timeout)
     except httpx.TimeoutException as exc:
         raise InferenceError(
-            "inference_timeout", f"inference endpoint did not answer within {timeout:g} s"
+            "inference_timeout",
+            f"inference endpoint {shown(url)} did not answer within {timeout:g} s",
         ) from exc
     except httpx.TransportError as exc:
         raise InferenceError(
-            "inference_unreachable", f"inference endpoint unreachable: {type(exc).__name__}"
+            "inference_unreachable",
+            f"inference endpoint {shown(url)} unreachable: {type(exc).__name__}",
         ) from exc
     if response.status_code >= 400:
         raise InferenceError(
             "inference_http_error",
-            f"inference endpoint answered HTTP {response.status_code}",
+            f"inference endpoint {shown(url)} answered HTTP {response.status_code}",
             status=response.status_code,
         )
     try:

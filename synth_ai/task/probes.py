@@ -20,10 +20,14 @@ from pydantic import ValidationError
 
 from synth_ai.eval.models import EvalConfig
 from synth_ai.eval.runner import NO_POLICY, _result_from_answer, _result_from_error
+from synth_ai.offline_policy.tally import Count, count_unanswered
 from synth_ai.tracing_v3.sft import CHECK_PURPOSE
 
+from .auth import expected_prefix
 from .client import error_from_response, every_generation, excerpt
 from .contracts import ErrorEnvelope, RolloutResponse, TaskInfo
+from .correlation import stamp_inference_url, url_correlation_id
+from .older_generation import KEYLESS, OLDER, with_step_info
 from .validators import validate_rollout_response_for_rl
 
 RESPONSE_FIELDS = ("run_id", "trace_correlation_id", "trajectories", "metrics", "pipeline_metadata")
@@ -80,10 +84,20 @@ def require(data: Any, fields: Sequence[str], where: str) -> None:
         raise CheckFailed(f"{where} lacks {', '.join(missing)}")
 
 
-def leaks(text: str, secret: str, size: int = 4) -> bool:
-    return len(secret) >= size and any(
-        secret[i : i + size] in text for i in range(len(secret) - size + 1)
-    )
+MEANINGFUL_RUN = 8
+"""Characters of a key in a row that say something about it: shorter runs are found in common
+words (a key starting `auth` would match `authentication`)."""
+
+
+def leaks(text: str, secret: str, size: int = MEANINGFUL_RUN) -> bool:
+    """Whether `text` holds a meaningful part of `secret`: a run of `size` of its characters
+    (all of it when shorter), or its prefix as the app shows it (`/health`'s hint)."""
+    if not secret:
+        return False
+    size = min(size, len(secret))
+    if len(secret) > 4 and str(expected_prefix([secret])) in text:
+        return True
+    return any(secret[i : i + size] in text for i in range(len(secret) - size + 1))
 
 
 @dataclass
@@ -98,6 +112,10 @@ class Probe:
     inference_url: str | None = None
     model: str | None = None
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unanswered: Count | None = None
+    """What a stand-in policy tallied for the rollouts: None when the policy is not one."""
+    older: bool = False
+    """An app of an older generation, judged by its contract (`older_generation.py`)."""
 
     @property
     def auth(self) -> dict[str, str]:
@@ -140,34 +158,39 @@ async def health_with_key(p: Probe) -> str:
 
 async def health_without_key(p: Probe) -> str:
     response = await p.http.get("/health")
+    if p.older and response.status_code in KEYLESS:
+        return f"{response.status_code} without a key ({OLDER})"
     if response.status_code != 401:
         raise CheckFailed(f"GET /health without a key answered {describe(response)}, not 401")
     return "401 without a key"
 
 
 async def no_key_material(p: Probe) -> str:
-    """Only refusals are inspected (a 200 /health may show the key's first 4 characters);
-    skipped when there was none: an app without auth proves nothing about its 401."""
+    """Only refusals (any 4xx) are inspected (a 200 /health may show the key's first 4
+    characters); skipped when there was none: an app without auth proves nothing here."""
     wrong = f"wrong-{uuid.uuid4().hex}"
     statuses = []
     for headers in ({}, {"X-API-Key": wrong}, {"Authorization": f"Bearer {wrong}"}):
         response = await p.http.get("/health", headers=headers)
         statuses.append(response.status_code)
-        if response.status_code not in REFUSED:
+        if not 400 <= response.status_code < 500:  # a refusal, whatever its status
             continue
         body = response.text + " ".join(f"{k}: {v}" for k, v in response.headers.items())
         if leaks(body, p.key):
             raise CheckFailed(f"a {response.status_code} answer contains part of the valid key")
         if headers and leaks(body, wrong):
             raise CheckFailed(f"a {response.status_code} answer echoes the presented key")
-    if not any(status in REFUSED for status in statuses):
+    if not any(400 <= status < 500 for status in statuses):
         answered = ", ".join(str(s) for s in sorted(set(statuses)))
-        raise CheckSkipped(f"GET /health without a valid key never answered 401 ({answered})")
-    return "no key material in 401 answers"
+        raise CheckSkipped(f"GET /health without a valid key was never refused ({answered})")
+    return "no key material in the refusals"
 
 
 async def info_shape(p: Probe) -> str:
     data = await p.get_json("/info")
+    if p.older:
+        require(data, [f for f in INFO_FIELDS if f != "contract_version"], "/info")
+        return OLDER
     require(data, INFO_FIELDS, "/info")
     return f"contract_version={data['contract_version']}"
 
@@ -183,11 +206,13 @@ async def task_info_seeds(p: Probe) -> str:
     for seed in p.seeds:
         data = await p.get_json("/task_info", seed=seed)
         require(data, TASK_INFO_FIELDS, f"/task_info?seed={seed}")
+        if p.older:  # its fields' shapes are its generation's
+            continue
         try:
             TaskInfo.model_validate(data)
         except ValidationError as exc:
             raise CheckFailed(f"/task_info?seed={seed}: {exc.errors()[0]['msg']}") from None
-    return f"{len(p.seeds)} seeds"
+    return f"{len(p.seeds)} seeds" + (f" ({OLDER})" if p.older else "")
 
 
 async def determinism(p: Probe) -> str:
@@ -200,15 +225,17 @@ async def determinism(p: Probe) -> str:
 
 
 def rollout_body(p: Probe, mode: str, cid: str) -> dict[str, Any]:
-    """Marked `record.purpose: check`, so the app can keep this probe out of training data."""
+    """Marked `record.purpose: check`, so the app can keep this probe out of training data.
+    The cid rides on the inference URL too, as trainers send it (0.2.24's apps read it there)."""
     seed = p.seeds[0]
+    url = p.inference_url and stamp_inference_url(p.inference_url, cid)
     return every_generation(
         {
             "run_id": cid,
             "trace_correlation_id": cid,
             "mode": mode,
             "env": {"seed": seed, "config": {"seed": seed}},
-            "policy": {"config": {"inference_url": p.inference_url, "model": p.model or "policy"}},
+            "policy": {"config": {"inference_url": url, "model": p.model or "policy"}},
             "record": {
                 "return_trace": True,
                 "trace_format": "structured",
@@ -237,10 +264,9 @@ async def rollout(p: Probe, mode: str) -> str:
     if data is None:
         raise CheckFailed(f"POST /rollout ({mode}) answered {describe(response)}, not an object")
     require(data, RESPONSE_FIELDS, f"rollout response ({mode})")
-    if data["trace_correlation_id"] != cid:
-        raise CheckFailed(f"trace_correlation_id is {data['trace_correlation_id']!r}, not {cid!r}")
+    carried_by = correlation(data, cid)
     try:
-        parsed = RolloutResponse.model_validate(data)
+        parsed = RolloutResponse.model_validate(with_step_info(data) if p.older else data)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
@@ -252,12 +278,49 @@ async def rollout(p: Probe, mode: str) -> str:
             f"the rollout ({mode}) answered an infrastructure error, not a result: "
             f"{result.error_kind}: {result.error}"
         )
+    await unanswerable(p, mode, cid)
     p.answers[mode] = data
-    if mode == "rl":
+    if mode == "rl" and carried_by == "trace_correlation_id":
         problems = validate_rollout_response_for_rl(data, warn_only=True)
         if problems:
             raise CheckFailed("; ".join(problems[:3]))
+    if carried_by != "trace_correlation_id":
+        return f"reward={result.reward}; cid from the trajectories' inference_url (0.2.24)"
     return f"reward={result.reward}"
+
+
+def correlation(data: dict[str, Any], cid: str) -> str:
+    """Where the answer carries the rollout's cid: `trace_correlation_id`, or, where that is
+    null (optional up to 0.2.24, whose trainers read it there), the `cid` of every trajectory's
+    `inference_url`. Anything else is a `CheckFailed` naming what was found."""
+    given = data["trace_correlation_id"]
+    if given is not None:
+        if given != cid:
+            raise CheckFailed(f"trace_correlation_id is {given!r}, not {cid!r}")
+        return "trace_correlation_id"
+    trajectories = data.get("trajectories")
+    urls = [t.get("inference_url") for t in trajectories or [] if isinstance(t, dict)]
+    found = [url_correlation_id(u) if isinstance(u, str) else None for u in urls]
+    if found and all(f == cid for f in found):
+        return "inference_url"
+    raise CheckFailed(
+        f"trace_correlation_id is None and the trajectories' inference_url carry cid "
+        f"{found!r}, not {cid!r}: a trainer cannot join this rollout to its inference calls"
+    )
+
+
+async def unanswerable(p: Probe, mode: str, cid: str) -> None:
+    """A rollout whose every policy call the stand-in could not answer checked nothing of the
+    app: it fails, saying so. Counts add up in `p.unanswered` for the report."""
+    count = await count_unanswered(p.inference_url, [cid])
+    if count is None:
+        return
+    p.unanswered = count if p.unanswered is None else p.unanswered + count
+    if count.calls and count.unanswered == count.calls:
+        raise CheckFailed(
+            f"the rollout ({mode}) made {count.calls} policy call(s) and the stand-in policy "
+            "could not answer any: nothing of the app's rollout was checked (script an answer)"
+        )
 
 
 async def reward_names(p: Probe) -> str:
@@ -280,8 +343,11 @@ async def reward_names(p: Probe) -> str:
     return f"equal ({', '.join(compared)})"
 
 
-def in_envelope(response: httpx.Response, what: str) -> str:
-    """The answer's error code when its body is the error envelope (DESIGN.md 3.3)."""
+def in_envelope(response: httpx.Response, what: str, older: bool = False) -> str:
+    """The answer's error code when its body is the error envelope (DESIGN.md 3.3); an older
+    generation answers FastAPI's `{"detail": ...}` instead."""
+    if older:
+        return f"({OLDER}: its own error body)"
     try:
         return ErrorEnvelope.model_validate_json(response.content).detail.error.code
     except ValidationError:
@@ -298,7 +364,7 @@ async def malformed_json(p: Probe) -> str:
     p.refused(response, "POST /rollout")
     if not 400 <= response.status_code < 500:
         raise CheckFailed(f"{what} answered {describe(response)}, not a 4xx")
-    return f"{response.status_code} {in_envelope(response, what)}"
+    return f"{response.status_code} {in_envelope(response, what, p.older)}"
 
 
 async def unknown_route(p: Probe) -> str:
@@ -306,7 +372,7 @@ async def unknown_route(p: Probe) -> str:
     response = await p.http.get(path, headers=p.auth)
     if response.status_code != 404:
         raise CheckFailed(f"GET {path} answered {describe(response)}, not 404")
-    return f"404 {in_envelope(response, f'GET {path}')}"
+    return f"404 {in_envelope(response, f'GET {path}', p.older)}"
 
 
 PROBES: tuple[tuple[str, Callable[[Probe], Awaitable[str]]], ...] = (

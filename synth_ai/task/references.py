@@ -9,7 +9,9 @@ works everywhere, `--reload` included (the reference is what the reloader is giv
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
+import traceback
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
@@ -19,12 +21,35 @@ from typing import Any
 from .config import TaskAppConfig
 from .registry import ConfigFactoryFailed, TaskAppEntry, registry
 
+logger = logging.getLogger(__name__)
+
 
 class AppNotFound(KeyError):
     """No task app answers to a reference; the message says what was tried and what exists."""
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class AppLoadFailed(AppNotFound):
+    """The app's code raised while it was imported; the message is one line, `file:line:
+    Error: message`, and the traceback is logged at debug level (`synth-ai -v`)."""
+
+
+def load_failure(exc: BaseException, path: Path | None) -> AppLoadFailed:
+    """One line naming where an import failed: the app file's deepest frame, else the deepest
+    frame outside the import machinery (a SyntaxError names its own file and line)."""
+    logger.debug("loading the task app failed", exc_info=exc)
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f"{exc.filename}:{exc.lineno}"
+        message = exc.msg
+    else:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if "<frozen" not in f.filename]
+        mine = [f for f in frames if path is not None and Path(f.filename) == path]
+        chosen = mine or frames
+        where = f"{chosen[-1].filename}:{chosen[-1].lineno}" if chosen else str(path)
+        message = str(exc)
+    return AppLoadFailed(f"{where}: {type(exc).__name__}: {' '.join(message.split())[:300]}")
 
 
 def find_task_app(reference: str) -> TaskAppEntry:
@@ -95,7 +120,11 @@ def _from_module(module_name: str, attribute: str) -> TaskAppEntry:
     try:
         module = import_module(module_name)
     except ModuleNotFoundError as exc:
-        raise AppNotFound(f"no module {module_name!r} ({exc})") from None
+        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
+            raise AppNotFound(f"no module {module_name!r} ({exc})") from None
+        raise load_failure(exc, None) from exc
+    except Exception as exc:
+        raise load_failure(exc, None) from exc
     if not hasattr(module, attribute):
         raise AppNotFound(f"module {module_name!r} has no attribute {attribute!r}")
     return entry_of(getattr(module, attribute), f"{module_name}:{attribute}")
@@ -104,7 +133,10 @@ def _from_module(module_name: str, attribute: str) -> TaskAppEntry:
 def _from_file(path: Path, name: str | None) -> TaskAppEntry:
     if not path.is_file():
         raise AppNotFound(f"no file {str(path)!r}")
-    module = _import_file(path)
+    try:
+        module = _import_file(path)
+    except Exception as exc:
+        raise load_failure(exc, path.resolve()) from exc
     # what the file registered (its factories live in it), and entries it holds as names;
     # installed apps are not looked for: loading them all only to skip them costs every start
     found = {
@@ -152,7 +184,11 @@ def _import_file(path: Path) -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[unique] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[unique]
+        raise
     return module
 
 

@@ -17,15 +17,19 @@ def assert_conforms(
     api_key: str | None = None,
     inference_url: str | None = None,
     seeds: tuple[int, ...] = (0, 1, 2),
+    script: Any = None,
 ) -> ConformanceReport:
     """Check an app against the contract and fail the test naming every failed check.
 
     `app` is a URL, or anything `synth-ai serve` takes (a `TaskAppConfig`, a `TaskAppEntry`, a
     registered name, `app.py`, `module:attribute`), served in-process on loopback. Rollouts use
-    `inference_url`, else the offline stand-in policy, served for the check.
+    `inference_url`, else a scripted stand-in answering `script` (a function `(messages, tools)
+    -> reply` or a list of `Rule`s), else the offline math stand-in, served for the check.
     """
     from synth_ai.offline_policy import create_offline_policy_app
     from synth_ai.task import serve_in_background
+
+    from .scripted import serve_scripted_policy
 
     with contextlib.ExitStack() as stack:
         key = api_key or os.environ.get("ENVIRONMENT_API_KEY")
@@ -36,7 +40,9 @@ def assert_conforms(
             app = stack.enter_context(serve_in_background(asgi_app_of(app)))
         if key is None:
             raise ValueError("a URL needs api_key= (or ENVIRONMENT_API_KEY) to be checked")
-        if inference_url is None:
+        if inference_url is None and script is not None:
+            inference_url = stack.enter_context(serve_scripted_policy(script)).url
+        elif inference_url is None:
             inference_url = stack.enter_context(serve_in_background(create_offline_policy_app()))
         report = asyncio.run(check_conformance(app, key, seeds=seeds, inference_url=inference_url))
     if report.stopped is not None:

@@ -1,6 +1,10 @@
 """The pytest plugin (entry point `pytest11`): fixtures for testing a task app for real.
 
-- `offline_policy_url`: the offline stand-in policy on loopback (session-wide);
+- `offline_policy_url`: the offline stand-in policy on loopback (session-wide; it solves the
+  math app's problems only);
+- `scripted_policy(script)`: a scripted stand-in for the test, answering what `script` says
+  (a function `(messages, tools) -> reply` or a list of `Rule`s); it answers a `ServedPolicy`
+  with its `url`, the `calls` it was asked and how many it left `unanswered`;
 - `task_app_key`: an `ENVIRONMENT_API_KEY` for the test (the one set, else a fresh one);
 - `serve_task_app(app)`: serves an app (a config, an entry, a name, `app.py`,
   `module:attribute`) on loopback for the test and answers its URL;
@@ -27,6 +31,18 @@ def offline_policy_url() -> Iterator[str]:
 
     with serve_in_background(create_offline_policy_app()) as url:
         yield url
+
+
+@pytest.fixture
+def scripted_policy() -> Iterator[Callable[[Any], Any]]:
+    from .scripted import serve_scripted_policy
+
+    with contextlib.ExitStack() as stack:
+
+        def serve(script: Any) -> Any:
+            return stack.enter_context(serve_scripted_policy(script))
+
+        yield serve
 
 
 @pytest.fixture

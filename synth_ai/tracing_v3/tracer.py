@@ -7,12 +7,13 @@ writer thread, so the event loop never waits on SQLite; `finish` returns once it
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -38,6 +39,15 @@ from .sft import SFTWriter
 from .store import TraceStore
 
 Event = LMCAISEvent | EnvironmentEvent | RuntimeEvent
+
+
+def as_datetime(moment: datetime | float) -> datetime:
+    """A time given as a datetime or as Unix seconds, as an aware datetime."""
+    if isinstance(moment, datetime):
+        return moment
+    if isinstance(moment, bool) or not isinstance(moment, int | float) or not math.isfinite(moment):
+        raise ValueError(f"a time is a datetime or finite Unix seconds, not {moment!r:.40}")
+    return datetime.fromtimestamp(moment, tz=UTC)
 
 
 class Timestep:
@@ -180,11 +190,13 @@ class TraceSession:
         request: Mapping[str, Any],
         response: Mapping[str, Any],
         *,
-        started_at: datetime,
-        completed_at: datetime,
+        started_at: datetime | float,
+        completed_at: datetime | float,
         provider: str | None = "openai",
     ) -> LMCAISEvent:
-        """Record an OpenAI-style chat-completions request and its response."""
+        """Record an OpenAI-style chat-completions request and its response. The times are
+        datetimes or Unix seconds (`time.time()`)."""
+        started_at, completed_at = as_datetime(started_at), as_datetime(completed_at)
         choice = (response.get("choices") or [{}])[0]
         output = LLMMessage.from_openai(choice.get("message") or {})
         params = {

@@ -141,6 +141,17 @@ export function fmt(value) {
     : String(Number(value.toPrecision(4)));
 }
 
+/** A time (unix seconds, or ISO text) as the CLI shows it: ISO 8601 in UTC, to the second. */
+export function isoUtc(value) {
+  const when = new Date(typeof value === "number" ? value * 1000 : value);
+  return Number.isNaN(when.getTime()) ? "–" : when.toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+/** A time's hour, minute and second in UTC, for log lines: `15:40:50Z`. */
+export function clockUtc(value) {
+  return isoUtc(value).slice(11);
+}
+
 /** How long ago a unix time (seconds) was, briefly. */
 export function ago(seconds) {
   const elapsed = Math.max(0, Date.now() / 1000 - seconds);

@@ -7,7 +7,7 @@
 // expired token, an HTTP error) a fresh token and a new stream from the last event id seen. It
 // stops on the `end` event, and on 204 (the job is over and everything was seen).
 import { MetricCharts } from "./charts.js";
-import { TERMINAL, api, el, fmt, onSignedOut, signIn, stateBadge } from "./common.js";
+import { TERMINAL, api, clockUtc, el, fmt, isoUtc, onSignedOut, signIn, stateBadge } from "./common.js";
 
 const MAX_LOG_LINES = 500;
 const jobId = new URLSearchParams(location.search).get("id") || "";
@@ -80,7 +80,7 @@ function showSnapshot(snapshot) {
   $("title").textContent = `Job ${job.job_id}`;
   document.title = `${job.job_id} · synth-ai`;
   $("kind").textContent = job.kind;
-  $("created").textContent = new Date(job.created_at * 1000).toLocaleString();
+  $("created").textContent = isoUtc(job.created_at);
   showState(job.state);
 }
 
@@ -93,7 +93,7 @@ function logLine(level, message, ts) {
     el(
       "li",
       { class: `lvl-${lvl}` },
-      el("time", { datetime: when.toISOString() }, when.toLocaleTimeString()),
+      el("time", { datetime: when.toISOString() }, clockUtc(when.getTime() / 1000)),
       el("span", { class: "level" }, lvl.toUpperCase()),
       " ",
       message ?? "",

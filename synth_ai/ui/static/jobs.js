@@ -1,6 +1,6 @@
 // The job list: every job the signed-in principal may see, refreshed every two seconds.
 // Rows are updated in place (never rebuilt), so keyboard focus stays where it is.
-import { ago, api, el, fmt, onSignedOut, signIn, stateBadge } from "./common.js";
+import { ago, api, clockUtc, el, fmt, isoUtc, onSignedOut, signIn, stateBadge } from "./common.js";
 
 const REFRESH_MS = 2000;
 const body = document.querySelector("#jobs tbody");
@@ -52,7 +52,7 @@ function render(jobs) {
     show(state, job.state, stateBadge(job.state));
     show(steps, JSON.stringify([job.step, job.total, job.phase]), progress(job));
     show(values, JSON.stringify(job.metrics), metrics(job));
-    show(age, ago(job.created_at), el("time", { datetime: new Date(job.created_at * 1000).toISOString() }, ago(job.created_at)));
+    show(age, ago(job.created_at), el("time", { datetime: new Date(job.created_at * 1000).toISOString(), title: isoUtc(job.created_at) }, ago(job.created_at)));
     // keep newest-first order without moving rows that are already in place
     const expected = previous ? previous.nextSibling : body.firstChild;
     if (expected !== row) body.insertBefore(row, expected);
@@ -73,7 +73,7 @@ async function refresh() {
     const { jobs } = await api("/ui/api/jobs");
     render(jobs);
     problem.textContent = "";
-    document.getElementById("refreshed").textContent = `· updated ${new Date().toLocaleTimeString()}`;
+    document.getElementById("refreshed").textContent = `· updated ${clockUtc(Date.now() / 1000)}`;
   } catch (error) {
     if (!onSignedOut(error)) problem.textContent = `Cannot load jobs: ${error.message}`;
   }

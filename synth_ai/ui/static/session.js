@@ -1,7 +1,7 @@
 // One session as a transcript: each step in order with its messages, model calls (new request
 // messages, the answer, tool calls with their arguments, tokens and latency), environment
 // results and rewards, and how long it took.
-import { api, duration, el, fmt, onSignedOut, signIn } from "./common.js";
+import { api, clockUtc, duration, el, fmt, isoUtc, onSignedOut, signIn } from "./common.js";
 
 const id = new URLSearchParams(location.search).get("id") || "";
 const $ = (name) => document.getElementById(name);
@@ -90,7 +90,7 @@ function step(s) {
   return el(
     "section",
     { class: "step", "aria-label": `step ${s.index}` },
-    el("h3", {}, parts.join(" · "), el("span", { class: "muted" }, ` · ${new Date(s.started_at).toLocaleTimeString()}`)),
+    el("h3", {}, parts.join(" · "), el("span", { class: "muted" }, ` · ${clockUtc(s.started_at)}`)),
     s.items.map(item),
   );
 }
@@ -101,7 +101,7 @@ function summary(t) {
     ["Models", t.models.join(", ") || "–"],
     ["Tokens", fmt(t.tokens)],
     ["Steps", fmt(t.steps.length)],
-    ["Created", new Date(t.created_at).toLocaleString()],
+    ["Created", isoUtc(t.created_at)],
   ];
   $("summary").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   if (t.metadata) $("summary").append(el("dt", {}, "Metadata"), el("dd", {}, el("details", {}, el("summary", {}, "show"), pre(t.metadata))));

@@ -2,7 +2,7 @@
 // optimization's job and candidate (the filter is the page's query, so a filtered view can be
 // bookmarked, and a candidate's row on the job page links here), and the SFT export of the
 // reward and model filter.
-import { api, duration, el, fmt, onSignedOut, signIn } from "./common.js";
+import { api, duration, el, fmt, isoUtc, onSignedOut, signIn } from "./common.js";
 
 const PAGE = 50;
 const params = new URLSearchParams(location.search);
@@ -23,7 +23,7 @@ function row(s) {
     el("td", { class: "num" }, fmt(s.tokens)),
     el("td", { class: "num" }, duration(s.duration_s)),
     el("td", { class: "num" }, fmt(s.steps)),
-    el("td", {}, el("time", { datetime: s.created_at }, new Date(s.created_at).toLocaleString())),
+    el("td", {}, el("time", { datetime: s.created_at }, isoUtc(s.created_at))),
   );
 }
 

@@ -1,0 +1,102 @@
+"""An eval's job tells the truth: its status events carry `step` up to the total, a failed
+verdict (`--fail-under`, `--max-error-rate`) ends it `failed` with the reason, errored seeds
+count in the summary (apart, and in the mean as 0 unless `--exclude-errors`), and a run that
+fails its preflight makes no job."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from synth_ai.cli import main
+from synth_ai.jobs import JobsService
+from synth_ai.jobs.models import JobEvent
+from synth_ai.task import create_task_app, serve_in_background
+
+from .conftest import echo_rollout, make_config
+from .processes import free_port
+
+
+def serve(rollout: Any) -> Any:
+    return serve_in_background(create_task_app(make_config(rollout=rollout)))
+
+
+def run_eval(url: str, tmp_path: Path, *args: str) -> Any:
+    db = tmp_path / "jobs.db"
+    out = tmp_path / "results.jsonl"
+    return CliRunner().invoke(main, ["eval", url, "--out", str(out), "--jobs-db", str(db), *args])
+
+
+def jobs_of(db: Path) -> list[tuple[dict[str, Any], list[JobEvent]]]:
+    async def read() -> list[tuple[dict[str, Any], list[JobEvent]]]:
+        service = JobsService(db)
+        try:
+            jobs = await service.list()
+            return [(job, await service.events(job["job_id"], 0, 10_000, None)) for job in jobs]
+        finally:
+            await service.close()
+
+    return asyncio.run(read())
+
+
+def statuses(events: list[JobEvent]) -> list[dict[str, Any]]:
+    return [e.data for e in events if e.type == "job.status"]
+
+
+def half_broken(request: Any, context: Any) -> Any:
+    if request.env.seed % 2:
+        raise RuntimeError("odd seed")
+    return echo_rollout(request, context)
+
+
+def test_status_events_carry_the_step_up_to_the_total(tmp_path: Path) -> None:
+    with serve(echo_rollout) as url:
+        result = run_eval(url, tmp_path, "--seeds", "0-5", "--concurrency", "2")
+    assert result.exit_code == 0, result.output
+    ((job, events),) = jobs_of(tmp_path / "jobs.db")
+    steps = [s["step"] for s in statuses(events)]
+    assert steps[0] == 0 and steps[-1] == 6 and steps == sorted(steps)  # live ones may coalesce
+    assert all(s["total"] == 6 for s in statuses(events))
+    assert job["state"] == "succeeded"
+
+
+def test_a_failed_verdict_fails_the_job_with_its_reason(tmp_path: Path) -> None:
+    with serve(echo_rollout) as url:  # rewards are the seeds: mean 2.0
+        result = run_eval(url, tmp_path, "--seeds", "0-4", "--fail-under", "3")
+    assert result.exit_code == 1
+    ((job, events),) = jobs_of(tmp_path / "jobs.db")
+    assert job["state"] == "failed"
+    assert statuses(events)[-1]["message"] == "mean reward 2.000 < --fail-under 3"
+
+
+def test_an_error_rate_above_the_limit_fails_the_job(tmp_path: Path) -> None:
+    with serve(half_broken) as url:
+        result = run_eval(url, tmp_path, "--seeds", "0-3", "--max-error-rate", "0.25")
+    assert result.exit_code == 1
+    ((job, events),) = jobs_of(tmp_path / "jobs.db")
+    assert job["state"] == "failed"
+    assert (
+        "2 of 4 seeds failed (error rate 0.50 > --max-error-rate 0.25)"
+        in (statuses(events)[-1]["message"])
+    )
+
+
+def test_errored_seeds_count_as_zero_unless_excluded(tmp_path: Path) -> None:
+    tolerant = ("--seeds", "0-3", "--max-error-rate", "1", "--json")
+    with serve(half_broken) as url:  # seeds 0 and 2 score 0 and 2; 1 and 3 raise
+        counted = run_eval(url, tmp_path, *tolerant)
+        excluded = run_eval(url, tmp_path, *tolerant, "--exclude-errors")
+    assert counted.exit_code == 0, counted.output
+    assert '"mean_reward": 0.5' in counted.stdout  # (0 + 2 + 0 + 0) / 4
+    assert "2 (in the mean as 0)" in counted.output
+    assert '"mean_reward": 1.0' in excluded.stdout  # (0 + 2) / 2
+    assert "2 (not in the mean)" in excluded.output
+
+
+def test_a_failed_preflight_makes_no_job(tmp_path: Path) -> None:
+    result = run_eval(f"http://127.0.0.1:{free_port()}", tmp_path, "--seeds", "0")
+    assert result.exit_code == 3 and "/health check failed" in result.output
+    assert not (tmp_path / "jobs.db").exists() or jobs_of(tmp_path / "jobs.db") == []
