@@ -20,7 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "demo": (
         "synth_ai.cli.demo:demo",
-        "Serve the math app, a policy and a jobs server on loopback; evaluate 50 seeds live.",
+        "Serve the math app, a policy and a jobs server on loopback; evaluate 50 seeds live, "
+        "then optimize the app's prompt.",
     ),
     "traces": ("synth_ai.cli.traces:traces", "Inspect and export recorded session traces."),
     "jobs": ("synth_ai.cli.jobs:jobs", "Job events: serve them, and follow jobs live."),
