@@ -1,6 +1,7 @@
 """A 429 `too_many_failed_attempts` (this address sent too many wrong keys) is final for the
 clients: raised at once with a message saying to check the key, never waited out and sent
-again, whatever the request (a read, a rollout, a job stream, `request_within`).
+again, whatever the request (a read, a rollout, a job stream, `request_within`, a remote
+emitter's posts).
 
 Real servers on loopback; each counts the requests that reach it, so "not sent again" is
 measured, not assumed. The servers' failed-check limit is set to 1 so one wrong key locks
@@ -19,7 +20,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
-from synth_ai.jobs import create_jobs_app
+from synth_ai.jobs import RemoteEmitter, RemoteEmitterError, create_jobs_app
 from synth_ai.jobs.client import JobStreamError, request_within, stream_job
 from synth_ai.task import (
     SyncTaskAppClient,
@@ -69,7 +70,7 @@ class Paused(TaskAppClient):
         self.pauses.append(seconds)
 
 
-def assert_final(exc: TaskAppClientError | JobStreamError) -> None:
+def assert_final(exc: TaskAppClientError | JobStreamError | RemoteEmitterError) -> None:
     assert exc.status == 429
     assert exc.code == "too_many_failed_attempts"
     assert "check the API key" in exc.message
@@ -131,3 +132,18 @@ def test_request_within_raises_a_lockout_at_once(tmp_path: Path) -> None:
     with locked_out(create_jobs_app(tmp_path / "jobs.db"), "/api/jobs") as (url, counted):
         assert_final(asyncio.run(scenario(url)))
         assert counted.requests == 1
+
+
+def test_a_remote_emitter_stops_at_a_lockout(tmp_path: Path) -> None:
+    app = create_jobs_app(tmp_path / "jobs.db")
+    with locked_out(app, "/api/jobs") as (url, counted):
+        emitter = RemoteEmitter(url, "job_x", KEY, backoff_s=0.01, max_backoff_s=0.02)
+        emitter.emit_log("hello")
+        with pytest.raises(RemoteEmitterError) as refused:
+            emitter.close(timeout_s=5.0)
+        assert_final(refused.value)
+        assert counted.requests == 1
+        with pytest.raises(RemoteEmitterError) as creating:
+            RemoteEmitter.create_job(url, KEY, attempts=5)
+        assert_final(creating.value)
+        assert counted.requests == 2
