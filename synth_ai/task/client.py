@@ -123,7 +123,7 @@ def decoded(response: httpx.Response) -> Any:
 
 LOCKED_OUT = "too_many_failed_attempts"
 """The 429 of an address that failed too many key checks (`synth_ai.task.attempts`): final,
-never waited out, since sending the same key again only fails again (or feeds a guesser)."""
+since the same key sent again only fails again."""
 RETRYABLE = frozenset({429, 502, 503, 504})
 """Answers worth sending again: overloaded or a proxy's gateway failure. A 500 is the app's own
 failure (an executor that raised answers `rollout_failed`): sending it again fails again."""
@@ -132,9 +132,7 @@ NOTHING_RAN = frozenset({429, 503})
 only ones a request that is not idempotent is sent again after. A 502 or 504 may come after the
 server started it (a rollout past its deadline answers 504 `rollout_timeout`)."""
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-IDEMPOTENCY_KEY = "Idempotency-Key"
-"""A request carrying one is stored once by the server however often it is sent (a job's
-event posts), so it is retried as an idempotent one."""
+IDEMPOTENCY_KEY = "Idempotency-Key"  # a request with one is stored once: retried as idempotent
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 """Transport errors raised before any of the request reached the server."""
 
@@ -271,15 +269,10 @@ class TaskAppClient:
         return await self.request("GET", f"/api/jobs/{job_id}/events", params=params)
 
     async def emit_events(self, job_id: str, events: Sequence[dict[str, Any]]) -> list[int]:
-        """Post events for a job (a remote producer); answers their assigned seqs. The post
-        carries an `Idempotency-Key`, the same on each retry, so the server stores it once
-        even when an answer was lost and the post sent again."""
-        answer = await self.request(
-            "POST",
-            f"/api/jobs/{job_id}/events",
-            json={"events": list(events)},
-            headers={IDEMPOTENCY_KEY: uuid.uuid4().hex},
-        )
+        """Post events for a job (a remote producer); answers their assigned seqs. The key,
+        the same on each retry, has the server store them once if an answer is lost."""
+        body, key = {"events": list(events)}, {IDEMPOTENCY_KEY: uuid.uuid4().hex}
+        answer = await self.request("POST", f"/api/jobs/{job_id}/events", json=body, headers=key)
         return answer["seqs"]
 
     async def cancel_job(self, job_id: str) -> dict[str, Any]:
