@@ -100,6 +100,7 @@ class JobEventLog:
             name=f"job-log:{self.url.engine}",
             weight=lambda append: len(append.events),
             on_stop=self._close_writer,
+            refusals=REFUSED,
         )
 
     @property
