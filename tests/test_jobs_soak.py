@@ -43,15 +43,16 @@ CALL_BOUND_S = 30.0
 RSS_GROWTH_BOUND = 48 * 1024 * 1024
 HEADERS = {"X-API-Key": KEY}
 METRIC_NAMES = ["loss", "accuracy", "reward"]
+TERMINAL = ("succeeded", "canceled")
 T = TypeVar("T")
 
 
 class Replica:
     """A `synth-ai jobs serve` process that can be killed -9 and started again on its port."""
 
-    def __init__(self, db: str) -> None:
+    def __init__(self, db: str, **env: str) -> None:
         self.db, self.port = db, free_port()
-        self.env = {**os.environ, "ENVIRONMENT_API_KEY": KEY, "SSE_END_GRACE_SECS": "0.05"}
+        self.env = {**os.environ, "ENVIRONMENT_API_KEY": KEY, "SSE_END_GRACE_SECS": "0.05", **env}
         self.restarts = 0
         self.start()
 
@@ -80,7 +81,9 @@ class Replica:
 
 @pytest.fixture
 def replicas(postgres_url: str) -> Iterator[tuple[Replica, Replica]]:
-    victim = Replica(postgres_url)
+    # the victim also keeps few jobs hot and a short ring: buses are evicted and reloaded under
+    # load, and resumed readers replay from the log
+    victim = Replica(postgres_url, SYNTH_JOBS_MAX_HOT_JOBS="2", SSE_RING_BUFFER_EVENTS="40")
     steady = Replica(postgres_url)
     try:
         yield victim, steady
@@ -237,7 +240,7 @@ def check_reader(
         assert seq in by_seq, f"{who}: seq {seq} was never stored"
         for name, value in by_seq[seq]["data"].items():
             assert payload[name] == value, f"{who}: seq {seq} differs from the log"
-    end = next(e["seq"] for e in stored if e["data"].get("state") in ("succeeded", "canceled"))
+    end = next(e["seq"] for e in stored if e["data"].get("state") in TERMINAL)
     got, last_metric = set(seqs), {}
     for event in stored[:end]:
         if sse_name(event["type"]) == "metric":
@@ -379,6 +382,10 @@ def test_job_streams_keep_their_promises_under_restarts_and_cancels(
     for job, received in zip(jobs, streams, strict=True):
         stored = asyncio.run(stored_events(steady.url, job.job_id))
         assert [event["seq"] for event in stored] == list(range(1, len(stored) + 1))
+        ended = next(e["data"]["state"] for e in stored if e["data"].get("state") in TERMINAL)
+        for url in urls:  # each replica's snapshot agrees with the log
+            snapshot = httpx.get(f"{url}/api/jobs/{job.job_id}", headers=HEADERS).json()
+            assert (snapshot["state"], snapshot["last_seq"]) == (ended, len(stored)), url
         by_seq = {event["seq"]: event for event in stored}
         for seq, posted in job.acknowledged.items():  # a 2xx means stored, as posted
             assert by_seq[seq]["type"] == posted["type"]
