@@ -9,13 +9,16 @@ import asyncio
 import json
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from synth_ai.jobs import StreamSettings, create_jobs_app
+from synth_ai.jobs import JobsService, StreamSettings, create_jobs_app
+from synth_ai.jobs.frames import stream_frames
+from synth_ai.storage import StorageError
 from synth_ai.task import serve_in_background
 
 from .conftest import KEY
@@ -192,3 +195,32 @@ def test_a_busy_stream_ends_too_and_misses_nothing_before(replicas: tuple[str, s
     follower.revoked()
     seqs = [json.loads(data)["seq"] for name, data in follower.frames if name == "log"]
     assert seqs == acknowledged[: len(seqs)]  # in order, nothing skipped, up to the end
+
+
+@pytest.mark.parametrize("failure", [StorageError("the sessions table is gone"), TimeoutError()])
+def test_a_grant_that_cannot_be_checked_ends_the_stream_with_reset(
+    failure: Exception, tmp_path: Path
+) -> None:
+    """Neither kept open unchecked nor called revoked: `reset`, so the client resumes from its
+    cursor and is checked again when it opens."""
+
+    async def scenario() -> list[bytes]:
+        service = JobsService(tmp_path / "jobs.db", StreamSettings(replay_timeout_s=0.2))
+        try:
+            job_id = (await service.create("custom", {}, {}))["job_id"]
+            bus = await service.bus(job_id)
+            assert bus is not None
+
+            async def unanswerable() -> bool:
+                raise failure
+
+            frames = stream_frames(
+                service, bus, bus.subscribe(None), 0, None, HEARTBEAT, unanswerable
+            )
+            async with asyncio.timeout(BOUND_S):
+                return [frame async for frame in frames]
+        finally:
+            await service.close()
+
+    *_, last = asyncio.run(scenario())
+    assert last.startswith(b"event: reset\n"), last
