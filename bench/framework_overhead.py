@@ -67,6 +67,7 @@ from synth_ai.task import (
 )
 
 KEY = "bench-key"
+SERVER_ENV = {"ENVIRONMENT_API_KEY": KEY}
 PUBLISHED = "synth-ai==0.2.24"
 OPENENV = "openenv-core==0.3.0"
 CACHE = Path(__file__).with_name(".cache")
@@ -390,39 +391,41 @@ def ratio_cell(ours: float | None, theirs: float | None, goal: float | None) -> 
     return f"**{ratio:.2f}x** ({'meets' if ratio >= goal else 'misses'})"
 
 
-def main() -> None:
-    if pinning():
-        os.sched_setaffinity(0, {LOAD_CORE})  # this process drives the load (and wrk inherits it)
-    published, openenv = ensure_published(), ensure_openenv()
-    fast = fast_parts()
-    use_wrk = shutil.which("wrk") is not None
-    env = {"ENVIRONMENT_API_KEY": KEY}
-    os.environ.update(env)  # the in-process measurement checks keys in this process
+def in_repo(
+    name: str, factory: Callable[[], Any], auth: bool = False, checkout: Path = ROOT
+) -> Target:
+    """A server whose app is `factory` in this module, served from `checkout` (put first on
+    PYTHONPATH when started as a command, e.g. an older copy of the code)."""
 
-    def in_repo(name: str, factory: Callable[[], Any], auth: bool = False) -> Target:
-        def command(setup: ServerSetup) -> Command:
-            spec = f"bench.framework_overhead:{factory.__name__}"
-            extra = {**env, **setup.env, "PYTHONPATH": str(ROOT)}
-            return Command(Path(sys.executable), spec, extra)
+    def command(setup: ServerSetup) -> Command:
+        spec = f"bench.framework_overhead:{factory.__name__}"
+        extra = {**SERVER_ENV, **setup.env, "PYTHONPATH": str(checkout)}
+        return Command(Path(sys.executable), spec, extra)
 
-        def serve(setup: ServerSetup) -> Any:
-            return forked_server(factory, {**env, **setup.env})
+    def serve(setup: ServerSetup) -> Any:
+        return forked_server(factory, {**SERVER_ENV, **setup.env})
 
-        return Target(name, "/rollout", body, auth, serve, command)
+    return Target(name, "/rollout", body, auth, serve, command)
 
-    def foreign(name: str, python: Path, spec: str, path: str, auth: bool = False) -> Target:
-        def command(setup: ServerSetup) -> Command:
-            extra = {**env, **setup.env}
-            if setup is FAST:
-                extra["PYTHONPATH"] = str(FAST_PARTS)
-            return Command(python, spec, extra)
 
-        def serve(setup: ServerSetup) -> Any:
-            started = command(setup)
-            return foreign_server(started.python, started.spec, started.env)
+def foreign(name: str, python: Path, spec: str, path: str, auth: bool = False) -> Target:
+    """A peer's server, run by the python of its own virtualenv."""
 
-        return Target(name, path, step_body if path == "/step" else body, auth, serve, command)
+    def command(setup: ServerSetup) -> Command:
+        extra = {**SERVER_ENV, **setup.env}
+        if setup is FAST:
+            extra["PYTHONPATH"] = str(FAST_PARTS)
+        return Command(python, spec, extra)
 
+    def serve(setup: ServerSetup) -> Any:
+        started = command(setup)
+        return foreign_server(started.python, started.spec, started.env)
+
+    return Target(name, path, step_body if path == "/step" else body, auth, serve, command)
+
+
+def all_targets(published: Path | None, openenv: Path | None) -> list[Target]:
+    """Every server this bench compares; the peers only where their virtualenvs exist."""
     targets = [
         in_repo(THIS, ours, auth=True),
         in_repo(BARE, bare),
@@ -434,6 +437,17 @@ def main() -> None:
         targets.append(foreign(PUBLISHED, published, "published_app:app", "/rollout", auth=True))
     if openenv is not None:
         targets.append(foreign(OPENENV_NAME, openenv, "openenv_app:app", "/step"))
+    return targets
+
+
+def main() -> None:
+    if pinning():
+        os.sched_setaffinity(0, {LOAD_CORE})  # this process drives the load (and wrk inherits it)
+    published, openenv = ensure_published(), ensure_openenv()
+    fast = fast_parts()
+    use_wrk = shutil.which("wrk") is not None
+    os.environ.update(SERVER_ENV)  # the in-process measurement checks keys in this process
+    targets = all_targets(published, openenv)
     setups = [PURE, FAST] if fast is not None else [PURE]
 
     apps = [(THIS, ours(), {"X-API-Key": KEY}), (BARE, bare(), {}), (VALIDATING, validating(), {})]
@@ -455,7 +469,7 @@ def main() -> None:
             assert one.wrk is None or one.wrk.errors == 0, f"{key} (wrk): {one.wrk.errors} errors"
     counted = count_instructions(targets, setups) if callgrind_available() else None
     health_setup = setups[-1]
-    with forked_server(ours, {**env, **health_setup.env}) as served:
+    with forked_server(ours, {**SERVER_ENV, **health_setup.env}) as served:
         health = load(
             served.url,
             "/health",
