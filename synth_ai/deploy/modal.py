@@ -17,7 +17,8 @@ from typing import Any
 
 from starlette.types import ASGIApp
 
-from synth_ai.task.registry import TaskAppEntry, get_task_app
+from synth_ai.task.references import get_task_app
+from synth_ai.task.registry import TaskAppEntry
 from synth_ai.task.server import create_task_app
 
 from .plan import MODULE_VAR, DeployPlan, ImagePlan

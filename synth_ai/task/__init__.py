@@ -68,7 +68,8 @@ _EXPORTS = {
         "normalize_environment_api_key",
         "require_api_key_dependency",
     ),
-    "registry": ("TaskAppEntry", "get_task_app", "list_task_apps", "register_task_app"),
+    "references": ("get_task_app",),
+    "registry": ("TaskAppEntry", "list_task_apps", "register_task_app"),
     "rollout": ("RolloutContext",),
     "rubrics": (
         "Criterion",
@@ -219,12 +220,8 @@ if TYPE_CHECKING:
         normalize_environment_api_key,
         require_api_key_dependency,
     )
-    from .registry import (
-        TaskAppEntry,
-        get_task_app,
-        list_task_apps,
-        register_task_app,
-    )
+    from .references import get_task_app
+    from .registry import TaskAppEntry, list_task_apps, register_task_app
     from .rollout import RolloutContext
     from .rubrics import (
         Criterion,
