@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING
 from synth_ai.lazy_exports import lazy_exports
 
 _EXPORTS = {
-    "auth": ("configured_keys",),
+    "auth": (
+        "configured_keys",
+        "is_api_key_header_authorized",
+        "normalize_environment_api_key",
+        "require_api_key_dependency",
+    ),
     "client": ("TaskAppClient", "TaskAppClientError"),
     "sync_client": ("SyncTaskAppClient",),
     "config": ("RolloutExecutor", "TaskAppConfig"),
@@ -62,11 +67,6 @@ _EXPORTS = {
         "prepare_for_groq",
         "prepare_for_openai",
         "synthesize_tool_call_if_missing",
-    ),
-    "published_auth": (
-        "is_api_key_header_authorized",
-        "normalize_environment_api_key",
-        "require_api_key_dependency",
     ),
     "references": ("get_task_app",),
     "registry": ("TaskAppEntry", "list_task_apps", "register_task_app"),
@@ -165,7 +165,12 @@ __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:
-    from .auth import configured_keys
+    from .auth import (
+        configured_keys,
+        is_api_key_header_authorized,
+        normalize_environment_api_key,
+        require_api_key_dependency,
+    )
     from .client import TaskAppClient, TaskAppClientError
     from .config import RolloutExecutor, TaskAppConfig
     from .conformance import CheckResult, ConformanceReport, check_conformance
@@ -214,11 +219,6 @@ if TYPE_CHECKING:
         prepare_for_groq,
         prepare_for_openai,
         synthesize_tool_call_if_missing,
-    )
-    from .published_auth import (
-        is_api_key_header_authorized,
-        normalize_environment_api_key,
-        require_api_key_dependency,
     )
     from .references import get_task_app
     from .registry import TaskAppEntry, list_task_apps, register_task_app

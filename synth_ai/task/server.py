@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Scope
 
-from .auth import AuthMiddleware, configured_keys, expected_prefix
+from .auth import AuthMiddleware, configured_keys, expected_prefix, require_api_key_dependency
 from .config import TaskAppConfig
 from .contracts import CONTRACT_VERSION, INT64_MAX, INT64_MIN, RubricInfo, TaskInfo
 from .edge import EdgeMiddleware
@@ -35,7 +35,6 @@ from .published import (
     is_published,
     takes_http_request,
 )
-from .published_auth import require_api_key_dependency
 from .rollout import RolloutRunner
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
