@@ -80,7 +80,7 @@ _EXPORTS = {
         "score_events_against_rubric",
         "score_outcome_against_rubric",
     ),
-    "server": ("create_task_app",),
+    "application": ("create_task_app",),
     "serving": ("run_task_app", "serve_in_background"),
     "validators": ("validate_rollout_response_for_rl",),
     "vendors": ("get_groq_key_or_503", "get_openai_key_or_503", "normalize_vendor_keys"),
@@ -165,6 +165,7 @@ __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:
+    from .application import create_task_app
     from .auth import (
         configured_keys,
         is_api_key_header_authorized,
@@ -232,7 +233,6 @@ if TYPE_CHECKING:
         score_events_against_rubric,
         score_outcome_against_rubric,
     )
-    from .server import create_task_app
     from .serving import run_task_app, serve_in_background
     from .sync_client import SyncTaskAppClient
     from .validators import validate_rollout_response_for_rl
