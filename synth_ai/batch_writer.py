@@ -5,7 +5,9 @@ one transaction covers many items; it never waits for more to arrive. The handle
 outcome per item (a value, or the exception that item met), so one bad item never fails the
 rest. `write` waits for the item's commit: its answer is an acknowledgement that the item is
 stored. `submit` is fire-and-forget; a failure is counted and logged at warning level, never
-dropped without a count. Producers on the event loop never block it.
+dropped without a count. A refusal (one of `refusals`: the caller's own mistake, a 4xx) handed
+to a waiting caller is that caller's answer, not a write failure, so it is not counted.
+Producers on the event loop never block it.
 """
 
 from __future__ import annotations
@@ -92,8 +94,10 @@ class BatchWriter(Generic[T, R]):
         put_timeout_s: float = 5.0,
         weight: Callable[[T], int] = lambda item: 1,
         on_stop: Callable[[], None] = lambda: None,
+        refusals: tuple[type[BaseException], ...] = (),
     ) -> None:
         self._handle = handle
+        self._refusals = refusals
         self._on_stop = on_stop
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
         self._max_batch = max_batch
@@ -264,10 +268,16 @@ class BatchWriter(Generic[T, R]):
         except Exception as exc:
             outcomes = [exc] * len(batch)
         outcomes = [_settable(outcome) for outcome in outcomes]
-        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        unwritten = [o for o in outcomes if isinstance(o, BaseException)]
+        failed = [
+            outcome
+            for entry, outcome in zip(batch, outcomes, strict=True)
+            if isinstance(outcome, BaseException)
+            and not (entry.future is not None and isinstance(outcome, self._refusals))
+        ]
         if failed:
             self.failures.failed(len(failed), f"{type(failed[-1]).__name__}: {failed[-1]}")
-        if len(failed) < len(outcomes):
+        if len(unwritten) < len(outcomes):
             self.failures.succeeded()
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
         for entry, outcome in zip(batch, outcomes, strict=True):
@@ -276,7 +286,7 @@ class BatchWriter(Generic[T, R]):
         for loop, settled in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
                 loop.call_soon_threadsafe(_resolve, settled)
-        self._settle(len(outcomes) - len(failed), len(failed))
+        self._settle(len(outcomes) - len(unwritten), len(unwritten))
 
 
 def _settable(outcome: Any) -> Any:

@@ -25,14 +25,15 @@ def start_server(
     env: Mapping[str, str] | None = None,
     ready: str = "Uvicorn running on",
     cwd: str | os.PathLike[str] | None = None,
+    port: int | None = None,
 ) -> tuple[subprocess.Popen[str], str, list[str]]:
     """Run `python -m synth_ai ARGS --port P` until it prints `ready` (by default: uvicorn
     says it listens; with `--reload`, wait for "Application startup complete" instead).
 
     The child gets this environment plus `ENVIRONMENT_API_KEY` (the tests' key) unless `env`
-    is given.
+    is given. `port`: a fixed one (to restart a server where its clients look), else a free one.
     """
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "synth_ai", *args, "--port", str(port)],
         stdout=subprocess.PIPE,

@@ -11,8 +11,7 @@ import logging
 import socket
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from synth_ai.task import RolloutResponse, create_task_app, serve_in_background
 from synth_ai.task.serving import listening_socket
 
-from .conftest import KEY, InProcess, auth_headers, echo_rollout, make_config, rollout_body
+from .conftest import (
+    KEY,
+    InProcess,
+    auth_headers,
+    echo_rollout,
+    make_config,
+    rollout_body,
+    wait_for,
+)
 from .processes import start_server, stop_server
 
 HEADERS = auth_headers()
@@ -196,13 +203,6 @@ def test_a_client_that_leaves_while_queued_frees_its_place() -> None:
         first.join(30)
         assert rollouts() == {"running": 0, "waiting": 0}
     assert seeds == [1], "a rollout whose client left while it was queued must never start"
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from rich.console import Console
 
 from synth_ai.jobs import JobEmitter, JobsService, JobState
 from synth_ai.optimize.config import ConfigError, load_config, parse_config
-from synth_ai.optimize.job_kind import KIND, PromptLearningJob, run_job
+from synth_ai.optimize.job_kind import KIND, PromptLearningJob, run_job, stored_config
 from synth_ai.optimize.run import PreflightFailed
 from synth_ai.optimize.state import STATE_NAME, read_state, write_json
 from synth_ai.task import TaskAppClient, TaskAppClientError
@@ -181,7 +181,7 @@ def optimize_main(
             app_reference=None if url == target else target,
             resume_from=resume,
         )
-        stored = job.model_dump(mode="json", exclude={"prompt_learning": {"task_app_api_key"}})
+        stored = stored_config(job)
         try:
             if jobs_url:
                 job_id, summary, interrupted = asyncio.run(

@@ -1,7 +1,10 @@
 """Running an evaluation: check the app, then roll out every seed with bounded concurrency.
 
-Infrastructure failures (transport errors, 429, 5xx) are retried by the client and, when they
-persist, reported apart from task failures; a low reward is data, never retried.
+The client sends a rollout again only when nothing ran (a connect error before sending, 429,
+503), never after a read timeout, a dropped connection or a 504, when the app may have started
+it; a rollout whose answer reports an infrastructure error (`metrics.details.infra_error`)
+is asked again with a new correlation id. Infrastructure failures are reported apart from task
+failures; a low reward is data, never retried.
 """
 
 from __future__ import annotations

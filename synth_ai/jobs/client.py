@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from httpx_sse import SSEError, aconnect_sse
 
-from synth_ai.task.client import TaskAppClientError, error_from_response, retry_after_seconds
+from synth_ai.task.client import (
+    LOCKED_OUT,
+    TaskAppClientError,
+    error_from_response,
+    retry_after_seconds,
+)
 
 from .models import JobEvent
 
@@ -41,10 +46,11 @@ class JobStreamError(Exception):
 
 
 def is_transient(status: int | None, code: str | None = None) -> bool:
-    """Worth retrying: no answer at all, 429, or a 5xx other than "the server has no key"."""
+    """Worth retrying: no answer at all, 429 (but for an address locked out for wrong keys),
+    or a 5xx other than "the server has no key"."""
     if status is None:
         return True
-    return (status == 429 or status >= 500) and code != NO_KEY_CODE
+    return (status == 429 or status >= 500) and code not in (NO_KEY_CODE, LOCKED_OUT)
 
 
 class _Seen:
@@ -180,7 +186,8 @@ async def stream_job(
 
     Gives up with `JobStreamError`:
     - at once on a refusal: 401/403, 404 `job_not_found`, 503 `missing_environment_api_key`
-      (the server has no key configured), or any other 4xx/500 (`status` and `code` say which);
+      (the server has no key configured), 429 `too_many_failed_attempts` (this address sent
+      wrong keys), or any other 4xx/500 (`status` and `code` say which);
     - with `code="unreachable"` when one outage (from the first attempt, or from the last
       time the server answered) lasts `retry_for_s` seconds (None: forever) or more than
       `max_reconnects` consecutive attempts fail (None: no count limit).

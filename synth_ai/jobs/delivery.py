@@ -7,9 +7,9 @@ A batch goes as `{"events": [...]}` to `POST /api/jobs/{id}/events`.
   lost (a timeout while the server's commit was still on its way) is never stored twice.
 - Transport errors, 429 and 5xx are retried with `Retry-After` or jittered exponential backoff,
   for as long as the emitter is open (and until `close`'s timeout: then `abort`).
-- Any other 4xx (bad key, unknown or finished job, invalid event) is a refusal: it stops the
-  emitter, `error` says why, what waits is discarded (see `.outbox`), and `flush`/`close` raise
-  `RemoteEmitterError`.
+- A 429 `too_many_failed_attempts` (the address sent wrong keys) and any other 4xx (bad key,
+  unknown or finished job, invalid event) is a refusal: it stops the emitter, `error` says why,
+  what waits is discarded (see `.outbox`), and `flush`/`close` raise `RemoteEmitterError`.
 """
 
 from __future__ import annotations
@@ -25,13 +25,24 @@ from typing import Any
 
 import httpx
 
-from synth_ai.task.client import error_from_response, retry_after_seconds
+from synth_ai.task.client import LOCKED_OUT, error_from_response, retry_after_seconds
 
 from .outbox import QueuedEvent
 
 logger = logging.getLogger("synth_ai.jobs.remote")  # one logger for the remote emitter
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+def retryable(response: httpx.Response) -> bool:
+    """Worth posting again: a `RETRYABLE_STATUS`, but for the 429 of an address locked out for
+    wrong keys (final: sending the same key again only fails again)."""
+    return (
+        response.status_code in RETRYABLE_STATUS
+        and error_from_response(response).code != LOCKED_OUT
+    )
+
+
 MAX_EVENTS_PER_POST = 1000  # the server's limit (synth_ai.jobs.routes)
 
 
@@ -81,7 +92,7 @@ def post_new_job(
             if response.status_code < 400:
                 job_id: str = response.json()["job_id"]
                 return job_id
-            if response.status_code not in RETRYABLE_STATUS or last:
+            if not retryable(response) or last:
                 error = error_from_response(response)
                 raise RemoteEmitterError(error.status, error.code, error.message)
             delay = retry_after_seconds(response.headers.get("retry-after"))
@@ -150,7 +161,7 @@ class Delivery:
             else:
                 if response.status_code < 400:
                     return None
-                if response.status_code not in RETRYABLE_STATUS:
+                if not retryable(response):
                     error = error_from_response(response)
                     return RemoteEmitterError(error.status, error.code, error.message)
                 delay = retry_after_seconds(response.headers.get("retry-after"))

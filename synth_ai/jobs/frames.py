@@ -6,20 +6,29 @@ it as one chunk (at most 64 KiB): under load the chunks grow, so the cost of a s
 many events. A keep-alive goes out after `heartbeat` seconds without a write, timed by one timer
 per stream rather than one per wait. Nothing falls between replay and live (the subscription is
 made before the replay is read), and nothing is skipped: when the log does not answer in time
-the stream says `reset` and ends.
+the stream says `reset` and ends. The grant a stream was opened with (a stream token's session
+or key, or the key it presented) is checked again every `heartbeat` seconds, busy or idle: once
+it has ended (sign-out, a key rotated away) the stream says `revoked` and ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from synth_ai.storage import StorageError
 
 from .bus import JobBus, Subscription
 from .service import JobsService
 from .sse import KEEP_ALIVE, control_frame, event_frame, retry_frame
+from .subscription import TIMER_SLACK_S
+
+logger = logging.getLogger("synth_ai.jobs.frames")
+
+StillAllowed = Callable[[], Awaitable[bool]]
+"""Whether the grant a stream was opened with still stands (may read the sessions table)."""
 
 REPLAY_PAGE = 500
 REPLAY_FRAMES_PER_CHUNK = 64
@@ -33,10 +42,12 @@ async def stream_frames(
     since: int,
     names: list[str] | None,
     heartbeat: float,
+    still_allowed: StillAllowed | None = None,
 ) -> AsyncIterator[bytes]:
     """Subscribe first, then replay from the ring or the log, then go live; no gap."""
     loop = asyncio.get_running_loop()
     closes_at: float | None = None
+    checked_at = loop.time()
     try:
         yield retry_frame(service.settings.retry_ms)
         watermark = since
@@ -78,6 +89,12 @@ async def stream_frames(
             closes_at = loop.time() + service.settings.end_grace_s
         wrote_at = loop.time()
         while True:
+            if still_allowed is not None and loop.time() >= checked_at + heartbeat - TIMER_SLACK_S:
+                refusal = await _revoked(still_allowed, service.settings.replay_timeout_s)
+                if refusal is not None:
+                    yield refusal
+                    return
+                checked_at = loop.time()
             # everything that came since the last turn goes out in one send (under load, many
             # frames in each), at most CHUNK_BYTES, so a client that stops reading pins at most
             # about one chunk in the transport
@@ -102,6 +119,8 @@ async def stream_frames(
             if closes_at is None and subscription.past_terminal:
                 closes_at = loop.time() + service.settings.end_grace_s
             due = wrote_at + heartbeat
+            if still_allowed is not None:
+                due = min(due, checked_at + heartbeat)
             deadline = due if closes_at is None else min(due, closes_at)
             if await subscription.wait_until(deadline):
                 continue
@@ -109,9 +128,39 @@ async def stream_frames(
                 # the grace ran out: end, with no keep-alive just before it
                 yield control_frame("end", {"state": bus.state.value, "last_seq": bus.last_seq})
                 return
+            if loop.time() < wrote_at + heartbeat - TIMER_SLACK_S:
+                continue  # woken to check the grant, with a keep-alive not yet due
             yield KEEP_ALIVE
             if names and "heartbeat" in names:  # a frame a browser's handler can see
                 yield control_frame("heartbeat", {"alive": True, "ts": time.time()})
             wrote_at = loop.time()
     finally:
         bus.unsubscribe(subscription)
+
+
+async def _revoked(still_allowed: StillAllowed, timeout_s: float) -> bytes | None:
+    """The frame that ends a stream whose grant has ended, or None while it stands. A check
+    that does not answer in time ends the stream with `reset`: the client resumes from its
+    cursor and is checked again when it opens."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            allowed = await still_allowed()
+    except (TimeoutError, StorageError) as exc:
+        logger.warning("could not check a stream's grant (%s); ending it", type(exc).__name__)
+        return control_frame(
+            "reset",
+            {
+                "dropped_events": False,
+                "message": "the server could not check this stream's key or session;"
+                " resume from your last id",
+            },
+        )
+    if allowed:
+        return None
+    return control_frame(
+        "revoked",
+        {
+            "code": "unauthorised",
+            "message": "The session or key this stream was opened with has ended.",
+        },
+    )

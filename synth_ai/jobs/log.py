@@ -100,6 +100,7 @@ class JobEventLog:
             name=f"job-log:{self.url.engine}",
             weight=lambda append: len(append.events),
             on_stop=self._close_writer,
+            refusals=REFUSED,
         )
 
     @property
@@ -289,38 +290,45 @@ class JobEventLog:
         """One transaction, a savepoint per append. Once an append of a job failed in the
         database (a lock not granted in time, say), the job's later appends in the batch fail
         with it at once: storing them would put them before it, and waiting again would stall
-        every other job's writes behind the same lock."""
+        every other job's writes behind the same lock.
+
+        The jobs' rows are locked in the order of their ids (a stable sort keeps each job's
+        appends in order): two replicas whose batches name the same jobs in opposite orders
+        would otherwise each hold one row the other waits for, a deadlock PostgreSQL breaks
+        by failing one batch's appends."""
         self.delay_point("batch")
         try:
             if self._conn is None:
                 self._conn = self.database.connect()
             conn = self._conn
-            outcomes: list[list[JobEvent] | BaseException] = []
+            outcomes: dict[int, list[JobEvent] | BaseException] = {}
             committed: list[JobEvent] = []  # what is new: a replayed append is not
             failed: dict[str, LogFailed] = {}
             with conn.transaction():
-                for append in appends:
+                for index in sorted(range(len(appends)), key=lambda i: appends[i].job_id):
+                    append = appends[index]
                     if append.job_id in failed:
-                        outcomes.append(failed[append.job_id])
+                        outcomes[index] = failed[append.job_id]
                         continue
                     try:
                         with conn.savepoint():
                             numbered = store(conn, append)
+                            self.delay_point("stored")
                             conn.notify(CHANNEL, f"{append.job_id}:{numbered[-1].seq}")
-                        outcomes.append(numbered)
+                        outcomes[index] = numbered
                         committed += numbered
                     except Replayed as replayed:
-                        outcomes.append(replayed.events)
+                        outcomes[index] = replayed.events
                     except REFUSED as exc:
-                        outcomes.append(exc)
+                        outcomes[index] = exc
                     except self.database.errors as exc:
-                        outcomes.append(failed.setdefault(append.job_id, LogFailed(_reason(exc))))
+                        outcomes[index] = failed.setdefault(append.job_id, LogFailed(_reason(exc)))
         except self.database.errors as exc:
             self._close_writer()  # a broken connection is made anew for the next batch
             raise LogFailed(_reason(exc)) from exc
         if committed and self.on_commit is not None:
             self.on_commit(committed)
-        return outcomes
+        return [outcomes[index] for index in range(len(appends))]
 
 
 REFUSED = (JobNotFound, JobFinished, LeaseHeld, ValueError, OverflowError)

@@ -27,7 +27,7 @@ from synth_ai.task.json_body import json_body
 from .artifact_index import ArtifactRefused
 from .artifacts import JOB_ID
 from .bus import JobBus, TooManySubscribers
-from .frames import stream_frames
+from .frames import StillAllowed, stream_frames
 from .log import EventNotEncodable, JobFinished, JobNotFound, KeyReused, LogFailed
 from .models import EventIn, JobEvent, JobState
 from .params import (
@@ -351,6 +351,22 @@ class JobsRoutes:
             return Principal(token_tenant(token))
         return self._key_holder(request)
 
+    @staticmethod
+    def _still_allowed(request: Request, principal: Principal) -> StillAllowed:
+        """What an open stream re-checks: its token's session or key, else that the key it
+        presented still names the same principal (sign-out and rotation end open streams)."""
+        token = request.query_params.get("token")
+        scope = request.scope
+        if token and not presented_keys(request.headers):
+            tenant, grant = token_tenant(token), token_grant(token)
+            return lambda: grant_alive(scope, tenant, grant)
+        headers = request.headers
+
+        async def key_still_held() -> bool:
+            return identify(headers) == principal
+
+        return key_still_held
+
     def _key_holder(self, request: Request) -> Principal:
         """The principal of the request's key; else 401 (503 when no key is configured)."""
         principal = identify(request.headers)
@@ -412,5 +428,13 @@ class JobsRoutes:
                 "This job has as many streams as it allows.",
                 headers={"Retry-After": "5"},
             ) from None
-        chunks = stream_frames(self.service, bus, subscription, since, names, heartbeat)
+        chunks = stream_frames(
+            self.service,
+            bus,
+            subscription,
+            since,
+            names,
+            heartbeat,
+            self._still_allowed(request, principal),
+        )
         return EventStreamResponse(chunks, send_timeout_s=self.settings.send_timeout_s)  # type: ignore[return-value]

@@ -214,6 +214,10 @@ class JobsService:
         self._evict()
         return job
 
+    def reading_ahead(self, job_id: str) -> bool:
+        """Whether a read of the job's log past its bus is under way (a loaded bus reads once)."""
+        return job_id in self._catching_up
+
     def live_bus(self, job_id: str) -> JobBus | None:
         """The job's bus if it is in memory now (no I/O)."""
         return self._buses.get(job_id)

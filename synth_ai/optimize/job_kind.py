@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import Field, field_validator
 
-from synth_ai.jobs import JobEmitter, JobsService, JobState
+from synth_ai.jobs import JobEmitter, JobsService
+from synth_ai.jobs.masking import mask_passwords
+from synth_ai.jobs.server_runs import Run, ServerRuns
 
 from .config import PromptLearningSection, Strict
 from .interceptor import Interceptor
 from .prompt import InitialPrompt
 from .rollouts import Candidate
 from .run import OptimizeRun, PreflightFailed
-from .state import STATE_NAME, carry_over, read_state
+from .state import STATE_NAME, Keep, carry_over, read_state
 
 logger = logging.getLogger("synth_ai.optimize")
 KIND = "prompt_learning"
@@ -62,6 +64,33 @@ def job_folder(service: JobsService, job_id: str) -> Path:
     return service.artifacts.path(job_id, STATE_NAME).parent
 
 
+def keeper(service: JobsService, job_id: str, tenant: str | None) -> Keep:
+    """Records each artifact the run writes in the job's artifact index (with its rename, in
+    one transaction), so a listing shows it and its bytes count against the job's and the
+    tenant's bounds. Written by the server itself, it is never refused."""
+
+    def keep(name: str, size: int, sha256: str, place: Callable[[], None]) -> None:
+        url = service.artifacts.url(job_id, name)
+        stored = {"name": name, "url": url, "size": size, "sha256": sha256}
+        service.artifacts.index.commit(job_id, name, tenant, stored, place, bounded=False)
+
+    return keep
+
+
+async def open_folder(
+    service: JobsService, job_id: str, job: PromptLearningJob, tenant: str | None
+) -> dict[str, Any] | None:
+    """Make the job's folder and, for a resumption, carry the stopped job's state into it (and
+    into the index); answers that state. Raises when either cannot be done."""
+    folder = job_folder(service, job_id)
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    if not job.resume_from:
+        return None
+    await asyncio.to_thread(carry_over, job_folder(service, job.resume_from), folder)
+    await service.artifacts.record(job_id, STATE_NAME, tenant)
+    return await asyncio.to_thread(read_state, folder)
+
+
 async def run_job(
     service: JobsService,
     job_id: str,
@@ -69,17 +98,27 @@ async def run_job(
     cancel: asyncio.Event,
     emitter: JobEmitter | None = None,
     artifact_url: Callable[[str], str] | None = None,
-    stored: Callable[[list[str]], Awaitable[None]] | None = None,
+    tenant: str | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) the optimization of job `job_id`; answers its summary. Artifacts are
-    named by their URL on the jobs server unless `artifact_url` says otherwise."""
+    """Run (or resume) the optimization of job `job_id` (owned by `tenant`); answers its
+    summary. Artifacts are named by their URL on the jobs server unless `artifact_url` says
+    otherwise."""
+    resumed = await open_folder(service, job_id, job, tenant)
+    return await run_opened(service, job_id, job, cancel, resumed, emitter, artifact_url, tenant)
+
+
+async def run_opened(
+    service: JobsService,
+    job_id: str,
+    job: PromptLearningJob,
+    cancel: asyncio.Event,
+    resumed: dict[str, Any] | None,
+    emitter: JobEmitter | None = None,
+    artifact_url: Callable[[str], str] | None = None,
+    tenant: str | None = None,
+) -> dict[str, Any]:
+    """`run_job` once `open_folder` answered `resumed`."""
     section = job.prompt_learning
-    folder = job_folder(service, job_id)
-    resumed = None
-    if job.resume_from:
-        source = job_folder(service, job.resume_from)
-        await asyncio.to_thread(carry_over, source, folder)
-        resumed = await asyncio.to_thread(read_state, folder)
     initial = section.initial_prompt.build()
     interceptor = Interceptor(initial, section.policy.inference_url, model=section.policy.model)
     async with interceptor:
@@ -88,68 +127,47 @@ async def run_job(
             interceptor=interceptor,
             seed_candidate=initial.seed_candidate(),
             to_sections=sections_of(initial),
-            folder=folder,
+            folder=job_folder(service, job_id),
             emitter=emitter or JobEmitter(service, job_id),
             cancel=cancel,
             api_key=section.task_app_api_key or "",
             artifact_url=artifact_url or (lambda name: service.artifacts.url(job_id, name)),
             resumed=resumed,
             app_reference=job.app_reference,
-            stored=stored,
+            keep=keeper(service, job_id, tenant),
         )
         return await run.run()
 
 
+def stored_config(job: PromptLearningJob) -> dict[str, Any]:
+    """The config as the job log keeps it: without the app's key, URL passwords masked."""
+    kept = job.model_dump(mode="json", exclude={"prompt_learning": {"task_app_api_key"}})
+    return cast("dict[str, Any]", mask_passwords(kept))
+
+
 class PromptLearningJobKind:
-    """Validates prompt-learning configs and runs each job as a task on the server's loop."""
+    """Validates prompt-learning configs and runs each job as a task on the server's loop
+    (`ServerRuns`: a start that fails, such as a resumption with no state, ends the job
+    `failed`)."""
 
     def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.runs = ServerRuns(KIND, logger, reported=(PreflightFailed,))
 
     def prepare(self, config: dict[str, Any]) -> tuple[dict[str, Any], PromptLearningJob]:
         runtime = PromptLearningJob.model_validate(config)
-        stored = runtime.model_dump(mode="json", exclude={"prompt_learning": {"task_app_api_key"}})
-        return stored, runtime
+        return stored_config(runtime), runtime
 
     async def start(
         self, service: JobsService, job: dict[str, Any], runtime: PromptLearningJob
     ) -> None:
-        job_id = job["job_id"]
-        bus = await service.bus(job_id)
-        assert bus is not None
-        cancel = asyncio.Event()
-        statuses = bus.subscribe(["status"])
+        job_id, tenant = job["job_id"], job["tenant"]
 
-        async def watch_for_cancel() -> None:
-            try:
-                while not bus.state.terminal:
-                    await statuses.wait(3600)
-                    statuses.drain()
-                if bus.state is JobState.CANCELED:
-                    cancel.set()
-            finally:
-                bus.unsubscribe(statuses)
+        async def prepare() -> Run:
+            resumed = await open_folder(service, job_id, runtime, tenant)
 
-        async def index(names: list[str]) -> None:
-            """The run's files in the server's artifact index, so the job lists them."""
-            for name in names:
-                try:
-                    await service.artifacts.record(job_id, name, job.get("tenant"))
-                except Exception:
-                    logger.exception("prompt_learning job %s: cannot index %s", job_id, name)
+            async def run(cancel: asyncio.Event) -> None:
+                await run_opened(service, job_id, runtime, cancel, resumed, tenant=tenant)
 
-        async def run() -> None:
-            watcher = asyncio.create_task(watch_for_cancel())
-            try:
-                await run_job(service, job_id, runtime, cancel, stored=index)
-            except PreflightFailed as exc:
-                logger.warning("prompt_learning job %s: %s", job_id, exc)
-            except Exception:
-                logger.exception("prompt_learning job %s failed", job_id)
-            finally:
-                watcher.cancel()
-                service.leases.forget(job_id)
+            return run
 
-        task = asyncio.create_task(run(), name=f"{KIND}-{job_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        await self.runs.start(service, job_id, prepare)

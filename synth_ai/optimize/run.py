@@ -12,7 +12,7 @@ import contextlib
 import logging
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,7 +31,7 @@ from .interceptor import Interceptor
 from .reflection import ReflectionModel
 from .rollouts import Candidate, RolloutRecord, Rollouts, candidate_id
 from .spend import TokenMeter
-from .state import BEST_NAME, CANDIDATES_NAME, GEPA_DIR, STATE_NAME, write_json
+from .state import BEST_NAME, CANDIDATES_NAME, GEPA_DIR, STATE_NAME, Keep, write_json
 
 logger = logging.getLogger("synth_ai.optimize")
 ROLLOUT_TIMEOUT_S = 300.0
@@ -67,8 +67,9 @@ class OptimizeRun:
         artifact_url: Callable[[str], str] | None = None,
         resumed: dict[str, Any] | None = None,
         app_reference: str | None = None,
-        stored: Callable[[list[str]], Awaitable[None]] | None = None,
+        keep: Keep | None = None,
     ) -> None:
+        """`keep`: records each artifact as it is written (a jobs server's index)."""
         self.config = config
         self.gepa_config = config.gepa
         self.interceptor = interceptor
@@ -79,9 +80,7 @@ class OptimizeRun:
         self.cancel = cancel or asyncio.Event()
         self.api_key = api_key
         self.app_reference = app_reference
-        self.stored = stored
-        """Told the artifacts' names once they are written, before they are announced (a jobs
-        server indexes them there, so its list, and the dashboard, show them)."""
+        self.keep = keep
         self.artifact_url = artifact_url or (lambda name: str((folder / name).resolve()))
         token = self.gepa_config.token
         self.meter = TokenMeter(
@@ -159,8 +158,11 @@ class OptimizeRun:
         if self.emitter is not None:
             self.emitter.emit_log(message, level="warning", type="prompt.learning.log")
 
+    def _write(self, name: str, document: Any) -> None:
+        write_json(self.folder / name, document, self.keep)
+
     def _save(self) -> None:
-        write_json(self.folder / STATE_NAME, self.state())
+        self._write(STATE_NAME, self.state())
 
     def _after_batch(self, candidate: Candidate, records: list[RolloutRecord]) -> None:
         """In the optimizer's thread, after each batch: keep the seed prompt's validation
@@ -348,16 +350,14 @@ class OptimizeRun:
             "best_score": summary["best_score"],
             "seed_score": summary["seed_score"],
         }
-        await asyncio.to_thread(write_json, self.folder / BEST_NAME, best_doc)
+        await asyncio.to_thread(self._write, BEST_NAME, best_doc)
         await asyncio.to_thread(
-            write_json, self.folder / CANDIDATES_NAME, {"candidates": self.recorder.candidates}
+            self._write, CANDIDATES_NAME, {"candidates": self.recorder.candidates}
         )
         await asyncio.to_thread(
-            write_json, self.folder / STATE_NAME, self.state(finished=not summary["canceled"])
+            self._write, STATE_NAME, self.state(finished=not summary["canceled"])
         )
         names = [BEST_NAME, CANDIDATES_NAME, STATE_NAME]
-        if self.stored is not None:
-            await self.stored(names)
         artifacts = {name: self.artifact_url(name) for name in names}
         summary["artifacts"] = artifacts
         self.recorder.final_events(summary)

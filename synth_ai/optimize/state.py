@@ -8,10 +8,12 @@ holds every rollout that was paid for; a resumed run starts its budget from ther
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +23,30 @@ BEST_NAME = "best_prompt.json"
 CANDIDATES_NAME = "candidates.json"
 
 
-def write_json(path: Path, document: Any) -> None:
-    """Write beside the target, fsync, then rename over it: a reader never sees half a file,
-    and a crash leaves the previous version."""
+Keep = Callable[[str, int, str, Callable[[], None]], None]
+"""Records an artifact as it is renamed into place: (name, size, sha256, the rename), run in
+the writer's thread (a jobs server's artifact index does both in one transaction)."""
+
+
+def write_json(path: Path, document: Any, keep: Keep | None = None) -> None:
+    """Write beside the target, fsync, then rename over it (through `keep`, when given, which
+    records the file's size and sha256 with it): a reader never sees half a file, and a crash
+    leaves the previous version."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
-    with open(partial, "w", encoding="utf-8") as out:
-        json.dump(document, out, indent=1, default=str)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(partial, path)
+    data = json.dumps(document, indent=1, default=str).encode("utf-8")
+    try:
+        with open(partial, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        if keep is None:
+            os.replace(partial, path)
+        else:
+            digest = hashlib.sha256(data).hexdigest()
+            keep(path.name, len(data), digest, lambda: os.replace(partial, path))
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def read_state(folder: Path) -> dict[str, Any]:

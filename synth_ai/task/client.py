@@ -7,6 +7,7 @@ import email.utils
 import os
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -59,6 +60,8 @@ def error_from_response(response: httpx.Response) -> TaskAppClientError:
         message = detail if isinstance(detail, str) else response.reason_phrase
         if isinstance(body, str) and body.strip():
             message = f"{message}: {excerpt(response)}"
+    if code == LOCKED_OUT:
+        message = f"{message} Not retried: check the API key (this address sent wrong ones)."
     return TaskAppClientError(response.status_code, code, message, body)
 
 
@@ -118,6 +121,9 @@ def decoded(response: httpx.Response) -> Any:
         ) from None
 
 
+LOCKED_OUT = "too_many_failed_attempts"
+"""The 429 of an address that failed too many key checks (`synth_ai.task.attempts`): final,
+since the same key sent again only fails again."""
 RETRYABLE = frozenset({429, 502, 503, 504})
 """Answers worth sending again: overloaded or a proxy's gateway failure. A 500 is the app's own
 failure (an executor that raised answers `rollout_failed`): sending it again fails again."""
@@ -126,6 +132,7 @@ NOTHING_RAN = frozenset({429, 503})
 only ones a request that is not idempotent is sent again after. A 502 or 504 may come after the
 server started it (a rollout past its deadline answers 504 `rollout_timeout`)."""
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+IDEMPOTENCY_KEY = "Idempotency-Key"  # a request with one is stored once: retried as idempotent
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 """Transport errors raised before any of the request reached the server."""
 
@@ -152,7 +159,9 @@ class TaskAppClient:
     what cannot run twice: an idempotent request (GET...) after transport errors and `RETRYABLE`
     answers; any other (a rollout, a job) only when it was never sent (a connect error) or was
     answered that nothing ran (429, 503), never after a read timeout or a 504, which the
-    server may have started. Other errors are raised at once as `TaskAppClientError`.
+    server may have started; a request with an `Idempotency-Key` counts as idempotent. Other
+    errors, and the 429 of an address locked out for wrong keys (`LOCKED_OUT`), are raised at
+    once as `TaskAppClientError`.
 
     Speaks Modal's long-request protocol: a web request that runs past 150 s is answered
     `303 See Other` with a result URL on the same origin, which blocks up to 150 s more and may
@@ -260,10 +269,10 @@ class TaskAppClient:
         return await self.request("GET", f"/api/jobs/{job_id}/events", params=params)
 
     async def emit_events(self, job_id: str, events: Sequence[dict[str, Any]]) -> list[int]:
-        """Post events for a job (a remote producer); answers their assigned seqs."""
-        answer = await self.request(
-            "POST", f"/api/jobs/{job_id}/events", json={"events": list(events)}
-        )
+        """Post events for a job (a remote producer); answers their assigned seqs. The key,
+        the same on each retry, has the server store them once if an answer is lost."""
+        body, key = {"events": list(events)}, {IDEMPOTENCY_KEY: uuid.uuid4().hex}
+        answer = await self.request("POST", f"/api/jobs/{job_id}/events", json=body, headers=key)
         return answer["seqs"]
 
     async def cancel_job(self, job_id: str) -> dict[str, Any]:
@@ -312,7 +321,8 @@ class TaskAppClient:
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send one request with the retry policy; answer the decoded JSON body."""
         started = time.monotonic()
-        idempotent = method.upper() in IDEMPOTENT
+        keyed = IDEMPOTENCY_KEY in httpx.Headers(kwargs.get("headers"))
+        idempotent = keyed or method.upper() in IDEMPOTENT
         resent_after = RETRYABLE if idempotent else NOTHING_RAN
         for attempt in range(self.max_retries + 1):
             last_attempt = attempt == self.max_retries
@@ -329,8 +339,9 @@ class TaskAppClient:
                 return answer_of(await self._follow(response, started))
             if response.status_code < 400:
                 return answer_of(response)
-            if response.status_code not in resent_after or last_attempt:
-                raise error_from_response(response)
+            error = error_from_response(response)
+            if response.status_code not in resent_after or last_attempt or error.code == LOCKED_OUT:
+                raise error
             delay = retry_after_seconds(response.headers.get("retry-after"))
             await self.pause(delay if delay is not None else self._backoff(attempt))
         raise AssertionError("unreachable")
@@ -373,7 +384,8 @@ class TaskAppClient:
                     ) from exc
                 await self.pause(self._backoff(failures - 1))
                 continue
-            if answer.status_code in RETRYABLE and failures < self.max_retries:
+            retryable = answer.status_code in RETRYABLE and failures < self.max_retries
+            if retryable and error_from_response(answer).code != LOCKED_OUT:
                 failures += 1
                 delay = retry_after_seconds(answer.headers.get("retry-after"))
                 await self.pause(delay if delay is not None else self._backoff(failures - 1))

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
 from .access_log import loggable
@@ -35,8 +36,15 @@ from .correlation import (
     policy_inference_url,
     stamp_inference_url,
 )
-from .errors import InfrastructureError, TaskAppError, invalid_request, validation_error
+from .errors import (
+    InfrastructureError,
+    TaskAppError,
+    from_http_exception,
+    invalid_request,
+    validation_error,
+)
 from .inference import SharedHttpClient
+from .json_body import validate_strict
 from .limits import RolloutLimiter
 from .shutdown import on_shutdown
 from .tracing import RolloutTracing
@@ -54,10 +62,8 @@ def parse_rollout_request(content_type: str, body: bytes) -> RolloutRequest:
             415, "unsupported_media_type", "Send the rollout request as application/json."
         )
     try:
-        return RolloutRequest.model_validate_json(body)
+        return validate_strict(RolloutRequest, body)
     except ValidationError as exc:
-        if any(err["type"] == "json_invalid" for err in exc.errors()):
-            raise TaskAppError(400, "invalid_json", "The request body is not valid JSON.") from None
         raise validation_error(exc, "The rollout request is invalid.") from None
 
 
@@ -313,6 +319,8 @@ class RolloutRunner:
             return infrastructure_failure(request, context, exc)
         except TaskAppError:
             raise
+        except HTTPException as exc:  # the executor's own answer, as a route's would be
+            raise from_http_exception(exc) from None
         except Exception as exc:
             raise self._executor_failed(context, exc) from None
         if isinstance(result, RolloutResponse):
