@@ -8,22 +8,17 @@ import logging
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from httpx_sse import SSEError, aconnect_sse
 
-from synth_ai.task.client import (
+from synth_ai.job_events.models import JobEvent
+from synth_ai.task.answers import (
     LOCKED_OUT,
-    TaskAppClientError,
     error_from_response,
     retry_after_seconds,
 )
-
-from .models import JobEvent
-
-if TYPE_CHECKING:
-    from synth_ai.task.client import TaskAppClient
 
 logger = logging.getLogger("synth_ai.jobs.client")
 
@@ -310,47 +305,3 @@ async def _poll(
             if status.get("state") in ("succeeded", "failed", "canceled"):
                 return
             await asyncio.sleep(interval_s)
-
-
-async def request_within(
-    client: TaskAppClient,
-    method: str,
-    path: str,
-    *,
-    retry_for_s: float | None = DEFAULT_RETRY_FOR_S,
-    backoff_s: float = 0.25,
-    max_backoff_s: float = 8.0,
-    **kwargs: Any,
-) -> Any:
-    """`client.request`, retried while the failure is transient and `retry_for_s` lasts.
-
-    Refusals (401, 403, 404, 503 `missing_environment_api_key`, other 4xx) are raised at once
-    as `TaskAppClientError`; so is the last transient error once the budget is spent. Give
-    it a client made with `max_retries=0` so the two retry policies do not multiply.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = None if retry_for_s is None else loop.time() + retry_for_s
-    given_timeout = kwargs.pop("timeout", None)
-    attempt = 0
-    while True:
-        left = None if deadline is None else deadline - loop.time()
-        connect = 30.0 if left is None else max(0.2, min(30.0, left))
-        timeout = given_timeout or httpx.Timeout(30.0, connect=connect)
-        try:
-            return await client.request(method, path, timeout=timeout, **kwargs)
-        except TaskAppClientError as exc:
-            left = None if deadline is None else deadline - loop.time()
-            if not is_transient(exc.status, exc.code) or (left is not None and left <= 0):
-                raise
-            attempt += 1
-            if attempt == 2:
-                logger.warning(
-                    "%s %s%s: %s; retrying%s",
-                    method,
-                    client.base_url,
-                    path,
-                    exc,
-                    "" if left is None else f" for up to {left:.3g} s more",
-                )
-            wait = random.uniform(0, min(max_backoff_s, backoff_s * 2**attempt))
-            await asyncio.sleep(wait if left is None else min(wait, left))

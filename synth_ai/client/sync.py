@@ -7,8 +7,9 @@ import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, Self, TypeVar, cast
 
-from .client import TaskAppClient
-from .contracts import RolloutRequest, RolloutResponse, TaskInfo
+from synth_ai.task.contracts import RolloutRequest, RolloutResponse, TaskInfo
+
+from .task_app import TaskAppClient
 
 T = TypeVar("T")
 

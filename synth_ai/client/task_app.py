@@ -1,9 +1,10 @@
-"""`TaskAppClient`: talks to any task app, retrying only what is worth retrying."""
+"""`TaskAppClient`: talks to any task app and jobs server, retrying only what is worth
+retrying; `request_within` retries a request for a time budget instead."""
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
+import logging
 import os
 import random
 import time
@@ -15,140 +16,27 @@ from typing import TYPE_CHECKING, Any, Self, overload
 
 import httpx
 
-from .contracts import RolloutRequest, RolloutResponse, TaskInfo
+from synth_ai.task.answers import (
+    IDEMPOTENCY_KEY,
+    IDEMPOTENT,
+    LOCKED_OUT,
+    NOT_SENT,
+    NOTHING_RAN,
+    RETRYABLE,
+    TaskAppClientError,
+    answer_of,
+    error_from_response,
+    retry_after_seconds,
+)
+from synth_ai.task.contracts import RolloutRequest, RolloutResponse, TaskInfo, every_generation
+
+from .job_stream import DEFAULT_RETRY_FOR_S, is_transient, stream_job
 
 if TYPE_CHECKING:
-    from synth_ai.jobs.models import JobEvent
+    from synth_ai.job_events.models import JobEvent
 
-RETRY_AFTER_CAP_S = 60.0
-EXCERPT_CHARS = 200
-
-
-class TaskAppClientError(Exception):
-    """A task app answered an error (or could not be reached: `status` is then None)."""
-
-    def __init__(self, status: int | None, code: str, message: str, body: Any = None) -> None:
-        super().__init__(f"{code}: {message}" if status is None else f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.body = body
-
-
-def excerpt(response: httpx.Response) -> str:
-    """The start of a body on one line, for messages about answers that are not JSON."""
-    text = " ".join(response.text[: EXCERPT_CHARS * 2].split())
-    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "..."
-
-
-def error_from_response(response: httpx.Response) -> TaskAppClientError:
-    """The typed error of an answer in the envelope (or any other error body)."""
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = response.text[:500]
-    detail = body.get("detail") if isinstance(body, dict) else None
-    error = detail.get("error") if isinstance(detail, dict) else None
-    if isinstance(error, dict):
-        code = str(error.get("code", f"http_{response.status_code}"))
-        message = str(error.get("message", ""))
-    elif isinstance(detail, list) and detail:  # FastAPI's validation errors
-        code = f"http_{response.status_code}"
-        message = "; ".join(_field_error(item) for item in detail[:5])
-    else:
-        code = f"http_{response.status_code}"
-        message = detail if isinstance(detail, str) else response.reason_phrase
-        if isinstance(body, str) and body.strip():
-            message = f"{message}: {excerpt(response)}"
-    if code == LOCKED_OUT:
-        message = f"{message} Not retried: check the API key (this address sent wrong ones)."
-    return TaskAppClientError(response.status_code, code, message, body)
-
-
-def _field_error(item: Any) -> str:
-    """`body.ops: Field required` from one of FastAPI's `{loc, msg}` items."""
-    if not isinstance(item, dict):
-        return str(item)[:200]
-    where = ".".join(str(part) for part in item.get("loc") or ())
-    return f"{where}: {item.get('msg', 'invalid')}"[:200] if where else str(item.get("msg"))
-
-
-def every_generation(body: dict[str, Any]) -> dict[str, Any]:
-    """A rollout request every published generation of task apps accepts: both ids, `mode`
-    (required by 0.2.x) and `ops` (required by 0.2.x, ignored by this framework) filled in when
-    the caller left them out; nothing the caller gave is changed."""
-    filled = dict(body)
-    ids = [filled.get("run_id"), filled.get("trace_correlation_id")]
-    known = next((value for value in ids if value), None)
-    if known is not None:
-        filled.setdefault("run_id", known)
-        filled.setdefault("trace_correlation_id", known)
-    filled.setdefault("mode", "eval")
-    filled.setdefault("ops", list(DEFAULT_OPS))
-    filled.setdefault("env", {})
-    filled.setdefault("policy", {})
-    return filled
-
-
-DEFAULT_OPS = ("agent", "env")
-"""One policy call and one environment step: what a single-turn rollout of 0.2.x runs."""
-
-
-def answer_of(response: httpx.Response) -> Any:
-    """The decoded body of a final answer, or its error (a redirect left is not followed)."""
-    if response.status_code >= 400:
-        raise error_from_response(response)
-    if response.status_code >= 300:
-        location = response.headers.get("location", "(no Location)")
-        raise TaskAppClientError(
-            response.status_code, "redirect_not_followed", f"redirected to {location}"
-        )
-    return decoded(response)
-
-
-def decoded(response: httpx.Response) -> Any:
-    """The JSON of a successful answer; anything else (an HTML page from a proxy, a truncated
-    body) is a `TaskAppClientError` with the status and an excerpt, never a raw decode error."""
-    try:
-        return response.json()
-    except ValueError:
-        kind = response.headers.get("content-type", "no content-type")
-        raise TaskAppClientError(
-            response.status_code,
-            "undecodable_response",
-            f"expected JSON, got {kind}: {excerpt(response) or '(empty body)'}",
-            response.text[:500],
-        ) from None
-
-
-LOCKED_OUT = "too_many_failed_attempts"
-"""The 429 of an address that failed too many key checks (`synth_ai.task.attempts`): final,
-since the same key sent again only fails again."""
-RETRYABLE = frozenset({429, 502, 503, 504})
-"""Answers worth sending again: overloaded or a proxy's gateway failure. A 500 is the app's own
-failure (an executor that raised answers `rollout_failed`): sending it again fails again."""
-NOTHING_RAN = frozenset({429, 503})
-"""The retryable answers that also say the request was not run (overloaded, unavailable): the
-only ones a request that is not idempotent is sent again after. A 502 or 504 may come after the
-server started it (a rollout past its deadline answers 504 `rollout_timeout`)."""
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-IDEMPOTENCY_KEY = "Idempotency-Key"  # a request with one is stored once: retried as idempotent
-NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-"""Transport errors raised before any of the request reached the server."""
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """`Retry-After` as seconds, from either delta-seconds or an HTTP date; None if absent."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), RETRY_AFTER_CAP_S)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return min(max(when.timestamp() - time.time(), 0.0), RETRY_AFTER_CAP_S)
+logger = logging.getLogger("synth_ai.jobs.client")
+"""Named as when `request_within` lived in jobs/client.py, so log filters keep working."""
 
 
 class TaskAppClient:
@@ -302,7 +190,7 @@ class TaskAppClient:
     async def upload_artifact(self, job_id: str, path: str | Path, **how: Any) -> dict[str, Any]:
         """Upload a local file as one of the job's artifacts (`kind`, `step`, `name` as for
         `RemoteEmitter.upload_artifact`); answers what the server stored."""
-        from synth_ai.jobs.upload import upload_file
+        from synth_ai.job_events.upload import upload_file
 
         return await upload_file(self._http, job_id, Path(path), **how)
 
@@ -314,8 +202,6 @@ class TaskAppClient:
         **options: Any,
     ) -> AsyncIterator[JobEvent]:
         """The job's events live, resuming across disconnects, until the stream ends."""
-        from synth_ai.jobs.client import stream_job
-
         return stream_job(self._http, job_id, types=types, since_id=since_id, **options)
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -401,3 +287,47 @@ class TaskAppClient:
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
         return random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2**attempt))
+
+
+async def request_within(
+    client: TaskAppClient,
+    method: str,
+    path: str,
+    *,
+    retry_for_s: float | None = DEFAULT_RETRY_FOR_S,
+    backoff_s: float = 0.25,
+    max_backoff_s: float = 8.0,
+    **kwargs: Any,
+) -> Any:
+    """`client.request`, retried while the failure is transient and `retry_for_s` lasts.
+
+    Refusals (401, 403, 404, 503 `missing_environment_api_key`, other 4xx) are raised at once
+    as `TaskAppClientError`; so is the last transient error once the budget is spent. Give
+    it a client made with `max_retries=0` so the two retry policies do not multiply.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = None if retry_for_s is None else loop.time() + retry_for_s
+    given_timeout = kwargs.pop("timeout", None)
+    attempt = 0
+    while True:
+        left = None if deadline is None else deadline - loop.time()
+        connect = 30.0 if left is None else max(0.2, min(30.0, left))
+        timeout = given_timeout or httpx.Timeout(30.0, connect=connect)
+        try:
+            return await client.request(method, path, timeout=timeout, **kwargs)
+        except TaskAppClientError as exc:
+            left = None if deadline is None else deadline - loop.time()
+            if not is_transient(exc.status, exc.code) or (left is not None and left <= 0):
+                raise
+            attempt += 1
+            if attempt == 2:
+                logger.warning(
+                    "%s %s%s: %s; retrying%s",
+                    method,
+                    client.base_url,
+                    path,
+                    exc,
+                    "" if left is None else f" for up to {left:.3g} s more",
+                )
+            wait = random.uniform(0, min(max_backoff_s, backoff_s * 2**attempt))
+            await asyncio.sleep(wait if left is None else min(wait, left))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .models import JobEvent, JobState
+from synth_ai.job_events.models import JobEvent, JobState
 
 Hook = Callable[[JobEvent], Any]
 

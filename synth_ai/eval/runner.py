@@ -20,10 +20,10 @@ from typing import Any
 
 import httpx
 
+from synth_ai.client import TaskAppClient, TaskAppClientError
 from synth_ai.jobs import JobEmitter, JobState
 from synth_ai.jobs.log import JobFinished
 from synth_ai.offline_policy.tally import count_unanswered
-from synth_ai.task import TaskAppClient, TaskAppClientError
 from synth_ai.task.outcome import NO_POLICY, result_from_answer, result_from_error
 
 from .models import EvalConfig, EvalSummary, SeedResult

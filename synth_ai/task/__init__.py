@@ -18,7 +18,8 @@ _EXPORTS = {
         "normalize_environment_api_key",
         "require_api_key_dependency",
     ),
-    "client": ("TaskAppClient", "TaskAppClientError"),
+    "answers": ("TaskAppClientError",),
+    "client": ("TaskAppClient",),
     "sync_client": ("SyncTaskAppClient",),
     "config": ("RolloutExecutor", "TaskAppConfig"),
     "conformance": ("CheckResult", "ConformanceReport", "check_conformance"),
@@ -165,6 +166,7 @@ __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:
+    from .answers import TaskAppClientError
     from .application import create_task_app
     from .auth import (
         configured_keys,
@@ -172,7 +174,7 @@ if TYPE_CHECKING:
         normalize_environment_api_key,
         require_api_key_dependency,
     )
-    from .client import TaskAppClient, TaskAppClientError
+    from .client import TaskAppClient
     from .config import RolloutExecutor, TaskAppConfig
     from .conformance import CheckResult, ConformanceReport, check_conformance
     from .contracts import (

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .client import RETRYABLE, TaskAppClientError
+from .answers import RETRYABLE, TaskAppClientError
 from .contracts import RolloutResponse
 
 ResultStatus = Literal["ok", "infra_error", "error"]

@@ -21,9 +21,9 @@ from pydantic import ValidationError
 from synth_ai.offline_policy.tally import Count, count_unanswered
 from synth_ai.tracing_v3.sft import CHECK_PURPOSE
 
+from .answers import error_from_response, excerpt
 from .auth import expected_prefix
-from .client import error_from_response, every_generation, excerpt
-from .contracts import ErrorEnvelope, RolloutResponse, TaskInfo
+from .contracts import ErrorEnvelope, RolloutResponse, TaskInfo, every_generation
 from .correlation import stamp_inference_url, url_correlation_id
 from .older_generation import KEYLESS, OLDER, with_step_info
 from .outcome import NO_POLICY, result_from_answer, result_from_error

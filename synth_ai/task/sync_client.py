@@ -1,0 +1,5 @@
+"""The sync client's old path; it lives in `synth_ai.client`."""
+
+from synth_ai.client.sync import SyncTaskAppClient
+
+__all__ = ["SyncTaskAppClient"]
