@@ -18,7 +18,6 @@ from click.testing import CliRunner
 
 from synth_ai.cli import main
 from synth_ai.eval import read_results
-from synth_ai.eval.runner import NO_POLICY, bounded_details
 from synth_ai.task import (
     RolloutMetrics,
     RolloutResponse,
@@ -26,6 +25,7 @@ from synth_ai.task import (
     create_task_app,
     serve_in_background,
 )
+from synth_ai.task.outcome import NO_POLICY, bounded_details
 
 from .conftest import KEY, echo_rollout, make_config
 from .processes import start_server, stop_server

@@ -10,11 +10,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from synth_ai.client import TaskAppClient
 from synth_ai.jobs import JobState
 from synth_ai.offline_policy import PROMPT_SENSITIVE_MODEL, REFLECTION_MODEL
 from synth_ai.optimize.config import parse_config
 from synth_ai.optimize.job_kind import KIND, PromptLearningJob
-from synth_ai.task import TaskAppClient
 
 from .optimize_report import LiveView, progress_bar, prompt_diff
 

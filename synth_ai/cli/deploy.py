@@ -174,8 +174,7 @@ def deploy(
     )
     from synth_ai.deploy.source import SourceError
     from synth_ai.task import run_task_app
-    from synth_ai.task.references import AppLoadFailed
-    from synth_ai.task.registry import get_task_app
+    from synth_ai.task.references import AppLoadFailed, get_task_app
 
     load_env_files(env_files)
     try:

@@ -15,13 +15,14 @@ from typing import Any
 import click
 from rich.console import Console
 
+from synth_ai.client import TaskAppClient
 from synth_ai.eval import EvalCheckFailed, EvalConfig, EvalRun, EvalSummary, parse_seeds, verdict
 from synth_ai.eval.job_kind import RESULTS_NAME
 from synth_ai.eval.verdict import INTERRUPTED, UNREACHABLE
 from synth_ai.jobs import JobEmitter, JobsService, JobState
 from synth_ai.jobs.upload import file_chunks
 from synth_ai.offline_policy import OFFLINE_MODEL, create_offline_policy_app
-from synth_ai.task import TaskAppClient, serve_in_background
+from synth_ai.task import serve_in_background
 
 from .app_target import POLICY_SCRIPT_HELP, serve_policy_script, serve_target
 from .eval_report import print_summary, progress_bar, report

@@ -15,9 +15,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from synth_ai.jobs import JobEvent, JobState, JobsWatcher
-from synth_ai.jobs.client import JobStreamError, is_transient, request_within
-from synth_ai.task import TaskAppClient, TaskAppClientError
+from synth_ai.client import JobsWatcher, TaskAppClient, TaskAppClientError
+from synth_ai.client.job_stream import JobStreamError, is_transient
+from synth_ai.client.task_app import request_within
+from synth_ai.jobs import JobEvent, JobState
 
 from .jobs_serve import serve
 from .jobs_view import compact_line, job_record, live_view, print_summary, status_lines

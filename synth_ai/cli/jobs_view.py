@@ -10,7 +10,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from synth_ai.jobs import JobEvent, JobsWatcher
+from synth_ai.client import JobsWatcher
+from synth_ai.jobs import JobEvent
 from synth_ai.task.access_log import iso_utc
 
 TIME_FIELDS = ("created_at", "updated_at")

@@ -21,12 +21,12 @@ from typing import Any
 import click
 from rich.console import Console
 
+from synth_ai.client import TaskAppClient, TaskAppClientError
 from synth_ai.jobs import JobEmitter, JobsService, JobState
 from synth_ai.optimize.config import ConfigError, load_config, parse_config
 from synth_ai.optimize.job_kind import KIND, PromptLearningJob, run_job, stored_config
 from synth_ai.optimize.run import PreflightFailed
 from synth_ai.optimize.state import STATE_NAME, read_state, write_json
-from synth_ai.task import TaskAppClient, TaskAppClientError
 
 from .app_target import serve_target
 from .optimize_report import LiveView, json_report, print_summary, progress_bar

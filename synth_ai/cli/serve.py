@@ -16,8 +16,8 @@ from synth_ai.task import run_task_app
 from synth_ai.task.auth import configured_keys
 from synth_ai.task.banner import LOG_FORMATS, print_notice, safe_location
 from synth_ai.task.connections import DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_ENV
-from synth_ai.task.references import AppLoadFailed
-from synth_ai.task.registry import ConfigFactoryFailed, get_task_app
+from synth_ai.task.references import AppLoadFailed, get_task_app
+from synth_ai.task.registry import ConfigFactoryFailed
 from synth_ai.tracing_v3.settings import (
     DB_VAR,
     DEFAULT_DB_PATH,

@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from synth_ai.task.registry import get_task_app
-from synth_ai.task.server import create_task_app
+from synth_ai.task.application import create_task_app
+from synth_ai.task.references import get_task_app
 from synth_ai.tracing_v3.settings import DEFAULT_DB_PATH, SFT_DIR_VARS
 
 from .plan import DeployPlan

@@ -17,8 +17,9 @@ from typing import Any
 
 from starlette.types import ASGIApp
 
-from synth_ai.task.registry import TaskAppEntry, get_task_app
-from synth_ai.task.server import create_task_app
+from synth_ai.task.application import create_task_app
+from synth_ai.task.references import get_task_app
+from synth_ai.task.registry import TaskAppEntry
 
 from .plan import MODULE_VAR, DeployPlan, ImagePlan
 from .settings import KEY_VAR, SECRET_NAMES_VAR, SECRETS_FD_VAR, ModalDeploySettings

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-from synth_ai.task.registry import get_task_app
+from synth_ai.task.references import get_task_app
 
 from .settings import APP_VAR, SETTINGS_VAR, ModalDeploySettings
 from .source import (

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ResultStatus = Literal["ok", "infra_error", "error"]
+from synth_ai.task.outcome import SeedResult
+
 MAX_MESSAGES = 20
 MAX_MESSAGE = 300
 
@@ -39,18 +40,6 @@ class EvalConfig(BaseModel):
     success_threshold: float = Field(default=0.0, allow_inf_nan=False)
     """A seed succeeds when its `details.success` (or `details.correct`) is true, or, when the
     app reports neither as a boolean, when its reward is above this."""
-
-
-class SeedResult(BaseModel):
-    seed: int
-    reward: float | None = None
-    status: ResultStatus = "ok"
-    success: bool = False
-    latency_s: float = 0.0
-    trace_correlation_id: str
-    error: str | None = None
-    error_kind: str | None = None
-    details: dict[str, Any] = Field(default_factory=dict)
 
 
 def _percentile(values: list[float], q: float) -> float | None:

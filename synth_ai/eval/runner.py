@@ -20,11 +20,11 @@ from typing import Any
 
 import httpx
 
+from synth_ai.client import TaskAppClient, TaskAppClientError
 from synth_ai.jobs import JobEmitter, JobState
 from synth_ai.jobs.log import JobFinished
 from synth_ai.offline_policy.tally import count_unanswered
-from synth_ai.task import RolloutResponse, TaskAppClient, TaskAppClientError
-from synth_ai.task.client import RETRYABLE
+from synth_ai.task.outcome import NO_POLICY, result_from_answer, result_from_error
 
 from .models import EvalConfig, EvalSummary, SeedResult
 from .verdict import verdict
@@ -39,16 +39,10 @@ RESULT_FIELDS = {
     "trace_correlation_id",
     "error_kind",
 }
-INFRA_CODES = {"transport_error", "overloaded", "rollout_timeout", "missing_environment_api_key"}
 
 
 class EvalCheckFailed(Exception):
     """The task app failed a check before any rollout ran; the message names the check."""
-
-
-NO_POLICY = "no policy to roll out with: pass --inference-url or --offline-policy"
-"""The words `check` uses too."""
-MAX_DETAILS_BYTES = 4096
 
 
 async def preflight(client: TaskAppClient, config: EvalConfig) -> None:
@@ -69,29 +63,6 @@ async def preflight(client: TaskAppClient, config: EvalConfig) -> None:
     calls_a_policy = isinstance(inference, dict) and any(inference.values())
     if calls_a_policy and not (config.inference_url or config.policy_config.get("inference_url")):
         raise EvalCheckFailed(NO_POLICY)
-
-
-def bounded_details(details: dict[str, Any], limit: int = MAX_DETAILS_BYTES) -> dict[str, Any]:
-    """Every key the app reported, with values cut to a string once the whole passes `limit`
-    bytes of JSON, so one huge detail never bloats the results."""
-    kept: dict[str, Any] = {}
-    used = 2
-    for key, value in details.items():
-        text = json.dumps(value, default=str)
-        if used + len(key) + len(text) + 4 > limit:
-            value = text[: max(0, limit // 8)] + "..."
-        kept[key] = value
-        used += len(key) + len(json.dumps(value, default=str)) + 4
-    return kept
-
-
-def succeeded(details: dict[str, Any], reward: float | None, threshold: float) -> bool:
-    """`details.success`, else `details.correct`, when the app reports a boolean; else the
-    reward above `threshold`."""
-    for key in ("success", "correct"):
-        if isinstance(details.get(key), bool):
-            return bool(details[key])
-    return reward is not None and reward > threshold
 
 
 def rollout_request(config: EvalConfig, seed: int, correlation_id: str) -> dict[str, Any]:
@@ -115,20 +86,6 @@ def rollout_request(config: EvalConfig, seed: int, correlation_id: str) -> dict[
     }
 
 
-def _result_from_error(seed: int, cid: str, latency: float, exc: TaskAppClientError) -> SeedResult:
-    """Infrastructure (not the task's fault) only when nothing answered, the app was overloaded
-    or a gateway failed; an executor that raised (`rollout_failed`) is the task's error."""
-    infra = exc.status is None or exc.status in RETRYABLE or exc.code in INFRA_CODES
-    return SeedResult(
-        seed=seed,
-        status="infra_error" if infra else "error",
-        latency_s=latency,
-        trace_correlation_id=cid,
-        error=exc.message[:500],
-        error_kind=exc.code,
-    )
-
-
 async def evaluate_seed(client: TaskAppClient, config: EvalConfig, seed: int) -> SeedResult:
     """One seed. An answer that reports an infrastructure error is asked again (up to
     `max_retries`; the client itself retries what failed in transit); a task error never is."""
@@ -138,31 +95,13 @@ async def evaluate_seed(client: TaskAppClient, config: EvalConfig, seed: int) ->
         try:
             response = await client.rollout(rollout_request(config, seed, cid))
         except TaskAppClientError as exc:
-            return _result_from_error(seed, cid, time.perf_counter() - started, exc)
-        result = _result_from_answer(config, seed, cid, time.perf_counter() - started, response)
+            return result_from_error(seed, cid, time.perf_counter() - started, exc)
+        latency = time.perf_counter() - started
+        result = result_from_answer(seed, cid, latency, response, config.success_threshold)
         if result.status != "infra_error" or attempt == config.max_retries:
             return result
         await client.pause(min(0.25 * 2**attempt, 5.0))
     raise AssertionError("unreachable")
-
-
-def _result_from_answer(
-    config: EvalConfig, seed: int, cid: str, latency: float, response: RolloutResponse
-) -> SeedResult:
-    metrics = response.metrics
-    reward = metrics.outcome_score if metrics.outcome_score is not None else metrics.mean_return
-    infra = metrics.details.get("infra_error")
-    return SeedResult(
-        seed=seed,
-        reward=reward,
-        status="infra_error" if infra else "ok",
-        success=succeeded(metrics.details, reward, config.success_threshold),
-        latency_s=latency,
-        trace_correlation_id=response.trace_correlation_id or cid,
-        error=str(infra.get("message")) if isinstance(infra, dict) else None,
-        error_kind=str(infra.get("kind")) if isinstance(infra, dict) else None,
-        details=bounded_details(metrics.details),
-    )
 
 
 class EvalRun:

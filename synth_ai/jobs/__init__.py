@@ -1,5 +1,9 @@
 """Job events: an event log, a live bus per job, SSE streams, and the client side."""
 
+from typing import TYPE_CHECKING
+
+from synth_ai.lazy_exports import lazy_exports
+
 from .app import create_jobs_app
 from .bus import JobBus, Subscription
 from .delivery import RemoteEmitterError
@@ -10,7 +14,6 @@ from .remote import EmitterStats, RemoteEmitter
 from .routes import JobsRoutes
 from .service import JobsService
 from .settings import StreamSettings
-from .watcher import JobsWatcher, MetricWindow
 
 __all__ = [
     "Emitter",
@@ -33,3 +36,10 @@ __all__ = [
     "finite_json",
     "sse_name",
 ]
+
+# the watcher is the client's (synth_ai.client): loaded only when read, so the server never
+# imports the client
+__getattr__, __dir__ = lazy_exports(globals(), {"watcher": ("JobsWatcher", "MetricWindow")})
+
+if TYPE_CHECKING:
+    from .watcher import JobsWatcher, MetricWindow

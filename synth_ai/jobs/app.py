@@ -14,8 +14,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from synth_ai.storage import DatabaseURL
+from synth_ai.task.application import standard_middleware
 from synth_ai.task.errors import EXCEPTION_HANDLERS
-from synth_ai.task.server import standard_middleware
 
 from .dashboard import Dashboard
 from .openapi import build_openapi

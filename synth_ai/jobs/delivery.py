@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from synth_ai.task.client import LOCKED_OUT, error_from_response, retry_after_seconds
+from synth_ai.task.answers import LOCKED_OUT, error_from_response, retry_after_seconds
 
 from .outbox import QueuedEvent
 

@@ -376,9 +376,12 @@ class JobsService:
     async def events(
         self, job_id: str, after: int, limit: int, names: list[str] | None
     ) -> list[JobEvent]:
-        """A page of events after a cursor: from the ring when it reaches back, else the log."""
+        """A page of events after a cursor: from the ring when it reaches back and holds all
+        that is committed, else the log. While the job catches up (a hint of events its bus has
+        not heard of, our own commits included), the ring may lack what a 2xx acknowledged."""
         bus = self._buses.get(job_id)
-        tail = bus.ring_after(after) if bus is not None else None
+        current = bus is not None and not self.reading_ahead(job_id)
+        tail = bus.ring_after(after) if current and bus is not None else None
         if tail is not None:
             return [e for e in tail if not names or e.sse_name in names or e.type in names][:limit]
         return await asyncio.to_thread(

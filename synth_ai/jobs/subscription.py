@@ -9,17 +9,29 @@ timer of its own: one per stream, re-armed about once per heartbeat.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .models import JobEvent
 from .sse import event_frame
 
-if TYPE_CHECKING:
-    from .bus import JobBus
-
 TIMER_SLACK_S = 0.001
 """asyncio may run a timer up to its clock's resolution early: a deadline this close has come."""
+
+
+class SharedWindow(Protocol):
+    """What a subscription reads of its bus (`JobBus`): the window of live events, where it
+    starts and ends, the terminal event's index, and the sets it joins to be woken."""
+
+    window: deque[JobEvent]
+    window_start: int
+    window_end: int
+    terminal_index: int | None
+    subscribers: set[Subscription]
+    waiters: set[asyncio.Future[None]]
+
+    def joined_from(self, start: int, max_bytes: int) -> tuple[bytes, int, int]: ...
 
 
 class Subscription:
@@ -33,7 +45,7 @@ class Subscription:
     """
 
     def __init__(
-        self, bus: JobBus, names: frozenset[str] | None, split: str | None, cursor: int
+        self, bus: SharedWindow, names: frozenset[str] | None, split: str | None, cursor: int
     ) -> None:
         self.bus = bus
         self.names = names

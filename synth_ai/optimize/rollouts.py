@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from synth_ai.task import TaskAppClient, TaskAppClientError
+from synth_ai.client import TaskAppClient, TaskAppClientError
 
 from .config import PromptLearningSection
 from .interceptor import Interceptor

@@ -19,9 +19,9 @@ from typing import Any, cast
 import gepa
 from gepa.core.callbacks import GEPACallback
 
+from synth_ai.client import TaskAppClient, TaskAppClientError
 from synth_ai.jobs import JobEmitter, JobState
 from synth_ai.jobs.log import JobFinished
-from synth_ai.task import TaskAppClient, TaskAppClientError
 from synth_ai.task.inference import SharedHttpClient
 
 from .adapter import Budget, RolloutAdapter, Stop

@@ -7,8 +7,8 @@ from .database import (
     StorageError,
     StorageOutage,
     StoreUnavailable,
-    open_database,
 )
+from .opener import open_database
 from .schema import Step, ensure_schema
 from .url import DatabaseURL, DatabaseURLError, parse_database_url
 

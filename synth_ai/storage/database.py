@@ -11,7 +11,6 @@ exceptions and a handler written against SQLite also holds on PostgreSQL.
 
 from __future__ import annotations
 
-import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -147,17 +146,3 @@ class Database(ABC):
 
     def ddl(self, text: str) -> str:
         return text.format_map(self.ddl_words)
-
-
-def open_database(url: DatabaseURL | str | os.PathLike[str]) -> Database:
-    """The engine for a location (a `DatabaseURL`, a URL string or a path)."""
-    from .url import parse_database_url
-
-    location = url if isinstance(url, DatabaseURL) else parse_database_url(url)
-    if location.engine == "postgresql":
-        from .postgres import PostgresDatabase
-
-        return PostgresDatabase(location)
-    from .sqlite import SqliteDatabase
-
-    return SqliteDatabase(location)

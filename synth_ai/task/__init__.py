@@ -12,8 +12,14 @@ from typing import TYPE_CHECKING
 from synth_ai.lazy_exports import lazy_exports
 
 _EXPORTS = {
-    "auth": ("configured_keys",),
-    "client": ("TaskAppClient", "TaskAppClientError"),
+    "auth": (
+        "configured_keys",
+        "is_api_key_header_authorized",
+        "normalize_environment_api_key",
+        "require_api_key_dependency",
+    ),
+    "answers": ("TaskAppClientError",),
+    "client": ("TaskAppClient",),
     "sync_client": ("SyncTaskAppClient",),
     "config": ("RolloutExecutor", "TaskAppConfig"),
     "conformance": ("CheckResult", "ConformanceReport", "check_conformance"),
@@ -63,12 +69,8 @@ _EXPORTS = {
         "prepare_for_openai",
         "synthesize_tool_call_if_missing",
     ),
-    "published_auth": (
-        "is_api_key_header_authorized",
-        "normalize_environment_api_key",
-        "require_api_key_dependency",
-    ),
-    "registry": ("TaskAppEntry", "get_task_app", "list_task_apps", "register_task_app"),
+    "references": ("get_task_app",),
+    "registry": ("TaskAppEntry", "list_task_apps", "register_task_app"),
     "rollout": ("RolloutContext",),
     "rubrics": (
         "Criterion",
@@ -79,7 +81,7 @@ _EXPORTS = {
         "score_events_against_rubric",
         "score_outcome_against_rubric",
     ),
-    "server": ("create_task_app",),
+    "application": ("create_task_app",),
     "serving": ("run_task_app", "serve_in_background"),
     "validators": ("validate_rollout_response_for_rl",),
     "vendors": ("get_groq_key_or_503", "get_openai_key_or_503", "normalize_vendor_keys"),
@@ -164,8 +166,15 @@ __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:
-    from .auth import configured_keys
-    from .client import TaskAppClient, TaskAppClientError
+    from .answers import TaskAppClientError
+    from .application import create_task_app
+    from .auth import (
+        configured_keys,
+        is_api_key_header_authorized,
+        normalize_environment_api_key,
+        require_api_key_dependency,
+    )
+    from .client import TaskAppClient
     from .config import RolloutExecutor, TaskAppConfig
     from .conformance import CheckResult, ConformanceReport, check_conformance
     from .contracts import (
@@ -214,17 +223,8 @@ if TYPE_CHECKING:
         prepare_for_openai,
         synthesize_tool_call_if_missing,
     )
-    from .published_auth import (
-        is_api_key_header_authorized,
-        normalize_environment_api_key,
-        require_api_key_dependency,
-    )
-    from .registry import (
-        TaskAppEntry,
-        get_task_app,
-        list_task_apps,
-        register_task_app,
-    )
+    from .references import get_task_app
+    from .registry import TaskAppEntry, list_task_apps, register_task_app
     from .rollout import RolloutContext
     from .rubrics import (
         Criterion,
@@ -235,7 +235,6 @@ if TYPE_CHECKING:
         score_events_against_rubric,
         score_outcome_against_rubric,
     )
-    from .server import create_task_app
     from .serving import run_task_app, serve_in_background
     from .sync_client import SyncTaskAppClient
     from .validators import validate_rollout_response_for_rl

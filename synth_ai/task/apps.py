@@ -43,7 +43,7 @@ class ModalDeploymentConfig:
 def discover_task_apps_from_cwd() -> None:
     """Import the task-app files 0.2.24 looked for under the current directory, so the apps
     they register are found by name; one that fails to import is logged and skipped."""
-    from .references import _import_file
+    from .references import import_file
 
     cwd = Path.cwd()
     for pattern in DISCOVERY_PATTERNS:
@@ -51,7 +51,7 @@ def discover_task_apps_from_cwd() -> None:
             if path.name.startswith("__"):
                 continue
             try:
-                _import_file(path)
+                import_file(path)
             except Exception as exc:
                 logger.warning("skipping %s: %s: %s", path, type(exc).__name__, exc)
 

@@ -4,17 +4,22 @@ Valid keys are read from the environment on every request, so rotating a key nee
 restart. Neither a valid key nor a presented one ever appears in an answer or a log line.
 A request is public only when the route it reaches is public for its path and its method;
 guessing is bounded by `MAX_PRESENTED_KEYS` per request and by failed checks per client
-address (`attempts`).
+address (`attempts`). 0.2.24's key helpers (`require_api_key_dependency` and its kin) are
+here too, over the same check.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -181,10 +186,49 @@ class AuthMiddleware:
             await refusal(scope, receive, send)
 
 
-def __getattr__(name: str) -> object:
-    """0.2.24's helpers under this module's name, loaded on first use (published_auth.py)."""
-    from . import published_auth
+# 0.2.24's key helpers, over the same key check. `require_api_key_dependency` refuses with 401
+# (0.2.24 answered 400) and never echoes a key or any part of one (0.2.24 answered the first
+# 15 characters of both the expected and the presented keys).
 
-    if name in published_auth.__all__:
-        return getattr(published_auth, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def normalize_environment_api_key() -> str | None:
+    """The primary key (`ENVIRONMENT_API_KEY`, else a dev key), or None when none is set."""
+    keys = configured_keys()
+    return keys[0] if keys else None
+
+
+def allowed_environment_api_keys() -> set[str]:
+    """Every key accepted now: the primary one and `ENVIRONMENT_API_KEY_ALIASES`."""
+    return set(configured_keys())
+
+
+def _headers(request: Any) -> Headers:
+    headers = getattr(request, "headers", request)
+    if isinstance(headers, Headers):
+        return headers
+    if isinstance(headers, Mapping):
+        return Headers(headers={str(k): str(v) for k, v in headers.items()})
+    return Headers()
+
+
+def _where(request: Any) -> tuple[str, str]:
+    if isinstance(request, Request):
+        return request.method, request.url.path
+    return "?", "(author code)"
+
+
+def is_api_key_header_authorized(request: Any) -> bool:
+    """Whether the request (or a mapping of its headers) carries an accepted key."""
+    return refusal_for(presented_keys(_headers(request)), *_where(request)) is None
+
+
+def require_api_key_dependency(request: Request) -> None:
+    """Raise the refusal (401, or 503 when no key is configured) unless the request carries
+    an accepted key; usable as `Depends(require_api_key_dependency)` or called directly."""
+    refusal = refusal_for(presented_keys(_headers(request)), *_where(request))
+    if refusal is None:
+        return
+    detail = json.loads(bytes(refusal.body))["detail"]
+    challenge = refusal.headers.get("www-authenticate")
+    headers = {"WWW-Authenticate": challenge} if challenge else None
+    raise HTTPException(refusal.status_code, detail=detail, headers=headers)  # type: ignore[arg-type]

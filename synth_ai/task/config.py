@@ -19,8 +19,8 @@ from .datasets import TaskDatasetRegistry
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
+    from .context import RolloutContext
     from .proxy import ProxyConfig
-    from .rollout import RolloutContext
     from .rubrics import RubricBundle
 
 RolloutResult = RolloutResponse | dict[str, Any]

@@ -319,3 +319,24 @@ class ErrorEnvelope(WireModel):
     """The one shape of every error answer: `{"detail": {"error": {code, message, ...}}}`."""
 
     detail: ErrorDetail
+
+
+def every_generation(body: dict[str, Any]) -> dict[str, Any]:
+    """A rollout request every published generation of task apps accepts: both ids, `mode`
+    (required by 0.2.x) and `ops` (required by 0.2.x, ignored by this framework) filled in when
+    the caller left them out; nothing the caller gave is changed."""
+    filled = dict(body)
+    ids = [filled.get("run_id"), filled.get("trace_correlation_id")]
+    known = next((value for value in ids if value), None)
+    if known is not None:
+        filled.setdefault("run_id", known)
+        filled.setdefault("trace_correlation_id", known)
+    filled.setdefault("mode", "eval")
+    filled.setdefault("ops", list(DEFAULT_OPS))
+    filled.setdefault("env", {})
+    filled.setdefault("policy", {})
+    return filled
+
+
+DEFAULT_OPS = ("agent", "env")
+"""One policy call and one environment step: what a single-turn rollout of 0.2.x runs."""

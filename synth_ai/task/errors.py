@@ -7,7 +7,7 @@ Every error a task app answers has the shape
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -89,11 +89,11 @@ def error_response(
 
 
 def invalid_request(
-    message: str, *, loc: list[str], msg: str, type: str = "value_error"
+    message: str, *, loc: Sequence[str | int], msg: str, type: str = "value_error"
 ) -> TaskAppError:
     """A 422 `invalid_request` naming the one field at fault, shaped like pydantic's errors."""
     return TaskAppError(
-        422, "invalid_request", message, errors=[{"loc": loc, "msg": msg, "type": type}]
+        422, "invalid_request", message, errors=[{"loc": list(loc), "msg": msg, "type": type}]
     )
 
 

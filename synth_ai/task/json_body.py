@@ -48,13 +48,38 @@ def loads_strict(body: bytes | str) -> Any:
         if "JSON number" in reason or "finite float" in reason:
             raise invalid_request(
                 "Numbers must be finite: NaN, Infinity and overflowing literals are refused.",
-                loc=["body"],
+                loc=["body", *_where_non_finite(body)],
                 msg=reason.split(":", 1)[0][:120],
                 type="finite_number",
             ) from None
         raise TaskAppError(400, "invalid_json", "The request body is not valid JSON.") from None
     except RecursionError:
         raise TaskAppError(400, "invalid_json", "The request body nests too deeply.") from None
+
+
+def _where_non_finite(body: bytes | str) -> list[str | int]:
+    try:
+        return _non_finite_path(json.loads(body)) or []
+    except (ValueError, RecursionError):  # unreadable past the refusal, or too deep to say
+        return []
+
+
+def _non_finite_path(document: Any) -> list[str | int] | None:
+    """Where the first non-finite number of a (leniently parsed) document stands (None where
+    there is none), so the 422 names it; read only on that refusal."""
+    if isinstance(document, float):
+        return None if math.isfinite(document) else []
+    if isinstance(document, dict):
+        items: Any = document.items()
+    elif isinstance(document, list):
+        items = enumerate(document)
+    else:
+        return None
+    for key, value in items:
+        path = _non_finite_path(value)
+        if path is not None:
+            return [key, *path]
+    return None
 
 
 def validate_strict(model: type[M], body: bytes) -> M:

@@ -18,16 +18,15 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from synth_ai.eval.models import EvalConfig
-from synth_ai.eval.runner import NO_POLICY, _result_from_answer, _result_from_error
 from synth_ai.offline_policy.tally import Count, count_unanswered
 from synth_ai.tracing_v3.sft import CHECK_PURPOSE
 
+from .answers import error_from_response, excerpt
 from .auth import expected_prefix
-from .client import error_from_response, every_generation, excerpt
-from .contracts import ErrorEnvelope, RolloutResponse, TaskInfo
+from .contracts import ErrorEnvelope, RolloutResponse, TaskInfo, every_generation
 from .correlation import stamp_inference_url, url_correlation_id
 from .older_generation import KEYLESS, OLDER, with_step_info
+from .outcome import NO_POLICY, result_from_answer, result_from_error
 from .validators import validate_rollout_response_for_rl
 
 RESPONSE_FIELDS = ("run_id", "trace_correlation_id", "trajectories", "metrics", "pipeline_metadata")
@@ -257,7 +256,7 @@ async def rollout(p: Probe, mode: str) -> str:
     latency = time.perf_counter() - started
     p.refused(response, "POST /rollout")
     if response.status_code != 200:
-        failed = _result_from_error(seed, cid, latency, error_from_response(response))
+        failed = result_from_error(seed, cid, latency, error_from_response(response))
         infra = ", an infrastructure error" if failed.status == "infra_error" else ""
         raise CheckFailed(f"POST /rollout ({mode}) answered {describe(response)}{infra}")
     data = json_object(response)
@@ -271,8 +270,7 @@ async def rollout(p: Probe, mode: str) -> str:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         raise CheckFailed(f"rollout response ({mode}) {where}: {error['msg']}") from None
-    config = EvalConfig(task_app_url=p.url, seeds=[seed])
-    result = _result_from_answer(config, seed, cid, latency, parsed)
+    result = result_from_answer(seed, cid, latency, parsed)
     if result.status == "infra_error":
         raise CheckFailed(
             f"the rollout ({mode}) answered an infrastructure error, not a result: "

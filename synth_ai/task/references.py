@@ -134,7 +134,7 @@ def _from_file(path: Path, name: str | None) -> TaskAppEntry:
     if not path.is_file():
         raise AppNotFound(f"no file {str(path)!r}")
     try:
-        module = _import_file(path)
+        module = import_file(path)
     except Exception as exc:
         raise load_failure(exc, path.resolve()) from exc
     # what the file registered (its factories live in it), and entries it holds as names;
@@ -164,7 +164,7 @@ def _from_file(path: Path, name: str | None) -> TaskAppEntry:
     raise AppNotFound(f"{path} has several task apps; add one: {_choices(path, found)}")
 
 
-def _import_file(path: Path) -> ModuleType:
+def import_file(path: Path) -> ModuleType:
     """Import a file as the module its name says (its folder first on `sys.path`, so it can
     import its neighbours), unless that name is already another module; then under its own."""
     path = path.resolve()
@@ -198,3 +198,10 @@ def _names(found: dict[str, TaskAppEntry]) -> str:
 
 def _choices(path: Path, found: dict[str, TaskAppEntry]) -> str:
     return ", ".join(f"{path}:{app_id}" for app_id in sorted(found))
+
+
+def get_task_app(reference: str) -> TaskAppEntry:
+    """The app a reference names: an id or alias registered (or installed), a file `app.py`
+    (`app.py:app_id` when it has several) or `module:attribute`. `KeyError` says what exists.
+    """
+    return find_task_app(reference)

@@ -141,14 +141,5 @@ def register_task_app(entry: TaskAppEntry) -> TaskAppEntry:
     return registry.register(entry)
 
 
-def get_task_app(reference: str) -> TaskAppEntry:
-    """The app a reference names: an id or alias registered (or installed), a file `app.py`
-    (`app.py:app_id` when it has several) or `module:attribute`. `KeyError` says what exists.
-    """
-    from .references import find_task_app
-
-    return find_task_app(reference)
-
-
 def list_task_apps() -> list[TaskAppEntry]:
     return registry.entries()

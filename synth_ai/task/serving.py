@@ -26,10 +26,10 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.config import LOGGING_CONFIG
 
+from .application import create_task_app
 from .banner import LOG_FORMATS, base_url, print_banner, task_app_banner
 from .connections import raise_open_file_limit, resolve_max_connections
-from .registry import get_task_app
-from .server import create_task_app
+from .references import get_task_app
 from .shutdown import announce_shutdown
 
 APP_ENV_VAR = "SYNTH_TASK_APP"

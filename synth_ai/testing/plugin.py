@@ -70,7 +70,7 @@ def serve_task_app(task_app_key: str) -> Iterator[Callable[[Any], str]]:
 
 @pytest.fixture
 def task_app_client(task_app_key: str) -> Iterator[Callable[[str], Any]]:
-    from synth_ai.task import SyncTaskAppClient
+    from synth_ai.client import SyncTaskAppClient
 
     with contextlib.ExitStack() as stack:
 

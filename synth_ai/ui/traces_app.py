@@ -36,8 +36,8 @@ from synth_ai.jobs.tenants import (
     principal_of,
 )
 from synth_ai.storage import DatabaseURL
+from synth_ai.task.application import standard_middleware
 from synth_ai.task.errors import EXCEPTION_HANDLERS, TaskAppError, invalid_request
-from synth_ai.task.server import standard_middleware
 from synth_ai.tracing_v3 import TraceReader, write_sft_jsonl
 
 from .pages import page_routes
