@@ -19,15 +19,14 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
 from synth_ai.batch_writer import WriterUnavailable
-from synth_ai.task.attempts import record_failure
-from synth_ai.task.auth import WWW_AUTHENTICATE, check_api_key, presented_keys, screen
 from synth_ai.task.errors import TaskAppError, invalid_request, validation_error
 from synth_ai.task.json_body import json_body
 
 from .artifact_index import ArtifactRefused
 from .artifacts import JOB_ID
 from .bus import JobBus, TooManySubscribers
-from .frames import StillAllowed, stream_frames
+from .callers import reader, still_allowed, writer
+from .frames import stream_frames
 from .log import EventNotEncodable, JobFinished, JobNotFound, KeyReused, LogFailed
 from .models import EventIn, JobEvent, JobState
 from .params import (
@@ -43,8 +42,8 @@ from .service import JobsService
 from .sse import (
     EventStreamResponse,
 )
-from .tenants import Principal, grant_alive, identify, principal_of, stream_grant, tenant_keys
-from .tokens import TokenCheck, check_stream_token, issue_stream_token, token_grant, token_tenant
+from .tenants import Principal, principal_of, stream_grant
+from .tokens import issue_stream_token
 
 STREAM_PATHS = (
     "/api/jobs/{job_id}/stream",
@@ -288,7 +287,7 @@ class JobsRoutes:
         Only the job's owner or the operator may: anyone else gets the 404 of a missing job,
         before a byte is read. A finished job still takes its owner's files (results and
         reports often come last)."""
-        bus = await self._bus(request, self._writer(request))
+        bus = await self._bus(request, writer(request))
         name = artifact_name(request)
         kind = request.query_params.get("kind") or "file"
         if not ARTIFACT_KIND.fullmatch(kind):
@@ -310,7 +309,7 @@ class JobsRoutes:
         return JSONResponse(stored, status_code=201)
 
     async def get_artifact(self, request: Request) -> Response:
-        bus = await self._bus(request, await self._reader(request))
+        bus = await self._bus(request, await reader(request, self.service.token_secret))
         name = artifact_name(request)
         path = self.service.artifacts.path(bus.job_id, name)
         if not await asyncio.to_thread(path.is_file):
@@ -321,75 +320,10 @@ class JobsRoutes:
             path, filename=name, media_type="application/octet-stream", headers=DOWNLOAD_HEADERS
         )
 
-    def _writer(self, request: Request) -> Principal:
-        """Who writes: whom the auth layer let in (a key, or a session with its CSRF token).
-        Where no layer named anyone, the request's own key decides; a write never falls back
-        to the operator."""
-        principal = request.scope.get("state", {}).get("principal")
-        return principal if isinstance(principal, Principal) else self._key_holder(request)
-
     # --- the stream ------------------------------------------------------------------------
 
-    async def _reader(self, request: Request) -> Principal:
-        """Who reads a stream or an artifact: a stream token for this job (what a browser can
-        send), else a key, checked here because these routes are public to the middleware."""
-        presented = presented_keys(request.headers)
-        screened = screen(request.scope, presented)
-        if screened is not None:
-            raise screened
-        token = request.query_params.get("token")
-        if token and not presented:
-            check = check_stream_token(
-                self.service.token_secret, token, request.path_params["job_id"]
-            )
-            if check is TokenCheck.WRONG_JOB:
-                raise TaskAppError(403, "forbidden", "This stream token is for another job.")
-            if check is not TokenCheck.OK:
-                raise TaskAppError(401, "unauthorised", f"The stream token is {check.value}.")
-            if not await grant_alive(request.scope, token_tenant(token), token_grant(token)):
-                raise TaskAppError(401, "unauthorised", "The stream token's session or key ended.")
-            return Principal(token_tenant(token))
-        return self._key_holder(request)
-
-    @staticmethod
-    def _still_allowed(request: Request, principal: Principal) -> StillAllowed:
-        """What an open stream re-checks: its token's session or key, else that the key it
-        presented still names the same principal (sign-out and rotation end open streams)."""
-        token = request.query_params.get("token")
-        scope = request.scope
-        if token and not presented_keys(request.headers):
-            tenant, grant = token_tenant(token), token_grant(token)
-            return lambda: grant_alive(scope, tenant, grant)
-        headers = request.headers
-
-        async def key_still_held() -> bool:
-            return identify(headers) == principal
-
-        return key_still_held
-
-    def _key_holder(self, request: Request) -> Principal:
-        """The principal of the request's key; else 401 (503 when no key is configured)."""
-        principal = identify(request.headers)
-        if principal is not None:
-            return principal
-        if presented_keys(request.headers):
-            record_failure(request.scope)
-        refusal = check_api_key(request.headers, request.method, request.url.path)
-        if refusal is not None and refusal.status_code == 503 and not tenant_keys():
-            raise TaskAppError(
-                503,
-                "missing_environment_api_key",
-                "The server has no API key configured; set ENVIRONMENT_API_KEY on the server.",
-            )
-        raise TaskAppError(
-            401,
-            "unauthorised",
-            "A valid API key (or a stream token for this job) is required.",
-            headers=WWW_AUTHENTICATE,
-        )
-
     async def stream(self, request: Request) -> Response:
-        principal = await self._reader(request)
+        principal = await reader(request, self.service.token_secret)
         bus = await self._bus(request, principal)
         names = event_names(request)
         last_event_id = request.headers.get("last-event-id", "").strip()
@@ -435,6 +369,6 @@ class JobsRoutes:
             since,
             names,
             heartbeat,
-            self._still_allowed(request, principal),
+            still_allowed(request, principal),
         )
         return EventStreamResponse(chunks, send_timeout_s=self.settings.send_timeout_s)  # type: ignore[return-value]
