@@ -89,6 +89,11 @@ class Recorder:
             return
         before, after = float(event["old_score"]), float(event["new_score"])
         reason = "reflection proposed no change" if self._child == self._parent else None
+        self._reject_child(before, after, reason)
+
+    def _reject_child(self, before: float | None, after: float | None, reason: str | None) -> None:
+        """Record the proposal under way as rejected (its minibatch scores, and why)."""
+        assert self._child is not None
         self._add(
             self._entry(
                 self._child,
@@ -175,19 +180,8 @@ class Recorder:
 
     def on_iteration_end(self, event: Any) -> None:
         if self._child is not None:  # stopped between its minibatch and its validation
-            before, after = self._minibatch["before"], self._minibatch["after"]
             reason = "the run stopped before it was validated"
-            self._add(
-                self._entry(
-                    self._child,
-                    accepted=False,
-                    minibatch=(before, after),
-                    parent=self._parent,
-                    reason=reason,
-                )
-            )
-            self._proposal(self._child, accepted=False, before=before, after=after, reason=reason)
-            self._child = None
+            self._reject_child(self._minibatch["before"], self._minibatch["after"], reason)
         self.iteration_metrics(int(event["iteration"]))
 
     def iteration_metrics(self, step: int) -> None:
