@@ -1,7 +1,7 @@
 """An eval's job tells the truth: its status events carry `step` up to the total, a failed
 verdict (`--fail-under`, `--max-error-rate`) ends it `failed` with the reason, errored seeds
 count in the summary (apart, and in the mean as 0 unless `--exclude-errors`), and a run that
-fails its preflight makes no job."""
+fails its preflight makes no job, here or on a jobs server."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
 from click.testing import CliRunner
 
 from synth_ai.cli import main
-from synth_ai.jobs import JobsService
+from synth_ai.eval import EvalJobKind
+from synth_ai.jobs import JobsService, create_jobs_app
 from synth_ai.jobs.models import JobEvent
 from synth_ai.task import create_task_app, serve_in_background
 
-from .conftest import echo_rollout, make_config
+from .conftest import KEY, echo_rollout, make_config
 from .processes import free_port
 
 
@@ -100,3 +102,33 @@ def test_a_failed_preflight_makes_no_job(tmp_path: Path) -> None:
     result = run_eval(f"http://127.0.0.1:{free_port()}", tmp_path, "--seeds", "0")
     assert result.exit_code == 3 and "/health check failed" in result.output
     assert not (tmp_path / "jobs.db").exists() or jobs_of(tmp_path / "jobs.db") == []
+
+
+def test_a_failed_preflight_makes_no_job_on_a_jobs_server(tmp_path: Path) -> None:
+    """The server runs the preflight before it stores the job: the creator gets 422
+    `preflight_failed` naming the check, `eval --jobs-server` exits 3, and no job is listed."""
+    jobs = create_jobs_app(tmp_path / "server.db", kinds={"eval": EvalJobKind()})
+    gone = f"http://127.0.0.1:{free_port()}"
+    with serve_in_background(jobs) as jobs_url:
+        result = run_eval(gone, tmp_path, "--seeds", "0", "--jobs-server", jobs_url)
+        with httpx.Client(base_url=jobs_url, headers={"X-API-Key": KEY}) as http:
+            config = {"task_app_url": gone, "api_key": KEY, "seeds": [0]}
+            refused = http.post("/api/jobs", json={"kind": "eval", "config": config})
+            listed = http.get("/api/jobs").json()["jobs"]
+    assert result.exit_code == 3, result.output
+    assert "/health check failed" in result.output
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["detail"]["error"]
+    assert error["code"] == "preflight_failed" and "/health check failed" in error["message"]
+    assert KEY not in refused.text
+    assert listed == []
+
+
+def test_a_passing_preflight_on_a_jobs_server_makes_the_job(tmp_path: Path) -> None:
+    jobs = create_jobs_app(tmp_path / "server.db", kinds={"eval": EvalJobKind()})
+    with serve(echo_rollout) as app_url, serve_in_background(jobs) as jobs_url:
+        result = run_eval(app_url, tmp_path, "--seeds", "0-2", "--jobs-server", jobs_url)
+        with httpx.Client(base_url=jobs_url, headers={"X-API-Key": KEY}) as http:
+            listed = http.get("/api/jobs").json()["jobs"]
+    assert result.exit_code == 0, result.output
+    assert [job["state"] for job in listed] == ["succeeded"]

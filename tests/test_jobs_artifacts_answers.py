@@ -5,7 +5,6 @@ dashboard's policy, a way to run an artifact as the dashboard's script (none).""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,10 +16,10 @@ from starlette.applications import Starlette
 
 from synth_ai.eval import EvalJobKind
 from synth_ai.jobs import StreamSettings, create_jobs_app
-from synth_ai.task import serve_in_background
+from synth_ai.task import create_task_app, serve_in_background
 
 from .browser import chromium  # noqa: F401  (fixture)
-from .conftest import KEY, wait_for
+from .conftest import KEY, echo_rollout, make_config, wait_for
 from .processes import free_port
 
 ACME, GLOBEX = "acme-key-8a7sd6f5", "globex-key-1q2w3e4r"
@@ -130,23 +129,34 @@ def test_another_tenants_job_is_looked_up_as_a_missing_one(
 def test_a_password_in_an_eval_jobs_urls_is_never_answered(jobs: tuple[str, Starlette]) -> None:
     url, _ = jobs
     dead = f"http://ops:s3cr3t-pw@127.0.0.1:{free_port()}"
-    config = {
-        "task_app_url": f"{dead}/app",
+    policy = {
         "inference_url": f"{dead}/v1",
         "policy_config": {"inference_url": f"{dead}/v1"},
         "seeds": [0],
         "max_retries": 0,
         "timeout_s": 5,
     }
-    created = httpx.post(
-        f"{url}/api/jobs", json={"kind": "eval", "config": config}, headers=as_(ACME)
+    refused = httpx.post(  # the preflight fails before a job is made
+        f"{url}/api/jobs",
+        json={"kind": "eval", "config": {"task_app_url": f"{dead}/app", **policy}},
+        headers=as_(ACME),
     )
-    assert created.status_code == 201, created.text
-    job_id = created.json()["job_id"]
-    deadline = time.monotonic() + 20
-    while httpx.get(f"{url}/api/jobs/{job_id}", headers=as_(ACME)).json()["state"] != "failed":
-        assert time.monotonic() < deadline, "the eval job never failed"
-        time.sleep(0.05)
+    assert refused.status_code == 422, refused.text
+    assert "s3cr3t" not in refused.text
+    with serve_in_background(create_task_app(make_config(rollout=echo_rollout))) as app_url:
+        live = app_url.replace("http://", "http://ops:s3cr3t-pw@")
+        config = {"task_app_url": live, "api_key": KEY, **policy}
+        created = httpx.post(
+            f"{url}/api/jobs", json={"kind": "eval", "config": config}, headers=as_(ACME)
+        )
+        assert created.status_code == 201, created.text
+        job_id = created.json()["job_id"]
+
+        def ended() -> bool:
+            job = httpx.get(f"{url}/api/jobs/{job_id}", headers=as_(ACME)).json()
+            return bool(job["state"] in ("succeeded", "failed"))
+
+        wait_for(ended, timeout_s=20)
     answers = [
         created,
         httpx.get(f"{url}/api/jobs/{job_id}", headers=as_(ACME)),
@@ -161,7 +171,7 @@ def test_a_password_in_an_eval_jobs_urls_is_never_answered(jobs: tuple[str, Star
         assert "s3cr3t" not in answer.text, answer.request.url
     shown = httpx.get(f"{url}/api/jobs/{job_id}", headers=as_(ACME)).json()["config"]
     masked = dead.replace("s3cr3t-pw", "***")
-    assert shown["task_app_url"] == f"{masked}/app"
+    assert shown["task_app_url"] == live.replace("s3cr3t-pw", "***")
     assert shown["inference_url"] == shown["policy_config"]["inference_url"] == f"{masked}/v1"
 
 

@@ -24,9 +24,9 @@ from synth_ai.batch_writer import WriterUnavailable
 from synth_ai.eval import EvalJobKind
 from synth_ai.jobs import EventIn, JobEmitter, JobsService, StreamSettings, create_jobs_app
 from synth_ai.jobs.log import JobEventLog
-from synth_ai.task import serve_in_background
+from synth_ai.task import create_task_app, serve_in_background
 
-from .conftest import KEY
+from .conftest import KEY, echo_rollout, make_config
 
 HEADERS = {"X-API-Key": KEY}
 EVERY_EVENT = StreamSettings(max_metric_hz=0, end_grace_s=0.05)
@@ -206,13 +206,19 @@ def test_an_eval_job_whose_start_fails_ends_failed_and_lets_go_of_its_lease(
     app = create_jobs_app(
         db, artifacts_dir=blocked, settings=EVERY_EVENT, kinds={"eval": EvalJobKind()}
     )
-    config = {
-        "task_app_url": "http://127.0.0.1:9",
-        "seeds": [0],
-        "model": "offline-policy",
-        "inference_url": "http://127.0.0.1:9/v1",
-    }
-    with serve_in_background(app) as url, httpx.Client(base_url=url, headers=HEADERS) as http:
+    task_app = create_task_app(make_config(rollout=echo_rollout))
+    with (
+        serve_in_background(task_app) as task_app_url,
+        serve_in_background(app) as url,
+        httpx.Client(base_url=url, headers=HEADERS) as http,
+    ):
+        config = {  # an app that passes the preflight, made before the job
+            "task_app_url": task_app_url,
+            "api_key": KEY,
+            "seeds": [0],
+            "model": "offline-policy",
+            "inference_url": "http://127.0.0.1:9/v1",
+        }
         created = http.post("/api/jobs", json={"kind": "eval", "config": config})
         assert created.status_code == 201, created.text
         job_id = created.json()["job_id"]

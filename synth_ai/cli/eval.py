@@ -15,7 +15,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from synth_ai.client import TaskAppClient
+from synth_ai.client import TaskAppClient, TaskAppClientError
 from synth_ai.eval import EvalCheckFailed, EvalConfig, EvalRun, EvalSummary, parse_seeds, verdict
 from synth_ai.eval.job_kind import RESULTS_NAME
 from synth_ai.eval.verdict import INTERRUPTED, UNREACHABLE
@@ -85,7 +85,12 @@ async def run_remote(
 ) -> tuple[str, EvalSummary | None]:
     """Run on a jobs server, follow it over SSE, then fetch its results to `out_path`."""
     async with TaskAppClient(jobs_server, api_key) as client:
-        job = await client.create_job("eval", config.model_dump())
+        try:
+            job = await client.create_job("eval", config.model_dump())
+        except TaskAppClientError as exc:
+            if exc.code == "preflight_failed":  # the server made no job
+                raise EvalCheckFailed(exc.message) from None
+            raise
         job_id = job["job_id"]
         summary = None
         canceling: set[asyncio.Task[Any]] = set()

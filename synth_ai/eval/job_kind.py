@@ -9,6 +9,7 @@ from typing import Any
 from synth_ai.jobs import JobEmitter, JobsService
 from synth_ai.jobs.masking import mask_passwords
 from synth_ai.jobs.server_runs import Run, ServerRuns
+from synth_ai.task.errors import TaskAppError
 
 from .models import EvalConfig
 from .runner import EvalCheckFailed, EvalRun
@@ -34,14 +35,21 @@ class EvalJobKind:
         runtime = EvalConfig.model_validate(config)
         return mask_passwords(runtime.model_dump(exclude={"api_key"})), runtime
 
+    async def check(self, runtime: EvalConfig) -> None:
+        """The preflight, before the job is made: a run that cannot start makes no job, and
+        the creator gets 422 `preflight_failed` naming the check (the run checks again)."""
+        try:
+            await EvalRun(_as_sent(runtime)).check()
+        except EvalCheckFailed as exc:
+            raise TaskAppError(422, "preflight_failed", str(exc)) from None
+
     async def start(self, service: JobsService, job: dict[str, Any], runtime: EvalConfig) -> None:
         job_id, tenant = job["job_id"], job["tenant"]
 
         async def prepare() -> Run:
             results = service.artifacts.path(job_id, RESULTS_NAME)
             await asyncio.to_thread(results.parent.mkdir, parents=True, exist_ok=True)
-            # "" and not None: the client must not fall back to this server's ENVIRONMENT_API_KEY
-            config = runtime.model_copy(update={"api_key": runtime.api_key or ""})
+            config = _as_sent(runtime)
 
             async def run(cancel: asyncio.Event) -> None:
                 await EvalRun(
@@ -56,3 +64,9 @@ class EvalJobKind:
             return run
 
         await self.runs.start(service, job_id, prepare)
+
+
+def _as_sent(runtime: EvalConfig) -> EvalConfig:
+    """The config the server's client uses: with "" and not None as the key, so the client
+    never falls back to this server's own ENVIRONMENT_API_KEY."""
+    return runtime.model_copy(update={"api_key": runtime.api_key or ""})

@@ -157,6 +157,10 @@ class PromptLearningJobKind:
         runtime = PromptLearningJob.model_validate(config)
         return stored_config(runtime), runtime
 
+    async def check(self, runtime: PromptLearningJob) -> None:
+        """Nothing before the job is made: the preflight sends a rollout through the run's
+        interceptor, so it runs inside the job, which it ends `failed` with `preflight`."""
+
     async def start(
         self, service: JobsService, job: dict[str, Any], runtime: PromptLearningJob
     ) -> None:
