@@ -84,7 +84,7 @@ async def run_check(
     try:
         detail = await check()
     except CheckFailed as exc:
-        status, detail = "fail", str(exc)
+        status, detail, required = "fail", str(exc), required and exc.required
     except CheckSkipped as exc:
         status, detail = "skipped", str(exc)
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
