@@ -2,6 +2,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PUBLISHED := bench/.cache/published/bin/python
 
 .PHONY: demo test bench lint clean
 
@@ -15,7 +16,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/synth-ai demo
 
-test: $(STAMP)
+# The published synth-ai 0.2.24 in its own virtualenv (made once): the compatibility tests run
+# apps and the check against it.
+$(PUBLISHED): | $(STAMP)
+	$(BIN)/python -c "from bench.framework_overhead import ensure_published; ensure_published()"
+
+test: $(STAMP) $(PUBLISHED)
 	$(BIN)/ruff check synth_ai examples tests bench modal_entry.py
 	$(BIN)/mypy synth_ai
 	$(BIN)/python -m pytest

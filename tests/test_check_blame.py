@@ -30,9 +30,9 @@ from synth_ai.task.probes import leaks
 
 from .conftest import make_config
 from .processes import free_port
+from .published import published_python
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLISHED_PYTHON = ROOT / "bench" / ".cache" / "published" / "bin" / "python"
 WORDS = "authentication required unauthorised invalid key bearer token www-authenticate"
 
 
@@ -260,11 +260,6 @@ def wait_until_listening(url: str, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"nothing listened at {url} within 120 s")
 
 
-@pytest.mark.skipif(
-    not PUBLISHED_PYTHON.exists(),
-    reason="no virtualenv of the published synth-ai 0.2.24 at bench/.cache/published "
-    "(bench/framework_overhead.py makes it)",
-)
 def test_check_passes_the_published_0_2_24_and_warns_of_its_frameworks_leak(
     api_key: str, policy_url: str, tmp_path: Path
 ) -> None:
@@ -272,11 +267,12 @@ def test_check_passes_the_published_0_2_24_and_warns_of_its_frameworks_leak(
     contract_version, its own error bodies, the cid in the trajectories' inference_url); its
     framework's refusal carries the first 15 characters of the valid key (`allowed_first15`),
     a real leak that `check` shows as a warning blaming the framework, not the app."""
+    python = published_python()
     app = tmp_path / "old_app.py"
     app.write_text(PUBLISHED_APP)
     port = free_port()
     process = subprocess.Popen(
-        [str(PUBLISHED_PYTHON), str(app), str(port)],
+        [str(python), str(app), str(port)],
         env={"ENVIRONMENT_API_KEY": api_key, "PATH": os.environ["PATH"], "HOME": str(tmp_path)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

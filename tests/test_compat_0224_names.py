@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from .published import published_python
+
 ROOT = Path(__file__).resolve().parents[1]
-PUBLISHED_PYTHON = ROOT / "bench" / ".cache" / "published" / "bin" / "python"
 MODULES = (
     "synth_ai.task",
     "synth_ai.task.apps",
@@ -59,13 +60,9 @@ def not_provided() -> dict[tuple[str, str], str]:
 
 @pytest.fixture(scope="module")
 def published_names() -> dict[str, list[str]]:
-    if not PUBLISHED_PYTHON.exists():
-        pytest.skip(
-            f"no cached synth-ai 0.2.24 virtualenv at {PUBLISHED_PYTHON.parent.parent}: "
-            "bench/framework_overhead.py makes it (ensure_published)"
-        )
+    python = published_python()
     done = subprocess.run(
-        [str(PUBLISHED_PYTHON), "-c", READ_NAMES, *MODULES],
+        [str(python), "-c", READ_NAMES, *MODULES],
         capture_output=True,
         text=True,
         timeout=300,

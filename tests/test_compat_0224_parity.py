@@ -30,10 +30,10 @@ from starlette.routing import Route
 from synth_ai.task import serve_in_background
 from tests.conftest import KEY
 from tests.processes import free_port
+from tests.published import published_python
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_DIR = ROOT / "examples" / "published_0224_app"
-PUBLISHED_PYTHON = ROOT / "bench" / ".cache" / "published" / "bin" / "python"
 VENDOR_KEY = "xjqzwvvkkvvkkvvkkvvkkvvk"
 HEADERS = {"X-API-Key": KEY}
 ROLLOUT = {
@@ -92,11 +92,7 @@ def serve(python: Path | str, env: dict[str, str]) -> Served:
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[str, str, FakeVendor]]:
-    if not PUBLISHED_PYTHON.exists():
-        pytest.skip(
-            f"no cached synth-ai 0.2.24 virtualenv at {PUBLISHED_PYTHON.parent.parent}: "
-            "bench/framework_overhead.py makes it (ensure_published)"
-        )
+    python = published_python()
     vendor = FakeVendor()
     with serve_in_background(vendor.app) as vendor_url:
         home = ROOT / "bench" / ".cache" / "parity-home"
@@ -111,7 +107,7 @@ def servers() -> Iterator[tuple[str, str, FakeVendor]]:
             "SYNTH_AUTO_TRACE": "0",
             "NO_PROXY": "127.0.0.1,localhost",
         }
-        published = serve(PUBLISHED_PYTHON, env)
+        published = serve(python, env)
         ours = serve(sys.executable, env)
         try:
             yield published.url, ours.url, vendor

@@ -10,13 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from .conftest import KEY
 from .processes import start_server, stop_server
+from .published import published_python
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLISHED_PYTHON = ROOT / "bench" / ".cache" / "published" / "bin" / "python"
 """The virtualenv with synth-ai 0.2.24 that bench/framework_overhead.py makes."""
 
 
@@ -52,11 +50,8 @@ def test_the_readme_config_runs_as_written(tmp_path: Path) -> None:
     assert saved["best_prompt"] == report["best_prompt"]
 
 
-@pytest.mark.skipif(
-    not PUBLISHED_PYTHON.exists(),
-    reason="no synth-ai 0.2.24 virtualenv (bench/framework_overhead.py makes it)",
-)
 def test_the_readme_config_parses_under_the_published_parser(tmp_path: Path) -> None:
+    python = published_python()
     path = tmp_path / "optimize.toml"
     path.write_text(readme_config())
     probe = (
@@ -66,7 +61,7 @@ def test_the_readme_config_parses_under_the_published_parser(tmp_path: Path) -> 
         "print(c.algorithm, c.gepa._get_rollout_budget(), len(c.gepa._get_test_pool()))"
     )
     result = subprocess.run(
-        [str(PUBLISHED_PYTHON), "-c", probe, str(path)],
+        [str(python), "-c", probe, str(path)],
         cwd=tmp_path,  # not the checkout, whose synth_ai would shadow the published one
         capture_output=True,
         text=True,
