@@ -136,6 +136,14 @@ def ours() -> Any:
     )
 
 
+def routed() -> Any:
+    """`ours` with no direct route: every request through Starlette's error layer and router
+    (bench/direct_dispatch.py weighs the edge's fast path against it)."""
+    app = ours()
+    app.direct = {}
+    return app
+
+
 def our_answer() -> Any:
     """The JSON our app answers to `body(0)`, captured once."""
     import httpx
