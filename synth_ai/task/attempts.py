@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from starlette.datastructures import State
 from starlette.types import Scope
 
 from .errors import TaskAppError
@@ -79,7 +80,11 @@ def attempts_for(scope: Scope) -> FailedAttempts:
     state = getattr(scope.get("app"), "state", None)
     if state is None:
         return _UNBOUND
-    attempts = getattr(state, "failed_attempts", None)
+    attempts = None
+    if not isinstance(state, State):
+        attempts = getattr(state, "failed_attempts", None)
+    elif "failed_attempts" in state:  # as an item: a State attribute costs an exception
+        attempts = state["failed_attempts"]
     if not isinstance(attempts, FailedAttempts):
         attempts = state.failed_attempts = FailedAttempts()
     return attempts

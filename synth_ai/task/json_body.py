@@ -11,7 +11,7 @@ import json
 import math
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from .errors import TaskAppError, invalid_request
@@ -82,7 +82,43 @@ def _non_finite_path(document: Any) -> list[str | int] | None:
     return None
 
 
+NUMBER_SHAPES = bytes.maketrans(b"0123456789E", b"0000000000e")
+"""Every digit read as 0 and `E` as `e` (with `+` and `-` dropped): a body's numbers reduced
+to the shapes `maybe_non_finite` looks for, so four substring tests do a regex's work."""
+
+
+def maybe_non_finite(body: bytes) -> bool:
+    """Whether `body` may hold a number `validate_strict` refuses or `json` cannot read:
+    `NaN`, `Infinity` (the only other spellings pydantic's parser takes), a run of 16 digits
+    or an exponent of 3 digits. A JSON number without those has at most 15 digits before and
+    after its point and an exponent of at most 99, so it is finite (under 1e15 * 1e99), and
+    both parsers read it alike. Dropping `+` and `-` only joins bytes, so nothing is missed; a
+    match inside a string only costs the plain path."""
+    shapes = body.translate(NUMBER_SHAPES, b"+-")
+    return (
+        b"NaN" in shapes
+        or b"Infinity" in shapes
+        or b"0000000000000000" in shapes
+        or b"e000" in shapes
+    )
+
+
 def validate_strict(model: type[M], body: bytes) -> M:
+    """`model` from a strict JSON `body`, as `validate_strict_plain` answers it. A body with
+    no number that could be non-finite is parsed and validated by pydantic-core in one pass;
+    any failure there is answered by the plain path, so refusals are the same to the byte.
+    The one pass saves ~32k instructions of a /rollout on asyncio + h11 (3%) and ~37k on
+    uvloop + httptools (7%): bench/RESULTS.md, rollout path section.
+    """
+    if not maybe_non_finite(body):
+        try:
+            return model.model_validate_json(body)
+        except ValidationError:
+            pass
+    return validate_strict_plain(model, body)
+
+
+def validate_strict_plain(model: type[M], body: bytes) -> M:
     """`model` from a strict JSON `body`: a non-finite number is refused wherever it is, in a
     typed field (the model's own 422, naming it) or a free-form one (`loads_strict`'s 422);
     `ValidationError` for the rest. pydantic's JSON parser alone takes `NaN` into `Any`."""
