@@ -420,9 +420,8 @@ def foreign(name: str, python: Path, spec: str, path: str, auth: bool = False) -
     """A peer's server, run by the python of its own virtualenv."""
 
     def command(setup: ServerSetup) -> Command:
-        extra = {**SERVER_ENV, **setup.env}
-        if setup is FAST:
-            extra["PYTHONPATH"] = str(FAST_PARTS)
+        # the caller's PYTHONPATH never reaches a peer: it would serve this checkout's code
+        extra = {**SERVER_ENV, **setup.env, "PYTHONPATH": str(FAST_PARTS) if setup is FAST else ""}
         return Command(python, spec, extra)
 
     def serve(setup: ServerSetup) -> Any:
