@@ -208,6 +208,20 @@ def listening_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     return sock
 
 
+def embedded_config(
+    app: ASGIApp, log_level: str, max_connections: int | None, options: dict[str, Any]
+) -> uvicorn.Config:
+    """uvicorn's config for a server started from code (a thread, or the caller's loop)."""
+    settings = uvicorn_settings(max_connections)
+    return uvicorn.Config(
+        app,
+        log_level=log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        **{**settings, **options},
+    )
+
+
 @contextmanager
 def serve_in_background(
     app: ASGIApp,
@@ -224,18 +238,9 @@ def serve_in_background(
     The socket is bound and listening before the thread starts, so the URL works at once:
     connections made before uvicorn is ready wait in the backlog instead of failing.
     """
-    settings = uvicorn_settings(max_connections)
     sock = listening_socket(host, port)
     bound_port = sock.getsockname()[1]
-    server = Server(
-        uvicorn.Config(
-            app,
-            log_level=log_level,
-            lifespan="on",
-            timeout_graceful_shutdown=5,
-            **{**settings, **options},
-        )
-    )
+    server = Server(embedded_config(app, log_level, max_connections, options))
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{bound_port}", daemon=True
     )
@@ -285,17 +290,8 @@ async def serve_on_loop(
     For a server whose work is the caller's own (the optimizer's interceptor): requests are
     handled by the loop that sends the rollouts, with no second thread contending for the GIL.
     """
-    settings = uvicorn_settings(max_connections)
     sock = listening_socket(host, port)
-    server = _Guest(
-        uvicorn.Config(
-            app,
-            log_level=log_level,
-            lifespan="on",
-            timeout_graceful_shutdown=5,
-            **{**settings, **options},
-        )
-    )
+    server = _Guest(embedded_config(app, log_level, max_connections, options))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     started = asyncio.create_task(server.startup_over.wait())
     try:
