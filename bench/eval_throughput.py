@@ -7,11 +7,9 @@ this one, as `synth-ai eval` does.
 from __future__ import annotations
 
 import asyncio
-import time
 
-from bench.harness import record, server_process
+from bench.harness import eval_rate, record, server_process
 from bench.tracing_overhead import KEY, math_app, policy_app
-from synth_ai.eval import EvalConfig, run_eval
 
 SEEDS = {1: 150, 16: 600, 64: 600}
 
@@ -24,19 +22,8 @@ def main() -> None:
         server_process(math_app, {"ENVIRONMENT_API_KEY": KEY}) as app_url,
     ):
         for concurrency, count in SEEDS.items():
-            config = EvalConfig(
-                task_app_url=app_url,
-                api_key=KEY,
-                seeds=list(range(count)),
-                model="offline-policy",
-                inference_url=policy_url,
-                concurrency=concurrency,
-            )
-            started = time.perf_counter()
-            _, summary = asyncio.run(run_eval(config))
-            elapsed = time.perf_counter() - started
-            assert summary.completed == count and summary.mean_reward == 1.0
-            rates[concurrency] = count / elapsed
+            rate, summary = asyncio.run(eval_rate(app_url, policy_url, KEY, count, concurrency))
+            rates[concurrency] = rate
             rows.append(
                 f"| {concurrency} | {count} | {rates[concurrency]:.0f} | "
                 f"{summary.p50_latency_s * 1000:.1f} | {summary.p95_latency_s * 1000:.1f} |"

@@ -21,10 +21,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.serve_app import serve
 from synth_ai.task.serving import listening_socket
+
+if TYPE_CHECKING:
+    from synth_ai.eval import EvalSummary
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 ROOT = Path(__file__).resolve().parents[1]
@@ -528,6 +531,28 @@ def in_process_us(app: Any, path: str, body: Any, headers: dict[str, str] | None
         return min([await run(3000) for _ in range(5)])
 
     return asyncio.run(best())
+
+
+async def eval_rate(
+    app_url: str, inference_url: str, api_key: str, seeds: int, concurrency: int
+) -> tuple[float, EvalSummary]:
+    """One `run_eval` on this loop, the offline policy answering: rollouts/s and the summary.
+    Every seed must score 1 (the math app with that policy), so a broken path cannot pass."""
+    from synth_ai.eval import EvalConfig, run_eval
+
+    config = EvalConfig(
+        task_app_url=app_url,
+        api_key=api_key,
+        seeds=list(range(seeds)),
+        model="offline-policy",
+        inference_url=inference_url,
+        concurrency=concurrency,
+    )
+    started = time.perf_counter()
+    _, summary = await run_eval(config)
+    elapsed = time.perf_counter() - started
+    assert summary.completed == seeds and summary.mean_reward == 1.0, summary
+    return seeds / elapsed, summary
 
 
 def median_run(runs: list[LoadResult]) -> LoadResult:

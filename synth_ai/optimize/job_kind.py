@@ -1,9 +1,10 @@
 """The `prompt_learning` job kind: a jobs server runs an optimization itself, as it runs `eval`.
 
 The server keeps the task app's key out of the stored job, serves the interceptor on loopback
-for the run, keeps the run's state beside the job's artifacts, and stops the run at its next
-batch when `POST /api/jobs/{id}/cancel` arrives. A job may resume a stopped one
-(`resume_from`): it starts from that job's stored state, spending none of its budget again.
+for the run (on its own event loop, where the run sends its rollouts), keeps the run's state
+beside the job's artifacts, and stops the run at its next batch when
+`POST /api/jobs/{id}/cancel` arrives. A job may resume a stopped one (`resume_from`): it starts
+from that job's stored state, spending none of its budget again.
 """
 
 from __future__ import annotations

@@ -101,7 +101,8 @@ class _Slot:
 
 
 class CidTable:
-    """Registered cids and their records, shared by the serving thread and the optimizer."""
+    """Registered cids and their records, shared by the server (on the optimizer's loop, or a
+    thread of its own) and the optimizer."""
 
     def __init__(self, max_cids: int, max_records_per_cid: int) -> None:
         if max_cids < 1 or max_records_per_cid < 1:

@@ -1,4 +1,5 @@
-"""Serving a task app with uvicorn: in the foreground, or in a background thread.
+"""Serving a task app with uvicorn: in the foreground, in a background thread, or on the
+caller's own event loop.
 
 Every server the project starts gets the same settings: uvicorn's own access log off (it would
 print the whole URL, `?token=...` included; the app logs one safe line per request), and a cap
@@ -9,6 +10,7 @@ task app prints its banner (`banner.py`) once it listens.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import logging
@@ -17,8 +19,8 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +208,20 @@ def listening_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     return sock
 
 
+def embedded_config(
+    app: ASGIApp, log_level: str, max_connections: int | None, options: dict[str, Any]
+) -> uvicorn.Config:
+    """uvicorn's config for a server started from code (a thread, or the caller's loop)."""
+    settings = uvicorn_settings(max_connections)
+    return uvicorn.Config(
+        app,
+        log_level=log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        **{**settings, **options},
+    )
+
+
 @contextmanager
 def serve_in_background(
     app: ASGIApp,
@@ -222,18 +238,9 @@ def serve_in_background(
     The socket is bound and listening before the thread starts, so the URL works at once:
     connections made before uvicorn is ready wait in the backlog instead of failing.
     """
-    settings = uvicorn_settings(max_connections)
     sock = listening_socket(host, port)
     bound_port = sock.getsockname()[1]
-    server = Server(
-        uvicorn.Config(
-            app,
-            log_level=log_level,
-            lifespan="on",
-            timeout_graceful_shutdown=5,
-            **{**settings, **options},
-        )
-    )
+    server = Server(embedded_config(app, log_level, max_connections, options))
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{bound_port}", daemon=True
     )
@@ -243,4 +250,58 @@ def serve_in_background(
     finally:
         server.should_exit = True
         thread.join()
+        sock.close()
+
+
+class _Guest(uvicorn.Server):
+    """uvicorn's server on a loop it does not own: the host keeps its signal handlers, and
+    its own streams are not told of this server's shutdown."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.startup_over = asyncio.Event()
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        except SystemExit:  # uvicorn's way to fail a start; it would end the host's loop
+            self.should_exit = True
+        finally:
+            self.startup_over.set()
+
+
+@asynccontextmanager
+async def serve_on_loop(
+    app: ASGIApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log_level: str = "warning",
+    max_connections: int | None = None,
+    **options: Any,
+) -> AsyncIterator[str]:
+    """Serve `app` on the running event loop and yield its base URL once it has started;
+    stop it on exit. `options` go to uvicorn's config.
+
+    For a server whose work is the caller's own (the optimizer's interceptor): requests are
+    handled by the loop that sends the rollouts, with no second thread contending for the GIL.
+    """
+    sock = listening_socket(host, port)
+    server = _Guest(embedded_config(app, log_level, max_connections, options))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    started = asyncio.create_task(server.startup_over.wait())
+    try:
+        await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
+        if not server.started:
+            await serving  # raises what stopped it, if anything did
+            raise RuntimeError("the server stopped before it started (its log says why)")
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        started.cancel()
+        server.should_exit = True
+        await serving
         sock.close()
