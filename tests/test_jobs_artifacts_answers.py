@@ -121,7 +121,7 @@ def test_another_tenants_job_is_looked_up_as_a_missing_one(
         # a bus just loaded reads the log ahead once, in the background: not this request's
         wait_for(lambda: not service.reading_ahead(theirs))
         assert store_calls(method, theirs, path) == missing, (method, path, "in memory")
-        service._buses.pop(theirs)
+        service.buses._buses.pop(theirs)
         assert store_calls(method, theirs, path) == missing, (method, path, "not in memory")
         assert service.live_bus(theirs) is None  # looking did not load it
 

@@ -63,9 +63,9 @@ def test_missed_or_merged_notifications_lose_no_event(postgres_url: str) -> None
             reader._feed.close()  # every notification from here on is lost
 
             first = await writer.emit(job_id, log_events(30))
-            reader._hint(job_id, first[-1].seq)  # one hint stands for all 30
+            reader.buses.hint(job_id, first[-1].seq)  # one hint stands for all 30
             second = await writer.emit(job_id, log_events(20))
-            reader._resync()  # as after a reconnection
+            reader.buses.resync()  # as after a reconnection
 
             received: list[int] = []
             async with asyncio.timeout(10):

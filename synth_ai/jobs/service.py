@@ -1,4 +1,5 @@
-"""`JobsService`: the jobs of one process, their durable log and their live buses."""
+"""`JobsService`: the jobs of one process: their durable log, events posted from any thread,
+and their live buses (`LiveBuses`, in buses.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 import os
 import threading
 import uuid
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,11 @@ from synth_ai.batch_writer import WriterUnavailable
 from synth_ai.storage import DatabaseURL
 
 from .artifacts import ArtifactStore
-from .bus import JobBus, RingBudget
+from .bus import JobBus
+from .buses import LiveBuses
 from .leases import Leases
 from .log import JobEventLog
-from .models import EventIn, JobEvent, JobState, sse_name
+from .models import EventIn, JobEvent, sse_name
 from .replicas import ReplicaFeed
 from .settings import StreamSettings
 
@@ -30,9 +32,6 @@ DEFAULT_ARTIFACTS = Path("traces/jobs.artifacts")
 LATER_ATTEMPTS = 12  # each waits up to the writer's put timeout (5 s) for room
 MAX_WAITING = 10_000
 """Posts of one job that may wait for room in the log's queue; past it they are lost (counted)."""
-CATCH_UP_PAGE = 500
-CATCH_UP_BACKOFF_S = (0.05, 5.0)
-"""A failed read of the log ahead is tried again after 0.05 s, doubling up to 5 s."""
 
 logger = logging.getLogger("synth_ai.jobs")
 
@@ -66,20 +65,12 @@ class JobsService:
         self.token_secret = self.settings.token_secret or self.log.secret("sse_token")
         """Signs stream tokens: `SSE_TOKEN_SECRET`, else the one kept with the database."""
         self.leases = Leases(self.log, self.settings.lease_s)
-        self._buses: dict[str, JobBus] = {}
-        """The hot jobs' buses; a bus is here only once its job was read (see `bus`)."""
-        self._ring_budget = RingBudget(self.settings.ring_total_bytes)
-        self._loading: dict[str, asyncio.Task[JobBus | None]] = {}
-        """The one load under way per job, shared by everyone asking meanwhile."""
-        self._joining: Counter[str] = Counter()
-        """Per job: callers waiting for its bus, which is therefore not evicted."""
+        self.buses = LiveBuses(self.log, self.settings, self._spawn, self._at)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._later: set[concurrent.futures.Future[None]] = set()
         self._waiting: dict[str, deque[Sequence[EventIn]]] = {}
         """Per job: posts waiting for room in the log's queue, oldest first."""
         self._waiting_lock = threading.Lock()
-        self._catching_up: dict[str, bool] = {}
-        """Jobs whose bus is reading the log ahead; True when a newer hint came meanwhile."""
         self._background: set[asyncio.Task[Any]] = set()
         self._feed: ReplicaFeed | None = None
         self.delay_point: DelayPoint | None = None
@@ -93,7 +84,7 @@ class JobsService:
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(bus.subscribers) for bus in self._buses.values())
+        return sum(len(bus.subscribers) for bus in self.buses.all())
 
     def _bind_loop(self) -> None:
         """On first use from a loop: start the leases' round and, on a shared store, the
@@ -103,7 +94,7 @@ class JobsService:
         self._loop = asyncio.get_running_loop()
         self._spawn(self.leases.run())
         if self.log.database.shared:
-            self._feed = ReplicaFeed(self.log, self._loop, self._hint, self._resync)
+            self._feed = ReplicaFeed(self.log, self._loop, self.buses.hint, self.buses.resync)
 
     def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -115,80 +106,7 @@ class JobsService:
         """From the log's writer thread, in commit order: hand events to the loop's buses."""
         if self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed; the log has them
-                self._loop.call_soon_threadsafe(self._publish, events)
-
-    def _publish(self, events: list[JobEvent]) -> None:
-        for event in events:
-            bus = self._buses.get(event.job_id)
-            if bus is None:
-                continue
-            if event.job_id not in self._catching_up and event.seq <= bus.last_seq + 1:
-                bus.publish(event)
-            else:  # events it has not heard of come first (another replica's): the log has them
-                self._catch_up(event.job_id)
-        self._shed_rings()
-
-    def _shed_rings(self) -> None:
-        """Past the process's ring budget the idlest buses drop their rings, until within it
-        (their streams replay from the log)."""
-        if not self._ring_budget.exceeded:
-            return
-        for bus in sorted(self._buses.values(), key=lambda bus: bus.updated_at):
-            bus.drop_ring()
-            if not self._ring_budget.exceeded:
-                return
-
-    def _hint(self, job_id: str, seq: int) -> None:
-        """Some replica committed events of `job_id` up to `seq`."""
-        bus = self._buses.get(job_id)
-        if bus is not None and seq > bus.last_seq:
-            self._catch_up(job_id)
-
-    def _resync(self) -> None:
-        """The feed (re)connected: notifications may have been missed, so every hot job reads
-        the log past its last seq."""
-        for job_id in list(self._buses):
-            self._catch_up(job_id)
-
-    def _catch_up(self, job_id: str) -> None:
-        if job_id in self._catching_up:
-            self._catching_up[job_id] = True
-            return
-        self._catching_up[job_id] = False
-        self._spawn(self._read_ahead(job_id))
-
-    async def _read_ahead(self, job_id: str) -> None:
-        """Publish the job's committed events past its bus's last seq, in order, until a read
-        brings all there is and no newer hint came meanwhile.
-
-        It serves whichever bus the job has when a read returns (one loaded again meanwhile
-        is read for afresh), and a failed read is tried again, backing off, for as long as
-        the job is hot: a stream waits for the events that end it, so none may be given up.
-        """
-        delay = CATCH_UP_BACKOFF_S[0]
-        try:
-            while (bus := self._buses.get(job_id)) is not None:
-                self._catching_up[job_id] = False
-                try:
-                    await self._at("catch_up", job_id)
-                    page = await asyncio.to_thread(
-                        self.log.events, job_id, after=bus.last_seq, limit=CATCH_UP_PAGE
-                    )
-                except Exception as exc:
-                    logger.warning("job %s: reading new events failed (%s)", job_id, exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, CATCH_UP_BACKOFF_S[1])
-                    continue
-                delay = CATCH_UP_BACKOFF_S[0]
-                if self._buses.get(job_id) is not bus:
-                    continue  # evicted, maybe loaded again: read for the bus it has now
-                for event in page:
-                    bus.publish(event)
-                self._shed_rings()
-                if len(page) < CATCH_UP_PAGE and not self._catching_up[job_id]:
-                    return
-        finally:
-            self._catching_up.pop(job_id, None)
+                self._loop.call_soon_threadsafe(self.buses.publish, events)
 
     async def create(
         self,
@@ -209,93 +127,22 @@ class JobsService:
         )
         if run_here:
             self.leases.held.add(job_id)
-        bus = self._buses[job_id] = self._new_bus(job_id, 0, JobState.QUEUED)
-        bus.tenant = tenant
-        self._evict()
+        self.buses.created(job_id, tenant)
         return job
 
     def reading_ahead(self, job_id: str) -> bool:
         """Whether a read of the job's log past its bus is under way (a loaded bus reads once)."""
-        return job_id in self._catching_up
+        return self.buses.reading_ahead(job_id)
 
     def live_bus(self, job_id: str) -> JobBus | None:
         """The job's bus if it is in memory now (no I/O)."""
-        return self._buses.get(job_id)
+        return self.buses.get(job_id)
 
     async def bus(self, job_id: str) -> JobBus | None:
-        """The job's bus, loaded from the log when not in memory; None for an unknown job.
-
-        Everyone asking while a job loads shares its one load, and no bus is evicted while
-        someone waits for it: the caller gets it registered, in the turn it resumes in, so a
-        stream that subscribes at once is counted and hears every event. A failed load is
-        not kept: the next caller tries again.
-        """
+        """The job's bus, loaded from the log when not in memory; None for an unknown job
+        (see `LiveBuses.bus`)."""
         self._bind_loop()
-        await self._at("open", job_id)
-        if (bus := self._buses.get(job_id)) is not None:
-            return bus
-        loading = self._loading.get(job_id)
-        if loading is None:
-            loading = self._loading[job_id] = self._spawn(self._load(job_id))
-        self._joining[job_id] += 1
-        try:
-            return await asyncio.shield(loading)
-        finally:
-            self._joining[job_id] -= 1
-            if not self._joining[job_id]:
-                del self._joining[job_id]
-
-    async def _load(self, job_id: str) -> JobBus | None:
-        """Read the job, then register its bus, then read the log past what was read: what
-        was committed in between reached no bus, and what comes after reaches this one (or,
-        while it catches up, is read in order after it)."""
-        try:
-            job = await asyncio.to_thread(self.log.get_job, job_id)
-            await self._at("load", job_id)
-        finally:
-            del self._loading[job_id]
-        if job is None:
-            return None
-        bus = self._buses[job_id] = self._new_bus(job_id, job["last_seq"], JobState(job["state"]))
-        bus.tenant = job["tenant"]
-        self._evict()
-        self._catch_up(job_id)
-        return bus
-
-    def _new_bus(self, job_id: str, last_seq: int, state: JobState) -> JobBus:
-        s = self.settings
-        return JobBus(
-            job_id,
-            last_seq=last_seq,
-            state=state,
-            ring_size=s.ring_events,
-            ring_bytes=s.ring_bytes,
-            ring_window_s=s.ring_window_s,
-            max_metric_hz=s.max_metric_hz,
-            max_subscribers=s.max_clients_per_job,
-            subscriber_buffer=s.subscriber_buffer,
-            window_bytes=s.window_bytes,
-            max_metric_names=s.max_metric_names,
-            budget=self._ring_budget,
-        )
-
-    def _evict(self) -> None:
-        """Forget the idlest buses past `max_buses` (their events stay in the log), never one
-        with a subscriber or someone waiting to subscribe."""
-        excess = len(self._buses) - self.settings.max_buses
-        if excess <= 0:
-            return
-        idle = sorted(
-            (
-                bus
-                for job_id, bus in self._buses.items()
-                if not bus.subscribers and job_id not in self._joining
-            ),
-            key=lambda bus: bus.updated_at,
-        )
-        for bus in idle[:excess]:
-            bus.close()
-            del self._buses[bus.job_id]
+        return await self.buses.bus(job_id)
 
     async def emit(
         self, job_id: str, events: Sequence[EventIn], key: str | None = None
@@ -365,13 +212,13 @@ class JobsService:
         job = await asyncio.to_thread(self.log.get_job, job_id)
         if job is None:
             return None
-        bus = self._buses.get(job_id)
+        bus = self.buses.get(job_id)
         job["streams"] = len(bus.subscribers) if bus is not None else 0
         return job
 
     def streams_of(self, tenant: str | None) -> int:
         """Open streams on the jobs of one tenant (no I/O)."""
-        return sum(len(b.subscribers) for b in self._buses.values() if b.tenant == tenant)
+        return sum(len(b.subscribers) for b in self.buses.all() if b.tenant == tenant)
 
     async def events(
         self, job_id: str, after: int, limit: int, names: list[str] | None
@@ -379,7 +226,7 @@ class JobsService:
         """A page of events after a cursor: from the ring when it reaches back and holds all
         that is committed, else the log. While the job catches up (a hint of events its bus has
         not heard of, our own commits included), the ring may lack what a 2xx acknowledged."""
-        bus = self._buses.get(job_id)
+        bus = self.buses.get(job_id)
         current = bus is not None and not self.reading_ahead(job_id)
         tail = bus.ring_after(after) if current and bus is not None else None
         if tail is not None:
@@ -392,8 +239,7 @@ class JobsService:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        for bus in self._buses.values():
-            bus.close()
+        self.buses.close()
         if self._feed is not None:
             await asyncio.to_thread(self._feed.close)
         await asyncio.to_thread(self.log.close)
