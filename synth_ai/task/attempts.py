@@ -17,7 +17,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from starlette.datastructures import State
 from starlette.types import Scope
 
 from .errors import TaskAppError
@@ -80,11 +79,7 @@ def attempts_for(scope: Scope) -> FailedAttempts:
     state = getattr(scope.get("app"), "state", None)
     if state is None:
         return _UNBOUND
-    attempts = None
-    if not isinstance(state, State):
-        attempts = getattr(state, "failed_attempts", None)
-    elif "failed_attempts" in state:  # as an item: a State attribute costs an exception
-        attempts = state["failed_attempts"]
+    attempts = getattr(state, "failed_attempts", None)
     if not isinstance(attempts, FailedAttempts):
         attempts = state.failed_attempts = FailedAttempts()
     return attempts
