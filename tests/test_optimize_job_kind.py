@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from synth_ai.jobs import JobsService, StreamSettings, create_jobs_app
 from synth_ai.optimize import PromptLearningJobKind
@@ -109,14 +110,47 @@ def test_resuming_a_job_with_no_state_fails_at_once(tmp_path: Path) -> None:
     db = tmp_path / "jobs.db"
     app = jobs_app(db)
     config = job_config("http://127.0.0.1:9", "http://127.0.0.1:9")
-    config["resume_from"] = "no_such_job"
     with serve_in_background(app) as url:
+        stateless = httpx.post(f"{url}/api/jobs", json={}, headers=HEADERS).json()["job_id"]
+        config["resume_from"] = stateless
         created = httpx.post(
             f"{url}/api/jobs", json={"kind": "prompt_learning", "config": config}, headers=HEADERS
         )
         assert created.status_code == 201, created.text
         message = assert_failed_at_start(url, db, app, created.json()["job_id"], tmp_path)
         assert "FileNotFoundError" in message
+
+
+def test_a_resumption_names_only_a_job_its_creator_owns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another tenant's job is refused as no job at all is, before anything is stored: its
+    state is never carried into the caller's job (where the caller could download it)."""
+    acme, globex = {"X-API-Key": "acme-key-8a7sd6f5"}, {"X-API-Key": "globex-key-1q2w3e4r"}
+    monkeypatch.setenv(
+        "SYNTH_JOBS_TENANT_KEYS", f"acme:{acme['X-API-Key']}, globex:{globex['X-API-Key']}"
+    )
+    config = job_config("http://127.0.0.1:9", "http://127.0.0.1:9")
+    with serve_in_background(jobs_app(tmp_path / "jobs.db")) as url:
+        theirs = httpx.post(f"{url}/api/jobs", json={}, headers=globex).json()["job_id"]
+        mine = httpx.post(f"{url}/api/jobs", json={}, headers=acme).json()["job_id"]
+        answers = {}
+        for source in (theirs, "job_0000000000000000", mine):
+            body = {"kind": "prompt_learning", "config": {**config, "resume_from": source}}
+            answers[source] = httpx.post(f"{url}/api/jobs", json=body, headers=acme)
+        listed = httpx.get(f"{url}/api/jobs", headers=acme).json()["jobs"]
+        by_operator = httpx.post(
+            f"{url}/api/jobs",
+            json={"kind": "prompt_learning", "config": {**config, "resume_from": theirs}},
+            headers=HEADERS,
+        )
+    refused = [answers[theirs], answers["job_0000000000000000"]]
+    assert [a.status_code for a in refused] == [422, 422]
+    assert refused[0].json() == refused[1].json()  # says nothing of whose job it is
+    assert refused[0].json()["detail"]["error"]["code"] == "invalid_request"
+    assert answers[mine].status_code == 201, answers[mine].text
+    assert by_operator.status_code == 201, by_operator.text  # the operator may resume any
+    assert len(listed) == 2  # acme's own job and its resumption, nothing from the refusals
 
 
 def test_url_passwords_are_masked_in_the_stored_config(tmp_path: Path) -> None:

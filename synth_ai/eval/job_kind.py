@@ -35,9 +35,9 @@ class EvalJobKind:
         runtime = EvalConfig.model_validate(config)
         return mask_passwords(runtime.model_dump(exclude={"api_key"})), runtime
 
-    async def check(self, runtime: EvalConfig) -> None:
+    async def check(self, service: JobsService, runtime: EvalConfig, tenant: str | None) -> None:
         """The preflight, before the job is made: a run that cannot start makes no job, and
-        the creator gets 422 `preflight_failed` naming the check (the run checks again)."""
+        the creator gets 422 `preflight_failed` naming the check (the run does not repeat it)."""
         try:
             await EvalRun(_as_sent(runtime)).check()
         except EvalCheckFailed as exc:
@@ -52,14 +52,16 @@ class EvalJobKind:
             config = _as_sent(runtime)
 
             async def run(cancel: asyncio.Event) -> None:
-                await EvalRun(
+                evaluation = EvalRun(
                     config,
                     emitter=JobEmitter(service, job_id),
                     cancel=cancel,
                     results_path=results,
                     results_url=service.artifacts.url(job_id, RESULTS_NAME),
                     results_kept=lambda: service.artifacts.record(job_id, RESULTS_NAME, tenant),
-                ).run()
+                )
+                evaluation.checked = True  # `check` ran the preflight before the job was made
+                await evaluation.run()
 
             return run
 

@@ -71,9 +71,10 @@ class JobKind(Protocol):
         """Validate a config: answers what to store (no secrets) and what to run with."""
         ...
 
-    async def check(self, runtime: Any) -> None:
-        """What must hold before a job is made (the app it will call answers, say): raise
-        `TaskAppError` to refuse the request, so a job that cannot start is never stored."""
+    async def check(self, service: JobsService, runtime: Any, tenant: str | None) -> None:
+        """What must hold before `tenant` may make the job (the app it will call answers, a
+        job it names is its own): raise `TaskAppError` to refuse the request, so a job that
+        cannot start is never stored."""
         ...
 
     async def start(self, service: JobsService, job: dict[str, Any], runtime: Any) -> None: ...
@@ -203,8 +204,9 @@ class JobsRoutes:
                 stored, runtime = kind.prepare(spec.config)
             except ValidationError as exc:
                 raise validation_error(exc, f"The {spec.kind} job config is invalid.") from None
-            await kind.check(runtime)
         tenant = principal_of(request.scope).tenant
+        if kind is not None:
+            await kind.check(self.service, runtime, tenant)
         job = await self.service.create(
             spec.kind, stored, spec.metadata, tenant, run_here=kind is not None
         )

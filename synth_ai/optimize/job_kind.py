@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 from synth_ai.jobs import JobEmitter, JobsService
 from synth_ai.jobs.masking import mask_passwords
 from synth_ai.jobs.server_runs import Run, ServerRuns
+from synth_ai.task.errors import invalid_request
 
 from .config import PromptLearningSection, Strict
 from .interceptor import Interceptor
@@ -158,9 +159,27 @@ class PromptLearningJobKind:
         runtime = PromptLearningJob.model_validate(config)
         return stored_config(runtime), runtime
 
-    async def check(self, runtime: PromptLearningJob) -> None:
-        """Nothing before the job is made: the preflight sends a rollout through the run's
-        interceptor, so it runs inside the job, which it ends `failed` with `preflight`."""
+    async def check(
+        self, service: JobsService, runtime: PromptLearningJob, tenant: str | None
+    ) -> None:
+        """A resumption names a job its creator may see (the operator any): another tenant's
+        state is never carried over, and the refusal is the same as for no job at all. (The
+        preflight sends a rollout through the run's interceptor, so it runs inside the job,
+        which it ends `failed` with `preflight`.)"""
+        source = runtime.resume_from
+        if source is None:
+            return
+        if tenant is None:
+            known = await service.snapshot(source) is not None
+        else:
+            known = await asyncio.to_thread(service.log.owns, source, tenant)
+        if not known:
+            raise invalid_request(
+                "No job of yours has the id given to resume from.",
+                loc=["body", "config", "resume_from"],
+                msg="unknown job",
+                type="job_not_found",
+            )
 
     async def start(
         self, service: JobsService, job: dict[str, Any], runtime: PromptLearningJob
