@@ -4,6 +4,7 @@ and stopped on exit."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -45,3 +46,25 @@ def test_an_app_that_fails_to_start_is_an_error_not_a_url() -> None:
 
     with pytest.raises(RuntimeError, match="stopped before it started"):
         asyncio.run(main())
+
+
+def test_the_hosts_logging_is_left_as_it_was() -> None:
+    """A jobs server that serves an interceptor keeps its own uvicorn log handlers and levels
+    (uvicorn's default config would replace them)."""
+    logger = logging.getLogger("uvicorn.error")
+    handler = logging.StreamHandler()
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+
+        async def main() -> None:
+            async with serve_on_loop(Starlette(routes=[Route("/", hello)])):
+                pass
+
+        asyncio.run(main())
+        assert handler in logger.handlers
+        assert logger.level == logging.INFO
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)

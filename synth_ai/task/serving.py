@@ -209,9 +209,10 @@ def listening_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
 
 
 def embedded_config(
-    app: ASGIApp, log_level: str, max_connections: int | None, options: dict[str, Any]
+    app: ASGIApp, log_level: str | None, max_connections: int | None, options: dict[str, Any]
 ) -> uvicorn.Config:
-    """uvicorn's config for a server started from code (a thread, or the caller's loop)."""
+    """uvicorn's config for a server started from code (a thread, or the caller's loop);
+    `log_level` None (with `log_config=None` in `options`) leaves logging as the host set it."""
     settings = uvicorn_settings(max_connections)
     return uvicorn.Config(
         app,
@@ -280,18 +281,19 @@ async def serve_on_loop(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
-    log_level: str = "warning",
     max_connections: int | None = None,
     **options: Any,
 ) -> AsyncIterator[str]:
     """Serve `app` on the running event loop and yield its base URL once it has started;
-    stop it on exit. `options` go to uvicorn's config.
+    stop it on exit. `options` go to uvicorn's config. The host's logging is left alone
+    (uvicorn's own config would replace its uvicorn loggers' handlers and levels).
 
     For a server whose work is the caller's own (the optimizer's interceptor): requests are
     handled by the loop that sends the rollouts, with no second thread contending for the GIL.
     """
     sock = listening_socket(host, port)
-    server = _Guest(embedded_config(app, log_level, max_connections, options))
+    guest = {"log_config": None, **options}
+    server = _Guest(embedded_config(app, None, max_connections, guest))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     started = asyncio.create_task(server.startup_over.wait())
     try:
