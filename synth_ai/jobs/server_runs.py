@@ -52,11 +52,8 @@ class ServerRuns:
             statuses = bus.subscribe(["status"])
         except BaseException as exc:  # a cancelled request too: the job must not stay queued
             service.leases.forget(job_id)
-            name = type(exc).__name__
-            self.logger.warning("%s job %s did not start: %s: %s", self.kind, job_id, name, exc)
-            # an OSError's own words, without the server's paths
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            await fail(service, job_id, f"the job did not start: {name}: {why}")
+            self.logger.warning("%s job %s did not start: %r", self.kind, job_id, exc)
+            await fail(service, job_id, f"the job did not start: {told(exc)}")
             if not isinstance(exc, Exception):
                 raise
             return
@@ -77,10 +74,17 @@ class ServerRuns:
             self.logger.warning("%s job %s: %s", self.kind, job_id, exc)
         except Exception as exc:
             self.logger.exception("%s job %s failed", self.kind, job_id)
-            await fail(service, job_id, f"{type(exc).__name__}: {exc}")
+            await fail(service, job_id, told(exc))
         finally:
             watcher.cancel()
             service.leases.forget(job_id)
+
+
+def told(exc: BaseException) -> str:
+    """An error as the job's creator reads it: an OSError in its own words, without the
+    server's paths (the log keeps the whole of it)."""
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return f"{type(exc).__name__}: {why}"
 
 
 async def _watch_for_cancel(bus: JobBus, statuses: Subscription, cancel: asyncio.Event) -> None:
