@@ -144,6 +144,16 @@ def routed() -> Any:
     return app
 
 
+def armed_at_once() -> Any:
+    """`ours` arming each rollout's deadline and disconnect listener as it starts: the plain
+    path (bench/late_arming.py weighs the late arming against it)."""
+    from synth_ai.task.arming import Arming
+
+    app = ours()
+    app.state.task_app.runner.arming = Arming(0)
+    return app
+
+
 def our_answer() -> Any:
     """The JSON our app answers to `body(0)`, captured once."""
     import httpx

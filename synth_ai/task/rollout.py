@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
 from .access_log import loggable
+from .arming import Arming
 from .client_watch import ClientLeft, ClientWatch
 from .config import TaskAppConfig
 from .context import RolloutContext
@@ -36,6 +37,7 @@ from .correlation import (
     policy_inference_url,
     stamp_inference_url,
 )
+from .deadline import Deadline
 from .errors import (
     InfrastructureError,
     TaskAppError,
@@ -123,6 +125,7 @@ class RolloutRunner:
         self.http = SharedHttpClient(credentials=config.credentials)
         self.tracing = RolloutTracing(config)
         self._executor_is_async = _is_async(config.rollout)
+        self.arming = Arming()
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight: dict[int, RolloutContext] = {}
         self._shutdown_loop: asyncio.AbstractEventLoop | None = None
@@ -219,7 +222,7 @@ class RolloutRunner:
         self._told_on_shutdown(context)
         try:
             # the rollout runs in the request's own task, cancelled if the client leaves
-            async with ClientWatch(receive):
+            async with ClientWatch(receive, self.arming):
                 if not self.limiter.try_acquire():
                     await self.limiter.acquire()
                 try:
@@ -287,7 +290,7 @@ class RolloutRunner:
             response.trace = render_trace(session.trace, request.record.trace_format)
 
     async def _execute(self, request: RolloutRequest, context: RolloutContext) -> RolloutResponse:
-        deadline = asyncio.timeout(context.deadline_s)
+        deadline = Deadline(context.deadline_s, self.arming)
         try:
             async with deadline:
                 if self._executor_is_async:
