@@ -135,3 +135,36 @@ def test_a_local_eval_uploads_its_results_to_its_job(tmp_path: Path) -> None:
     (announced,) = [e.data for e in stored if e.type == "artifact.results"]
     assert announced["url"] == f"/api/jobs/{job}/artifacts/results.jsonl"
     assert listed[0]["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def test_a_local_eval_keeps_results_past_the_jobs_artifact_bounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The results are the server's own file: the bounds on what clients upload to a job do not
+    refuse them once every rollout has run (past them, the whole eval used to fail at its end,
+    as the server-side eval job never did)."""
+    monkeypatch.setenv("SYNTH_JOBS_MAX_JOB_ARTIFACT_BYTES", "64")
+    out = tmp_path / "results.jsonl"
+    db = tmp_path / "jobs.db"
+    with serve_in_background(create_task_app(make_config())) as app_url:
+        ran = CliRunner().invoke(
+            main, ["eval", app_url, "--seeds", "0-7", "--out", str(out), "--jobs-db", str(db)]
+        )
+    assert ran.exit_code == 0, ran.output
+    assert out.stat().st_size > 64 * 8
+
+    async def read() -> tuple[list[dict[str, Any]], bytes]:
+        service = JobsService(db)
+        try:
+            (job,) = await service.list()
+            listed = await asyncio.to_thread(service.artifacts.list, job["job_id"])
+            kept = service.artifacts.path(job["job_id"], "results.jsonl").read_bytes()
+            return listed, kept
+        finally:
+            await service.close()
+
+    listed, kept = asyncio.run(read())
+    assert kept == out.read_bytes()
+    assert [(a["name"], a["size"]) for a in listed] == [("results.jsonl", len(kept))]
+    assert listed[0]["sha256"] == hashlib.sha256(kept).hexdigest()
+    assert not [p for p in (tmp_path / "jobs.db").parent.rglob("*.part")]

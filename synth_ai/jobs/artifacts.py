@@ -79,15 +79,52 @@ class ArtifactStore:
             raise
         return stored
 
-    async def record(self, job_id: str, name: str, tenant: str | None) -> dict[str, Any]:
-        """Index a file the server wrote itself (an eval's results), hashing it once now."""
-        path = self.path(job_id, name)
-        size, sha256 = await asyncio.to_thread(_hash_file, path)
+    def commit_written(
+        self,
+        job_id: str,
+        name: str,
+        tenant: str | None,
+        size: int,
+        sha256: str,
+        place: Callable[[], None],
+    ) -> dict[str, Any]:
+        """Index a file the server itself writes (an eval's results, a run's state), `place`d
+        in the same transaction: its bytes count against the bounds, but it is never refused.
+        Blocking: run off the loop."""
         stored = {"name": name, "url": self.url(job_id, name), "size": size, "sha256": sha256}
-        await asyncio.to_thread(
-            self.index.commit, job_id, name, tenant, stored, lambda: None, bounded=False
-        )
+        self.index.commit(job_id, name, tenant, stored, place, bounded=False)
         return stored
+
+    async def record(self, job_id: str, name: str, tenant: str | None) -> dict[str, Any]:
+        """Index a file the server wrote in its place, hashing it once now."""
+        size, sha256 = await asyncio.to_thread(_hash_file, self.path(job_id, name))
+        return await asyncio.to_thread(
+            self.commit_written, job_id, name, tenant, size, sha256, lambda: None
+        )
+
+    async def copy_in(
+        self, job_id: str, name: str, tenant: str | None, source: Path
+    ) -> dict[str, Any]:
+        """Keep a copy of a file the server wrote elsewhere (a local eval's results, where the
+        user asked for them): copied and hashed beside the target, renamed into place as its
+        row is committed; never refused, however large."""
+        path = self.path(job_id, name)
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        partial = path.with_name(f".{name}.{uuid.uuid4().hex}.part")
+        try:
+            size, sha256 = await asyncio.to_thread(_copy_hashing, source, partial)
+            return await asyncio.to_thread(
+                self.commit_written,
+                job_id,
+                name,
+                tenant,
+                size,
+                sha256,
+                lambda: os.replace(partial, path),
+            )
+        except BaseException:
+            await asyncio.to_thread(partial.unlink, True)
+            raise
 
     def _on_disk(self) -> Found:
         """Every artifact file under the root, hashed (for indexing the files of an older
@@ -118,5 +155,15 @@ def _hash_file(path: Path) -> tuple[int, str]:
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _copy_hashing(source: Path, target: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(source, "rb") as handle, open(target, "wb") as out:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            _write(out, digest, chunk)
             size += len(chunk)
     return size, digest.hexdigest()

@@ -72,9 +72,7 @@ def keeper(service: JobsService, job_id: str, tenant: str | None) -> Keep:
     tenant's bounds. Written by the server itself, it is never refused."""
 
     def keep(name: str, size: int, sha256: str, place: Callable[[], None]) -> None:
-        url = service.artifacts.url(job_id, name)
-        stored = {"name": name, "url": url, "size": size, "sha256": sha256}
-        service.artifacts.index.commit(job_id, name, tenant, stored, place, bounded=False)
+        service.artifacts.commit_written(job_id, name, tenant, size, sha256, place)
 
     return keep
 
