@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import os
 import urllib.request
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -62,7 +61,7 @@ class PolicyClient:
         max_response_bytes: int,
     ) -> None:
         self.url = url
-        self.key_variable = CredentialMap(credentials).env_name_for(url)
+        self.credentials = CredentialMap(credentials)
         self.timeout_s = timeout_s
         self.max_response_bytes = max_response_bytes
         self.proxy = env_proxy(url)
@@ -85,7 +84,7 @@ class PolicyClient:
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.key_variable, "").strip() if self.key_variable else ""
+        key = self.credentials.key_for(self.url)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
