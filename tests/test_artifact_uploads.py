@@ -111,12 +111,14 @@ def test_an_in_process_emitter_uploads_on_its_loop(tmp_path: Path) -> None:
     assert "artifact.weights" in types
 
 
-def test_a_local_eval_uploads_its_results_to_its_job(tmp_path: Path) -> None:
+def local_eval(tmp_path: Path, seeds: str) -> tuple[Path, str, list[dict[str, Any]], list[Any]]:
+    """Run `synth-ai eval` here against a served app; its results file, and its job's id,
+    artifact listing and events as the job log keeps them."""
     out = tmp_path / "results.jsonl"
     db = tmp_path / "jobs.db"
     with serve_in_background(create_task_app(make_config())) as app_url:
         ran = CliRunner().invoke(
-            main, ["eval", app_url, "--seeds", "0-3", "--out", str(out), "--jobs-db", str(db)]
+            main, ["eval", app_url, "--seeds", seeds, "--out", str(out), "--jobs-db", str(db)]
         )
     assert ran.exit_code == 0, ran.output
 
@@ -130,7 +132,11 @@ def test_a_local_eval_uploads_its_results_to_its_job(tmp_path: Path) -> None:
         finally:
             await service.close()
 
-    job, listed, stored = asyncio.run(read())
+    return out, *asyncio.run(read())
+
+
+def test_a_local_eval_uploads_its_results_to_its_job(tmp_path: Path) -> None:
+    out, job, listed, stored = local_eval(tmp_path, "0-3")
     assert [a["name"] for a in listed] == ["results.jsonl"]
     (announced,) = [e.data for e in stored if e.type == "artifact.results"]
     assert announced["url"] == f"/api/jobs/{job}/artifacts/results.jsonl"
@@ -144,27 +150,11 @@ def test_a_local_eval_keeps_results_past_the_jobs_artifact_bounds(
     refuse them once every rollout has run (past them, the whole eval used to fail at its end,
     as the server-side eval job never did)."""
     monkeypatch.setenv("SYNTH_JOBS_MAX_JOB_ARTIFACT_BYTES", "64")
-    out = tmp_path / "results.jsonl"
-    db = tmp_path / "jobs.db"
-    with serve_in_background(create_task_app(make_config())) as app_url:
-        ran = CliRunner().invoke(
-            main, ["eval", app_url, "--seeds", "0-7", "--out", str(out), "--jobs-db", str(db)]
-        )
-    assert ran.exit_code == 0, ran.output
-    assert out.stat().st_size > 64 * 8
-
-    async def read() -> tuple[list[dict[str, Any]], bytes]:
-        service = JobsService(db)
-        try:
-            (job,) = await service.list()
-            listed = await asyncio.to_thread(service.artifacts.list, job["job_id"])
-            kept = service.artifacts.path(job["job_id"], "results.jsonl").read_bytes()
-            return listed, kept
-        finally:
-            await service.close()
-
-    listed, kept = asyncio.run(read())
-    assert kept == out.read_bytes()
+    out, job, listed, _ = local_eval(tmp_path, "0-7")
+    kept = out.read_bytes()
+    assert len(kept) > 64 * 8
     assert [(a["name"], a["size"]) for a in listed] == [("results.jsonl", len(kept))]
     assert listed[0]["sha256"] == hashlib.sha256(kept).hexdigest()
-    assert not [p for p in (tmp_path / "jobs.db").parent.rglob("*.part")]
+    artifacts = tmp_path / "jobs.artifacts"  # beside the job log, as the service keeps them
+    assert (artifacts / job / "results.jsonl").read_bytes() == kept
+    assert not list(artifacts.rglob("*.part"))
