@@ -14,6 +14,7 @@ and the examples take no wall-clock time.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import selectors
 import threading
@@ -275,6 +276,30 @@ def test_arming_moved_to_a_new_loop_still_arms() -> None:
         second.run(wait_past_the_timer())
     assert waiting.armed and not abandoned.armed
     assert not arming._waiting
+
+
+def test_what_the_timer_arms_runs_in_no_rollouts_variables() -> None:
+    """The timer is set by whichever rollout waits first; a listener it starts for another
+    rollout must not run in the first one's context variables (nor keep them alive)."""
+    arming = Arming(ARM_AFTER_S)
+    owner: contextvars.ContextVar[str] = contextvars.ContextVar("owner")
+    seen: list[str | None] = []
+
+    class Seeing:
+        def arm(self) -> None:
+            seen.append(owner.get(None))
+
+    async def rollout(name: str) -> None:
+        owner.set(name)
+        arming.arm_soon(Seeing(), 600)
+        await asyncio.sleep(ARM_AFTER_S * 2)  # virtual time
+
+    async def both() -> None:
+        await asyncio.gather(rollout("first"), rollout("second"))
+
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+        runner.run(both())
+    assert seen == [None, None]
 
 
 def test_a_paused_loop_keeps_what_waits_there() -> None:

@@ -16,6 +16,7 @@ the same way it would have been at the start:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Protocol
 
 ARM_AFTER_S = 0.05
@@ -49,7 +50,10 @@ class Arming:
             return
         self._waiting[armable] = None
         if self._timer is None:
-            self._timer = loop.call_later(self.after_s, self._fire, loop)
+            # an empty context: what the timer arms must not run in this rollout's variables
+            self._timer = loop.call_later(
+                self.after_s, self._fire, loop, context=contextvars.Context()
+            )
 
     def forget(self, armable: Armable) -> None:
         """`armable` has finished: it no longer needs arming."""
