@@ -40,9 +40,12 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.sse_fanout
 	$(BIN)/python -m bench.eval_throughput
 	$(BIN)/python -m bench.framework_overhead
+	$(BIN)/python -m bench.direct_dispatch
+	$(BIN)/python -m bench.late_arming
 	$(BIN)/python -m bench.import_cost
 	$(BIN)/python -m bench.cold_start
 	$(BIN)/python -m bench.optimize_page
+	$(BIN)/python -m bench.optimize_interceptor
 
 lint: $(STAMP)
 	$(BIN)/ruff check synth_ai examples tests bench modal_entry.py

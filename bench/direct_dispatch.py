@@ -12,7 +12,15 @@ setups, as framework_overhead.py counts them.
 
 from __future__ import annotations
 
-from bench.framework_overhead import THIS, count_instructions, fast_parts, in_repo, ours, routed
+from bench.framework_overhead import (
+    THIS,
+    callgrind_available,
+    count_instructions,
+    fast_parts,
+    in_repo,
+    ours,
+    routed,
+)
 from bench.harness import FAST, PURE, record
 
 SECTION = "direct dispatch of /rollout (instructions per request)"
@@ -21,6 +29,9 @@ THRESHOLD = 0.03
 
 
 def main() -> None:
+    if not callgrind_available():
+        print("valgrind is not installed: direct dispatch is weighed by instruction counts only")
+        return
     setups = [PURE, FAST] if fast_parts() is not None else [PURE]
     counts = count_instructions(
         [in_repo(THIS, ours, auth=True), in_repo(ROUTED, routed, True)], setups
