@@ -102,16 +102,14 @@ def run(rollouts: list[Rollout], arming: Arming) -> list[Outcome]:
     app = create_task_app(make_config(executor))
     runner = app.state.task_app.runner
     runner.arming = arming
-    told: dict[str, bool] = {}
+    contexts: dict[str, Any] = {}
     original = runner.context_for
 
     def noting(request: Any) -> Any:  # keeps each context, to read `cancelled` at the end
         context = original(request)
-        told[request.run_id] = False
         contexts[request.run_id] = context
         return context
 
-    contexts: dict[str, Any] = {}
     runner.context_for = noting
 
     async def one(index: int, rollout: Rollout) -> Outcome:
