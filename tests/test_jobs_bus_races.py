@@ -9,6 +9,7 @@ played out in the order that breaks, every time, with no sleeps. Each runs many 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from httpx_sse import aconnect_sse
 from starlette.applications import Starlette
 
 from synth_ai.jobs import JobsService, StreamSettings, create_jobs_app
+from synth_ai.jobs.models import EventIn
+from synth_ai.jobs.server_runs import Run, ServerRuns
 from synth_ai.task import serve_in_background
 
 from .conftest import KEY
@@ -326,3 +329,43 @@ def test_an_acknowledged_event_is_in_the_next_page_while_the_bus_catches_up(
             ).json()
             release.set()
             assert [event["seq"] for event in page["events"]] == seqs
+
+
+def test_a_cancel_posted_while_a_run_is_prepared_reaches_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's bus could be evicted while `prepare` worked (other jobs loaded past
+    `SYNTH_JOBS_MAX_HOT_JOBS`): the run then watched a closed bus, and a cancel went to the
+    reloaded one, never reaching it. It subscribes before preparing, so its bus stays."""
+    monkeypatch.setenv("SYNTH_JOBS_MAX_HOT_JOBS", "1")
+
+    async def scenario() -> None:
+        service = JobsService(tmp_path / "jobs.db")
+        runs = ServerRuns("test", logging.getLogger("synth_ai.tests"))
+        try:
+            job = await service.create("test", {}, {}, run_here=True)
+            other = await service.create("test", {}, {})
+            preparing, prepared, cancelled = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+            async def run(cancel: asyncio.Event) -> None:
+                await cancel.wait()
+                cancelled.set()
+
+            async def prepare() -> Run:
+                preparing.set()
+                await prepared.wait()
+                return run
+
+            start = asyncio.create_task(runs.start(service, job["job_id"], prepare))
+            await preparing.wait()
+            await service.bus(other["job_id"])  # loaded past the limit: the idlest bus goes
+            prepared.set()
+            await start
+            canceled = EventIn(type="job.status", data={"state": "canceled"})
+            await service.emit(job["job_id"], [canceled])
+            await asyncio.wait_for(cancelled.wait(), 10)
+        finally:
+            await service.close()
+
+    for _ in range(ROUNDS):
+        asyncio.run(scenario())

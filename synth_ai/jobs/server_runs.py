@@ -44,13 +44,19 @@ class ServerRuns:
     ) -> None:
         """Make the run (`prepare`, on the job's start) and start it; a failure to do either
         fails the job, saying why."""
+        bus: JobBus | None = None
+        statuses: Subscription | None = None
         try:
             bus = await service.bus(job_id)
             if bus is None:
                 raise LookupError(f"job {job_id} is not in the log")
-            run = await prepare()
+            # subscribed before the run is made: a bus with a subscriber is never evicted, so
+            # a cancel posted while `prepare` works reaches this bus, not a reloaded one
             statuses = bus.subscribe(["status"])
+            run = await prepare()
         except BaseException as exc:  # a cancelled request too: the job must not stay queued
+            if bus is not None and statuses is not None:
+                bus.unsubscribe(statuses)
             service.leases.forget(job_id)
             self.logger.warning("%s job %s did not start: %r", self.kind, job_id, exc)
             await fail(service, job_id, f"the job did not start: {told(exc)}")
