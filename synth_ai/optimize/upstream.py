@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import os
 import urllib.request
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -61,7 +62,7 @@ class PolicyClient:
         max_response_bytes: int,
     ) -> None:
         self.url = url
-        self.credentials = CredentialMap(credentials)
+        self.key_variable = CredentialMap(credentials).env_name_for(url)
         self.timeout_s = timeout_s
         self.max_response_bytes = max_response_bytes
         self.proxy = env_proxy(url)
@@ -84,7 +85,7 @@ class PolicyClient:
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
-        key = self.credentials.key_for(self.url)
+        key = os.environ.get(self.key_variable, "").strip() if self.key_variable else ""
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
