@@ -4,6 +4,7 @@ and stopped on exit."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -68,3 +69,19 @@ def test_the_hosts_logging_is_left_as_it_was() -> None:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+
+
+def test_requests_run_in_none_of_the_callers_context_variables() -> None:
+    """The caller's variables (an optimizer job's trace span) stay out of the requests."""
+    owner: contextvars.ContextVar[str] = contextvars.ContextVar("owner", default="nobody")
+
+    async def whose(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(owner.get())
+
+    async def main() -> str:
+        owner.set("the optimizer's job")
+        app = Starlette(routes=[Route("/", whose)])
+        async with serve_on_loop(app) as url, httpx.AsyncClient() as client:
+            return (await client.get(url)).text
+
+    assert asyncio.run(main()) == "nobody"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import copy
 import logging
 import os
@@ -292,18 +293,21 @@ async def serve_on_loop(
     handled by the loop that sends the rollouts, with no second thread contending for the GIL.
     """
     sock = listening_socket(host, port)
-    guest = {"log_config": None, **options}
-    server = _Guest(embedded_config(app, None, max_connections, guest))
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    started = asyncio.create_task(server.startup_over.wait())
     try:
-        await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
-        if not server.started:
-            await serving  # raises what stopped it, if anything did
-            raise RuntimeError("the server stopped before it started (its log says why)")
-        yield f"http://{host}:{sock.getsockname()[1]}"
+        guest = {"log_config": None, **options}
+        server = _Guest(embedded_config(app, None, max_connections, guest))
+        # an empty context: requests must not run in the caller's variables (its trace span)
+        serving = asyncio.create_task(server.serve(sockets=[sock]), context=contextvars.Context())
+        started = asyncio.create_task(server.startup_over.wait())
+        try:
+            await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
+            if not server.started:
+                await serving  # raises what stopped it, if anything did
+                raise RuntimeError("the server stopped before it started (its log says why)")
+            yield f"http://{host}:{sock.getsockname()[1]}"
+        finally:
+            started.cancel()
+            server.should_exit = True
+            await serving
     finally:
-        started.cancel()
-        server.should_exit = True
-        await serving
         sock.close()
