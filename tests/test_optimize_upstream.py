@@ -112,6 +112,24 @@ def test_an_env_proxy_carries_the_calls(monkeypatch: pytest.MonkeyPatch) -> None
     assert proxy.hosts == ["policy.invalid"]
 
 
+def test_a_proxy_that_is_not_http_is_refused_at_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiohttp would speak plain HTTP proxying to a SOCKS proxy, the call's key with it, and
+    every rollout would fail as 'unreachable': the interceptor refuses to start instead,
+    naming the scheme and not the proxy's URL (it may hold a password)."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("ALL_PROXY", "socks5://user:hunter2@127.0.0.1:1080")
+
+    async def main() -> None:
+        async with Interceptor(MATH_PROMPT, "http://policy.invalid/v1"):
+            pass
+
+    with pytest.raises(ValueError, match="socks5") as refused:
+        asyncio.run(main())
+    assert "hunter2" not in str(refused.value)
+
+
 @synchronously
 async def test_async_with_serves_on_the_callers_loop_and_leaves_its_signals() -> None:
     before = (set(threading.enumerate()), signal.getsignal(signal.SIGINT))

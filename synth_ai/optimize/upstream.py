@@ -11,12 +11,11 @@ import asyncio
 import importlib
 import json
 import os
-import urllib.request
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from synth_ai.task.credentials import CredentialMap
+from synth_ai.task.outbound import env_proxy
 
 if TYPE_CHECKING:
     import aiohttp
@@ -33,16 +32,6 @@ class Refused(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-
-
-def env_proxy(url: str) -> str | None:
-    """The proxy the environment names for `url` (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY; none
-    for a NO_PROXY host), as httpx reads them."""
-    parts = urlsplit(url)
-    if urllib.request.proxy_bypass(parts.hostname or ""):
-        return None
-    proxies = urllib.request.getproxies()
-    return proxies.get(parts.scheme) or proxies.get("all")
 
 
 class PolicyClient:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 from collections.abc import Generator
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -61,6 +62,25 @@ def env_proxies() -> bool:
     the client keeps httpx's own transports (and their eager TLS setup)."""
     proxies = urllib.request.getproxies()
     return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url` (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY; none
+    for a NO_PROXY host), as httpx reads them, for a client that takes one proxy URL (aiohttp).
+    Only an http(s) proxy is taken: any other would be spoken to as one, the call's key with
+    it, and fail every call; `ValueError` (naming its scheme, never the URL) says so at once."""
+    parts = urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    scheme = urlsplit(proxy).scheme if proxy else "http"
+    if scheme not in ("http", "https"):
+        raise ValueError(
+            f"the environment's proxy for {parts.scheme} URLs is a {scheme or 'schemeless'} "
+            "proxy; only http and https proxies are supported here"
+        )
+    return proxy
 
 
 class DestinationAuth(httpx.Auth):
