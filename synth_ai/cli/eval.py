@@ -20,6 +20,7 @@ from synth_ai.eval import EvalCheckFailed, EvalConfig, EvalRun, EvalSummary, par
 from synth_ai.eval.job_kind import RESULTS_NAME
 from synth_ai.eval.verdict import INTERRUPTED, UNREACHABLE
 from synth_ai.jobs import JobEmitter, JobsService, JobState
+from synth_ai.jobs.upload import file_chunks
 from synth_ai.offline_policy import OFFLINE_MODEL, create_offline_policy_app
 from synth_ai.task import serve_in_background
 
@@ -56,7 +57,9 @@ async def run_local(
         # the results go to the job too, so `jobs serve` on this log shows them with it
         run.results_url = service.artifacts.url(job_id, RESULTS_NAME)
         # the server's own file: never refused for its size once every rollout has run
-        run.results_kept = lambda: service.artifacts.copy_in(job_id, RESULTS_NAME, None, out_path)
+        run.results_kept = lambda: service.artifacts.save(
+            job_id, RESULTS_NAME, None, file_chunks(out_path), bounded=False
+        )
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, cancel.set)
         console.print(f"job {job['job_id']} (events in {jobs_db})")

@@ -46,13 +46,23 @@ class ArtifactStore:
         return f"/api/jobs/{job_id}/artifacts/{name}"
 
     async def save(
-        self, job_id: str, name: str, tenant: str | None, chunks: AsyncIterator[bytes]
+        self,
+        job_id: str,
+        name: str,
+        tenant: str | None,
+        chunks: AsyncIterator[bytes],
+        *,
+        bounded: bool = True,
     ) -> dict[str, Any]:
         """Stream an upload into place within the bounds (`ArtifactRefused` past them): written
         beside the target, hashed as it comes (off the loop), then renamed over it as its row
-        is committed, so a reader never sees half a file and a refused upload leaves nothing."""
+        is committed, so a reader never sees half a file and a refused upload leaves nothing.
+        `bounded` False: a file the server itself wrote elsewhere (a local eval's results),
+        counted against the bounds but never refused."""
         path = self.path(job_id, name)
-        budget = await asyncio.to_thread(self.index.budget, job_id, name, tenant)
+        budget = (
+            await asyncio.to_thread(self.index.budget, job_id, name, tenant) if bounded else None
+        )
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         partial = path.with_name(f".{name}.{uuid.uuid4().hex}.part")
         digest = hashlib.sha256()
@@ -62,7 +72,7 @@ class ArtifactStore:
             try:
                 async for chunk in chunks:
                     size += len(chunk)
-                    if size > budget.room:
+                    if budget is not None and size > budget.room:
                         raise budget.refusal
                     await asyncio.to_thread(_write, out, digest, chunk)
             finally:
@@ -72,7 +82,13 @@ class ArtifactStore:
             if self.before_commit is not None:
                 await self.before_commit()
             await asyncio.to_thread(
-                self.index.commit, job_id, name, tenant, stored, lambda: os.replace(partial, path)
+                self.index.commit,
+                job_id,
+                name,
+                tenant,
+                stored,
+                lambda: os.replace(partial, path),
+                bounded=bounded,
             )
         except BaseException:
             await asyncio.to_thread(partial.unlink, True)
@@ -101,30 +117,6 @@ class ArtifactStore:
         return await asyncio.to_thread(
             self.commit_written, job_id, name, tenant, size, sha256, lambda: None
         )
-
-    async def copy_in(
-        self, job_id: str, name: str, tenant: str | None, source: Path
-    ) -> dict[str, Any]:
-        """Keep a copy of a file the server wrote elsewhere (a local eval's results, where the
-        user asked for them): copied and hashed beside the target, renamed into place as its
-        row is committed; never refused, however large."""
-        path = self.path(job_id, name)
-        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-        partial = path.with_name(f".{name}.{uuid.uuid4().hex}.part")
-        try:
-            size, sha256 = await asyncio.to_thread(_copy_hashing, source, partial)
-            return await asyncio.to_thread(
-                self.commit_written,
-                job_id,
-                name,
-                tenant,
-                size,
-                sha256,
-                lambda: os.replace(partial, path),
-            )
-        except BaseException:
-            await asyncio.to_thread(partial.unlink, True)
-            raise
 
     def _on_disk(self) -> Found:
         """Every artifact file under the root, hashed (for indexing the files of an older
@@ -155,15 +147,5 @@ def _hash_file(path: Path) -> tuple[int, str]:
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
-def _copy_hashing(source: Path, target: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(source, "rb") as handle, open(target, "wb") as out:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            _write(out, digest, chunk)
             size += len(chunk)
     return size, digest.hexdigest()
