@@ -26,14 +26,17 @@ CATCH_UP_BACKOFF_S = (0.05, 5.0)
 logger = logging.getLogger("synth_ai.jobs")
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
-At = Callable[[str, str], Awaitable[None]]
+DelayPoint = Callable[[str, str], Awaitable[None]]
+"""`(point, job_id)`: awaited at the named points of opening, loading and catching up."""
 
 
 class LiveBuses:
     """The hot jobs' buses. `spawn` runs a background task owned by the service (cancelled at
     its close); `at` is the service's named delay point, for tests of races."""
 
-    def __init__(self, log: JobEventLog, settings: StreamSettings, spawn: Spawn, at: At) -> None:
+    def __init__(
+        self, log: JobEventLog, settings: StreamSettings, spawn: Spawn, at: DelayPoint
+    ) -> None:
         self.log = log
         self.settings = settings
         self._spawn = spawn

@@ -11,7 +11,7 @@ import os
 import threading
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from synth_ai.storage import DatabaseURL
 
 from .artifacts import ArtifactStore
 from .bus import JobBus
-from .buses import LiveBuses
+from .buses import DelayPoint, LiveBuses
 from .leases import Leases
 from .log import JobEventLog
 from .models import EventIn, JobEvent, sse_name
@@ -34,9 +34,6 @@ MAX_WAITING = 10_000
 """Posts of one job that may wait for room in the log's queue; past it they are lost (counted)."""
 
 logger = logging.getLogger("synth_ai.jobs")
-
-DelayPoint = Callable[[str, str], Awaitable[None]]
-"""`(point, job_id)`: awaited at the named points of opening, loading and catching up."""
 
 
 class JobsService:
