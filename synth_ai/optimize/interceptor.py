@@ -121,8 +121,6 @@ class Interceptor:
         self.upstream_url = normalize_inference_url(upstream_url)
         self.model = model
         self.max_body_bytes = max_body_bytes
-        self.max_response_bytes = max_response_bytes
-        self.timeout_s = timeout_s
         self.host = host
         self.table = CidTable(max_cids, max_records_per_cid)
         self._upstream = PolicyClient(self.upstream_url, credentials, timeout_s, max_response_bytes)
