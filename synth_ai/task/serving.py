@@ -287,7 +287,9 @@ async def serve_on_loop(
 ) -> AsyncIterator[str]:
     """Serve `app` on the running event loop and yield its base URL once it has started;
     stop it on exit. `options` go to uvicorn's config. The host's logging is left alone
-    (uvicorn's own config would replace its uvicorn loggers' handlers and levels).
+    (uvicorn's own config would replace its uvicorn loggers' handlers and levels), but for
+    `uvicorn.access`, which uvicorn empties for a server without its access log (as all of
+    this project's servers are: they log requests through `synth_ai.task.access`).
 
     For a server whose work is the caller's own (the optimizer's interceptor): requests are
     handled by the loop that sends the rollouts, with no second thread contending for the GIL.
