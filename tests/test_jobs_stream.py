@@ -269,7 +269,7 @@ def test_metrics_are_coalesced_per_name_and_the_rest_always_delivered(tmp_path: 
 
 
 def test_a_stalled_subscriber_is_cut_loose_and_the_producer_never_waits(tmp_path: Path) -> None:
-    settings_ = StreamSettings(subscriber_buffer=50, send_timeout_s=2.0, end_grace_s=0.05)
+    settings_ = StreamSettings(subscriber_buffer=50, send_timeout_s=60.0, end_grace_s=0.05)
     app = create_jobs_app(tmp_path / "j.db", settings=settings_)
     with serve_in_background(app) as url:
         job_id = new_job(url)
@@ -292,7 +292,8 @@ def test_a_stalled_subscriber_is_cut_loose_and_the_producer_never_waits(tmp_path
             slowest = max(slowest, time.perf_counter() - started)
         try:
             assert len(bus.subscribers) == 0, "the stalled subscriber was not cut loose"
-            assert slowest < 1.0, f"a producer post took {slowest:.2f}s"
+            # a post that waited on the subscriber would wait out its send timeout (60 s)
+            assert slowest < 10, f"a producer post took {slowest:.2f}s"
             assert bus.last_seq == 1000
         finally:
             stalled.close()

@@ -375,9 +375,10 @@ def test_a_full_log_queue_drops_metrics_but_never_a_final_status(tmp_path: Path)
             writer = service.log._writer
             release = threading.Event()
             original = service.log._write
+            released: list[bool] = []
 
-            def stalled(appends: Any) -> Any:
-                release.wait(30)  # the disk is slow: nothing drains until released
+            def stalled(appends: Any) -> Any:  # the disk is slow: nothing drains until released
+                released.append(release.wait(60))
                 return original(appends)
 
             writer._handle = stalled
@@ -390,7 +391,7 @@ def test_a_full_log_queue_drops_metrics_but_never_a_final_status(tmp_path: Path)
                 emitter.emit_log("done training")
                 emitter.emit_status(JobState.SUCCEEDED)
 
-            await asyncio.to_thread(producer)  # returns at once: nothing blocked
+            await asyncio.to_thread(producer)  # returns while the writer is stalled
             release.set()
             page: list[JobEvent] = []
             for _ in range(100):  # bounded: the waiting status lands within a few drains
@@ -399,6 +400,7 @@ def test_a_full_log_queue_drops_metrics_but_never_a_final_status(tmp_path: Path)
                 if page and page[-1].state is JobState.SUCCEEDED:
                     break
             assert service.log.write_errors > 0  # the metrics that gave way, counted
+            assert released and all(released), "the producer waited for the stalled writer"
             return page
         finally:
             await service.close()
