@@ -6,6 +6,7 @@ fails its preflight makes no job, here or on a jobs server."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,23 @@ def test_a_passing_preflight_on_a_jobs_server_makes_the_job(tmp_path: Path) -> N
             listed = http.get("/api/jobs").json()["jobs"]
     assert result.exit_code == 0, result.output
     assert [job["state"] for job in listed] == ["succeeded"]
+
+
+def test_an_app_that_never_answers_fails_the_preflight_before_the_creator_gives_up(
+    tmp_path: Path,
+) -> None:
+    """A task app that takes connections and never answers (each check would wait out the
+    eval's 120 s timeout, with retries): the server refuses the job as `preflight_failed`
+    within its preflight deadline, before any client's wait for the answer runs out."""
+    jobs = create_jobs_app(
+        tmp_path / "server.db", kinds={"eval": EvalJobKind(preflight_deadline_s=1.0)}
+    )
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never accepts
+        stuck = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with serve_in_background(jobs) as jobs_url:
+            result = run_eval(stuck, tmp_path, "--seeds", "0", "--jobs-server", jobs_url)
+            with httpx.Client(base_url=jobs_url, headers={"X-API-Key": KEY}) as http:
+                listed = http.get("/api/jobs").json()["jobs"]
+    assert result.exit_code == 3, result.output
+    assert "did not pass its checks (/health, /task_info) within 1 s" in result.output
+    assert listed == []

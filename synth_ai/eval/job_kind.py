@@ -17,6 +17,10 @@ from .runner import EvalCheckFailed, EvalRun
 logger = logging.getLogger("synth_ai.eval")
 
 RESULTS_NAME = "results.jsonl"
+PREFLIGHT_DEADLINE_S = 60.0
+"""How long making an eval job waits for its preflight: under the 120 s a client (this
+package's, httpx's default) waits for the answer, so a task app that never answers is refused
+as `preflight_failed` rather than left to time the creator out while a job is made anyway."""
 
 
 class EvalJobKind:
@@ -28,20 +32,29 @@ class EvalJobKind:
     gets only the key the job's creator put in its config, never the server's own.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, preflight_deadline_s: float = PREFLIGHT_DEADLINE_S) -> None:
         self.runs = ServerRuns("eval", logger, reported=(EvalCheckFailed,))
+        self.preflight_deadline_s = preflight_deadline_s
 
     def prepare(self, config: dict[str, Any]) -> tuple[dict[str, Any], EvalConfig]:
         runtime = EvalConfig.model_validate(config)
         return mask_passwords(runtime.model_dump(exclude={"api_key"})), runtime
 
     async def check(self, service: JobsService, runtime: EvalConfig, tenant: str | None) -> None:
-        """The preflight, before the job is made: a run that cannot start makes no job, and
-        the creator gets 422 `preflight_failed` naming the check (the run does not repeat it)."""
+        """The preflight, before the job is made: a run that cannot start (or whose app does
+        not pass its checks within `preflight_deadline_s`) makes no job, and the creator gets
+        422 `preflight_failed` naming the check (the run does not repeat it)."""
         try:
-            await EvalRun(_as_sent(runtime)).check()
+            async with asyncio.timeout(self.preflight_deadline_s):
+                await EvalRun(_as_sent(runtime)).check()
         except EvalCheckFailed as exc:
             raise TaskAppError(422, "preflight_failed", str(exc)) from None
+        except TimeoutError:
+            message = (
+                f"the task app did not pass its checks (/health, /task_info) within "
+                f"{self.preflight_deadline_s:g} s"
+            )
+            raise TaskAppError(422, "preflight_failed", message) from None
 
     async def start(self, service: JobsService, job: dict[str, Any], runtime: EvalConfig) -> None:
         job_id, tenant = job["job_id"], job["tenant"]
@@ -59,8 +72,8 @@ class EvalJobKind:
                     results_path=results,
                     results_url=service.artifacts.url(job_id, RESULTS_NAME),
                     results_kept=lambda: service.artifacts.record(job_id, RESULTS_NAME, tenant),
+                    checked=True,  # `check` ran the preflight before the job was made
                 )
-                evaluation.checked = True  # `check` ran the preflight before the job was made
                 await evaluation.run()
 
             return run

@@ -118,6 +118,7 @@ class EvalRun:
         on_result: ResultHook | None = None,
         results_kept: Callable[[], Awaitable[Any]] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        checked: bool = False,
     ) -> None:
         self.config = config
         self.emitter = emitter
@@ -129,7 +130,8 @@ class EvalRun:
         """Awaited once the results file is complete, before it is announced."""
         self.transport = transport
         self.results: list[SeedResult] = []
-        self.checked = False
+        self.checked = checked
+        """The preflight passed already (`check`, or a jobs server before it made the job)."""
 
     async def _status(self, state: JobState, message: str, **fields: Any) -> None:
         """A status is stored before the run goes on; a job already ended (canceled through
