@@ -418,3 +418,51 @@ async def test_calls_past_the_record_cap_are_summed_so_no_token_goes_uncounted(
     assert (summary.omitted, summary.messages, summary.error) == (3, [], None)
     assert summary.usage.calls == 3
     assert first.usage + second.usage + summary.usage == interceptor.usage
+
+
+@synchronously
+async def test_calls_past_the_byte_cap_are_summed_so_a_rollout_cannot_fill_memory(
+    upstream: tuple[Upstream, str],
+) -> None:
+    """Per cid at most `max_record_bytes_per_cid` of calls and answers are kept: a call that
+    would pass it is summed into the last record (its tokens still counted), and a smaller one
+    after it still fits."""
+    interceptor = Interceptor(MATH_PROMPT, upstream[1], max_record_bytes_per_cid=20_000)
+    padding = {"role": "user", "content": "x" * 30_000}  # the rest of a conversation
+    async with interceptor:
+        cid = new_cid()
+        url = interceptor.register(cid, MATH_PROMPT.seed_candidate())
+        async with httpx.AsyncClient() as client:
+            for n, extra in enumerate(([], [padding], [padding], [])):
+                body = chat_body(problem=f"Compute {n} + 1.")
+                body["messages"] += extra
+                answer = await client.post(url, json=body)
+                assert answer.status_code == 200
+        first, last, summary = interceptor.release(cid)
+    assert first.wildcards == {"query": "Compute 0 + 1."}
+    assert last.wildcards == {"query": "Compute 3 + 1."}
+    assert (summary.omitted, summary.messages, summary.usage.calls) == (2, [], 2)
+    assert first.usage + last.usage + summary.usage == interceptor.usage
+
+
+@synchronously
+async def test_a_redirect_from_the_policy_is_answered_502_and_recorded() -> None:
+    """The interceptor follows no redirect, and passing one on without its Location would
+    leave the app's client with nothing to follow: it answers 502 saying so."""
+
+    async def moved(request: Request) -> Response:
+        return Response(status_code=307, headers={"Location": "http://127.0.0.1:9/v1"})
+
+    redirecting = Starlette(routes=[Route("/v1/chat/completions", moved, methods=["POST"])])
+    with serve_in_background(redirecting) as policy_url:
+        interceptor = Interceptor(MATH_PROMPT, f"{policy_url}/v1")
+        async with interceptor:
+            cid = new_cid()
+            url = interceptor.register(cid, MATH_PROMPT.seed_candidate())
+            async with httpx.AsyncClient() as client:
+                answer = await client.post(url, json=chat_body())
+            [exchange] = interceptor.release(cid)
+    assert answer.status_code == 502
+    assert answer.json()["error"]["code"] == "upstream_redirect"
+    assert "HTTP 307" in answer.json()["error"]["message"]
+    assert exchange.status == 502 and exchange.error is not None and "redirect" in exchange.error

@@ -1,7 +1,8 @@
 """What the interceptor keeps per rollout: the candidate it serves and the calls it forwarded.
 
-Bounded everywhere: a fixed number of registered cids, a fixed number of records per cid
-(later calls are still forwarded and their tokens counted, only not recorded).
+Bounded everywhere: a fixed number of registered cids, and per cid a fixed number of records
+and of bytes recorded (later calls are still forwarded and their tokens counted, only not
+recorded).
 """
 
 from __future__ import annotations
@@ -61,9 +62,9 @@ class Exchange:
     `error` says why a call was refused or failed (`None` when the upstream answered a chat
     completion). Never holds a key.
 
-    Past a cid's record cap, calls are summed into one last record instead: `omitted` says how
-    many, `usage` holds their tokens (so summing `usage` over the records counts every call),
-    and it carries no messages, output or error.
+    Past a cid's record or byte cap, calls are summed into one last record instead: `omitted`
+    says how many, `usage` holds their tokens (so summing `usage` over the records counts every
+    call), and it carries no messages, output or error.
     """
 
     messages: list[dict[str, Any]]
@@ -90,6 +91,7 @@ class Registration:
 class _Slot:
     registration: Registration
     exchanges: list[Exchange] = field(default_factory=list)
+    size: int = 0
     omitted: int = 0
     omitted_usage: Usage = Usage()
 
@@ -104,11 +106,16 @@ class CidTable:
     """Registered cids and their records, shared by the server (on the optimizer's loop, or a
     thread of its own) and the optimizer."""
 
-    def __init__(self, max_cids: int, max_records_per_cid: int) -> None:
-        if max_cids < 1 or max_records_per_cid < 1:
-            raise ValueError("max_cids and max_records_per_cid must be at least 1")
+    def __init__(
+        self, max_cids: int, max_records_per_cid: int, max_record_bytes_per_cid: int
+    ) -> None:
+        if min(max_cids, max_records_per_cid, max_record_bytes_per_cid) < 1:
+            raise ValueError(
+                "max_cids, max_records_per_cid and max_record_bytes_per_cid must be at least 1"
+            )
         self.max_cids = max_cids
         self.max_records = max_records_per_cid
+        self.max_bytes = max_record_bytes_per_cid
         self._slots: dict[str, _Slot] = {}
         self._usage = Usage()
         self._lock = threading.Lock()
@@ -130,17 +137,18 @@ class CidTable:
             slot = self._slots.get(cid)
             return slot.registration if slot is not None else None
 
-    def record(self, cid: str, registration: Registration, exchange: Exchange) -> None:
-        """Keep `exchange` under `cid` (summed into the last record once the records are full),
-        unless the registration the call was served under is gone (released, even if the cid
-        was registered again since)."""
+    def record(self, cid: str, registration: Registration, exchange: Exchange, size: int) -> None:
+        """Keep `exchange` (`size`: the bytes of the call and its answer) under `cid`, summed
+        into the last record once the cid's records or bytes are full, unless the registration
+        the call was served under is gone (released, even if the cid was registered again)."""
         with self._lock:
             self._usage += exchange.usage
             slot = self._slots.get(cid)
             if slot is None or slot.registration is not registration:
                 return
-            if len(slot.exchanges) < self.max_records:
+            if len(slot.exchanges) < self.max_records and slot.size + size <= self.max_bytes:
                 slot.exchanges.append(exchange)
+                slot.size += size
             else:
                 slot.omitted += 1
                 slot.omitted_usage += exchange.usage

@@ -82,7 +82,8 @@ class PolicyClient:
     async def post(self, payload: Any) -> tuple[int, str, bytes]:
         """The answer's status, content type and body (decoded, as the app reads it);
         `Refused` when there is none to give: unreachable (502), too slow (504, the whole
-        call within `timeout_s`), too large (502)."""
+        call within `timeout_s`), too large (502), a redirect (502: the app's client could not
+        follow it, as the answer's `Location` is not passed on)."""
         import aiohttp
 
         if self._session is None:
@@ -96,6 +97,13 @@ class PolicyClient:
                 allow_redirects=False,
                 proxy=self.proxy,
             ) as answer:
+                if 300 <= answer.status < 400:
+                    raise Refused(
+                        502,
+                        "upstream_redirect",
+                        f"The policy endpoint answered a redirect (HTTP {answer.status}), and "
+                        "the interceptor follows none: give it the URL the policy answers at.",
+                    )
                 chunks, size = [], 0
                 async for chunk in answer.content.iter_any():
                     size += len(chunk)
