@@ -39,7 +39,7 @@ from synth_ai.task.json_body import loads_strict
 
 from .prompt import InitialPrompt, PromptMismatch, match, render
 from .records import CidTable, Exchange, Usage, new_cid
-from .upstream import PolicyClient, Refused
+from .upstream import PolicyClient
 
 MiB = 1024 * 1024
 MAX_MESSAGES = 4096
@@ -229,7 +229,7 @@ class Interceptor:
             return _error(404, "unknown_cid", "No candidate is registered for this call's cid.")
         try:
             body, size = await self._read_body(request)
-        except Refused as refused:
+        except TaskAppError as refused:
             return _error(refused.status, refused.code, refused.message)
         messages = body["messages"]
         record = functools.partial(self.table.record, cid, registration)
@@ -256,7 +256,7 @@ class Interceptor:
         return payload if self.model is None else {**payload, "model": self.model}
 
     async def _read_body(self, request: Request) -> tuple[dict[str, Any], int]:
-        """The call's JSON object, and its size in bytes; `Refused` for anything else."""
+        """The call's JSON object, and its size in bytes; `TaskAppError` for anything else."""
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             raise self._too_large()
@@ -266,12 +266,9 @@ class Interceptor:
             if size > self.max_body_bytes:
                 raise self._too_large()
             chunks.append(chunk)
-        try:
-            body = loads_strict(b"".join(chunks))
-        except TaskAppError as exc:
-            raise Refused(exc.status, exc.code, exc.message) from None
+        body = loads_strict(b"".join(chunks))
         if not isinstance(body, dict):
-            raise Refused(400, "invalid_request", "The body must be a JSON object.")
+            raise TaskAppError(400, "invalid_request", "The body must be a JSON object.")
         messages = body.get("messages")
         if (
             not isinstance(messages, list)
@@ -279,19 +276,19 @@ class Interceptor:
             or len(messages) > MAX_MESSAGES
             or not all(isinstance(m, dict) for m in messages)
         ):
-            raise Refused(
+            raise TaskAppError(
                 400,
                 "invalid_request",
                 f"'messages' must be a list of 1 to {MAX_MESSAGES} message objects.",
             )
         if body.get("stream"):
-            raise Refused(
+            raise TaskAppError(
                 400, "stream_unsupported", "The interceptor does not stream; send stream=false."
             )
         return body, size
 
-    def _too_large(self) -> Refused:
-        return Refused(
+    def _too_large(self) -> TaskAppError:
+        return TaskAppError(
             413,
             "request_too_large",
             f"The request body is larger than {self.max_body_bytes} bytes.",
@@ -310,7 +307,7 @@ class Interceptor:
         started = time.perf_counter()
         try:
             status, content_type, content = await self._upstream.post(payload)
-        except Refused as refused:
+        except TaskAppError as refused:
             latency = time.perf_counter() - started
             record(
                 Exchange(

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from synth_ai.task.credentials import CredentialMap
+from synth_ai.task.errors import TaskAppError
 from synth_ai.task.outbound import env_proxy
 
 if TYPE_CHECKING:
@@ -24,14 +25,6 @@ IDLE_S = 4.0
 """How long an idle connection to the policy is kept: less than servers keep theirs (uvicorn
 and Node: 5 s), so the policy never closes one just as a call reuses it (a failed call is a
 rollout scored 0)."""
-
-
-class Refused(Exception):
-    """A call the interceptor answers itself: its status, code and message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 class PolicyClient:
@@ -81,9 +74,9 @@ class PolicyClient:
 
     async def post(self, payload: Any) -> tuple[int, str, bytes]:
         """The answer's status, content type and body (decoded, as the app reads it);
-        `Refused` when there is none to give: unreachable (502), too slow (504, the whole
-        call within `timeout_s`), too large (502), a redirect (502: the app's client could not
-        follow it, as the answer's `Location` is not passed on)."""
+        `TaskAppError`, the interceptor's own answer, when there is none to give: unreachable
+        (502), too slow (504, the whole call within `timeout_s`), too large (502), a redirect
+        (502: the app's client could not follow it, as its `Location` is not passed on)."""
         import aiohttp
 
         if self._session is None:
@@ -98,7 +91,7 @@ class PolicyClient:
                 proxy=self.proxy,
             ) as answer:
                 if 300 <= answer.status < 400:
-                    raise Refused(
+                    raise TaskAppError(
                         502,
                         "upstream_redirect",
                         f"The policy endpoint answered a redirect (HTTP {answer.status}), and "
@@ -108,7 +101,7 @@ class PolicyClient:
                 async for chunk in answer.content.iter_any():
                     size += len(chunk)
                     if size > self.max_response_bytes:
-                        raise Refused(
+                        raise TaskAppError(
                             502,
                             "upstream_too_large",
                             f"The policy's answer is larger than {self.max_response_bytes} bytes.",
@@ -117,11 +110,11 @@ class PolicyClient:
                 content_type = answer.headers.get("Content-Type", "application/json")
                 return answer.status, content_type, b"".join(chunks)
         except TimeoutError:
-            raise Refused(
+            raise TaskAppError(
                 504, "upstream_timeout", "The policy endpoint did not answer in time."
             ) from None
         except aiohttp.ClientError as exc:
-            raise Refused(
+            raise TaskAppError(
                 502,
                 "upstream_unreachable",
                 f"The policy endpoint is unreachable ({type(exc).__name__}).",
