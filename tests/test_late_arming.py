@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
-import selectors
 import threading
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -30,33 +29,9 @@ from synth_ai.task import create_task_app
 from synth_ai.task.arming import ARM_AFTER_S, Arming
 
 from .conftest import KEY, echo_rollout, make_config
+from .virtual_clock import VirtualClockLoop
 
 EPSILON = 1e-9
-
-
-class _JumpingSelector(selectors.DefaultSelector):
-    """Never waits: a wait for the next timer moves the clock to it instead."""
-
-    def __init__(self, clock: list[float]) -> None:
-        super().__init__()
-        self._clock = clock
-
-    def select(self, timeout: float | None = None) -> list[Any]:
-        ready = super().select(0)
-        if not ready:
-            if timeout is None:
-                raise RuntimeError("nothing left to run and no timer: the test would hang")
-            self._clock[0] += timeout
-        return ready
-
-
-class VirtualClockLoop(asyncio.SelectorEventLoop):
-    def __init__(self) -> None:
-        self._clock = [0.0]
-        super().__init__(_JumpingSelector(self._clock))
-
-    def time(self) -> float:
-        return self._clock[0]
 
 
 @dataclass(frozen=True)
