@@ -183,7 +183,7 @@ def test_the_viewer_in_a_browser(
         watched = Watched(context)
         page = watched.page
         page.goto(link)
-        page.wait_for_selector("tr[data-session-id='s-bad']", timeout=5000)
+        page.wait_for_selector("tr[data-session-id='s-bad']", timeout=15_000)
         assert page.locator("tr[data-session-id]").count() == 3
         good = page.inner_text("tr[data-session-id='s-good']")
         assert "m-large" in good and "50" in good and "1" in good
