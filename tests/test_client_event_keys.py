@@ -53,10 +53,14 @@ def test_a_post_whose_answer_was_lost_is_sent_again_and_stored_once(tmp_path: Pa
     events = [{"type": "log", "message": f"line {n}"} for n in range(3)]
 
     async def scenario(url: str) -> tuple[list[int], dict[str, Any]]:
-        # the read timeout is how long the client waits for the withheld answer
-        async with TaskAppClient(url, KEY, timeout=2.0, max_retries=2, backoff_s=0.01) as client:
+        async with TaskAppClient(url, KEY) as client:
             job_id = (await client.create_job("custom", {}))["job_id"]
-            seqs = await client.emit_events(job_id, events)
+            # its read timeout is how long it waits for the withheld answer: long enough that
+            # only the withheld one runs out, even on a loaded machine
+            async with TaskAppClient(
+                url, KEY, timeout=5.0, max_retries=2, backoff_s=0.01
+            ) as emitting:
+                seqs = await emitting.emit_events(job_id, events)
             return seqs, await client.events(job_id)
 
     with serve_in_background(app) as url:

@@ -150,7 +150,7 @@ def test_a_long_rollout_follows_the_redirects_to_its_result(
     posts = [q for method, q in front.received if method == "POST"]
     polls = [q for method, q in front.received if method == "GET"]
     assert posts == [""], "the request was sent again"
-    assert len(polls) >= 3 and all(q.startswith(f"{CALL_PARAM}=fc-") for q in polls)
+    assert polls and all(q.startswith(f"{CALL_PARAM}=fc-") for q in polls)  # redirects followed
     assert slow.ran == [6], "the rollout ran again"
 
 
@@ -159,10 +159,10 @@ def test_the_client_gives_up_at_its_own_deadline_without_resending(
 ) -> None:
     front, slow, url = modal_app
     with pytest.raises(TaskAppClientError) as failed:
-        rollout(url, 4, timeout=0.5)  # 1 s of work
+        rollout(url, 12, timeout=1.0)  # 3 s of work; the first redirect comes after 0.2 s
     assert (failed.value.status, failed.value.code) == (303, "deadline_exceeded")
-    assert "0.5 s" in failed.value.message and CALL_PARAM not in failed.value.message
-    assert [m for m, _ in front.received].count("POST") == 1 and slow.ran == [4]
+    assert "1 s" in failed.value.message and CALL_PARAM not in failed.value.message
+    assert [m for m, _ in front.received].count("POST") == 1 and slow.ran == [12]
     deadline = time.monotonic() + 10
     while not slow.done and time.monotonic() < deadline:  # let it finish before the server stops
         time.sleep(0.05)

@@ -51,8 +51,11 @@ def someone_waits_for_a_lock(url: str) -> bool:
 
 @pytest.mark.parametrize("attempt", range(10))
 def test_batches_naming_jobs_in_opposite_orders_both_commit(
-    attempt: int, postgres_url: str
+    attempt: int, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the second batch waits on the first's row lock while the test sees both inside: a
+    # loaded machine must not turn that wait into a lock timeout
+    monkeypatch.setenv("SYNTH_PG_LOCK_TIMEOUT_SECS", "60")
     logs = [JobEventLog(postgres_url), JobEventLog(postgres_url)]
     for job_id in ("job_a", "job_b"):
         logs[0].create_job(job_id, "custom", {}, {})

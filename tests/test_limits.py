@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -27,8 +28,9 @@ HEADERS = {"X-API-Key": KEY}
 
 
 async def wait_until(client: httpx.AsyncClient, running: int, waiting: int) -> None:
-    """Poll /health until the limiter reports the wanted numbers (bounded, no sleeps)."""
-    for _ in range(5000):
+    """Poll /health until the limiter reports the wanted numbers (within 30 s, no sleeps)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         rollouts = (await client.get("/health")).json()["rollouts"]
         if rollouts == {"running": running, "waiting": waiting}:
             return
