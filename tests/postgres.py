@@ -31,8 +31,8 @@ def unavailable() -> str | None:
         import psycopg
     except ImportError:
         return "psycopg is not installed (the postgres extra)"
-    try:
-        with psycopg.connect(admin_url(), connect_timeout=3) as conn:
+    try:  # asked once per run, and every PostgreSQL test follows the answer: not hasty
+        with psycopg.connect(admin_url(), connect_timeout=15) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
         return f"no PostgreSQL at {urlsplit(admin_url()).netloc}: {str(exc).strip()[:200]}"

@@ -3,7 +3,6 @@ the key (no 5xx, no answer outside the documented schema), with random job ids a
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,11 +182,9 @@ def fuzz(
         )
         @given(case=st.one_of(strategies(operation, jobs, mode)))
         def one(case: Any) -> None:
-            started = time.monotonic()
-            response = case.call_and_validate(
+            response = case.call_and_validate(  # a hang is a read timeout
                 base_url=url, session=session, headers=headers, checks=checks, timeout=10
             )
-            assert time.monotonic() - started < 5, f"{route} took too long"
             seen[mode.value, response.status_code] += 1
 
         one()
