@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,8 @@ class Served:
         thread = threading.Thread(target=post, daemon=True)
         thread.start()
         with httpx.Client(base_url=self.url, headers={"X-API-Key": KEY}) as client:
-            for _ in range(5000):
+            deadline = time.monotonic() + 30  # polled, no sleeps; a deadline, not a count
+            while time.monotonic() < deadline:
                 if client.get("/health").json()["rollouts"]["running"] == 1:
                     return thread, answer
         raise AssertionError("the rollout never started")
