@@ -29,7 +29,7 @@ from synth_ai.task import create_task_app, serve_in_background
 from synth_ai.task.auth import AuthMiddleware
 from synth_ai.task.server import standard_middleware
 
-from .conftest import KEY, make_config
+from .conftest import KEY, make_config, rollout_body
 
 HEADERS = {"X-API-Key": KEY}
 
@@ -210,3 +210,19 @@ def test_no_key_reaches_exactly_the_routes_the_model_calls_public(
             assert keyed.status_code in (404, 405, 307), (method, path)
         elif method != "HEAD":
             assert keyed.json() == {"route": reached}, (method, path)
+
+
+def test_a_public_route_an_author_puts_at_post_rollout_does_not_open_the_rollout() -> None:
+    """POST /rollout is answered straight from the edge, and always needs a key: the app's
+    own protected route comes first, so a public route at the same path and method opens
+    nothing (as with any protected route listed before a public one)."""
+
+    async def open_door(request: Request) -> Response:
+        return JSONResponse({"open": True})
+
+    config = make_config(public_routes=[Route("/rollout", open_door, methods=["POST"])])
+    with serve_in_background(create_task_app(config)) as url:
+        keyless = httpx.post(f"{url}/rollout", json=rollout_body())
+        keyed = httpx.post(f"{url}/rollout", json=rollout_body(), headers=HEADERS)
+    assert_unauthorised(keyless)
+    assert keyed.status_code == 200 and "open" not in keyed.json()
