@@ -141,3 +141,46 @@ def test_no_key_material_in_error_bodies_or_logs(
     for secret in (valid, alias, presented):
         leaked = [w for w in windows(secret) if w in output]
         assert not leaked, f"key material {leaked} leaked"
+
+
+# --- the primary key first, held to the whole check ------------------------------------------
+
+key_env = st.fixed_dictionaries(
+    {},
+    optional={
+        "ENVIRONMENT_API_KEY": st.sampled_from(["", "  ", "prim-key", " prim-key "]),
+        "DEV_ENVIRONMENT_API_KEY": st.sampled_from(["", "dev-key"]),
+        "dev_environment_api_key": st.sampled_from(["", "dev-low"]),
+        "ENVIRONMENT_API_KEY_ALIASES": st.sampled_from(
+            ["", ",", "old-key", "old-key, older-key", " prim-key ,old-key", "dev-key"]
+        ),
+    },
+)
+presentable = st.lists(
+    st.sampled_from(["prim-key", "dev-key", "dev-low", "old-key", "older-key", "wrong", ""]),
+    max_size=3,
+)
+
+
+@settings(max_examples=300)
+@given(environ=key_env, presented=presentable)
+def test_the_primary_key_first_accepts_what_the_whole_check_accepts(
+    environ: dict[str, str], presented: list[str]
+) -> None:
+    """`refusal_for` tests the primary key alone first, and reads the aliases only for a
+    request that does not carry it: it accepts and refuses exactly as testing every
+    configured key at once does, whatever the environment holds."""
+    from unittest import mock
+
+    from synth_ai.task.auth import _matches, configured_keys, refusal_for
+
+    variables = ("ENVIRONMENT_API_KEY", "DEV_ENVIRONMENT_API_KEY", "dev_environment_api_key")
+    cleared = {name: "" for name in (*variables, "ENVIRONMENT_API_KEY_ALIASES")}
+    with mock.patch.dict("os.environ", {**cleared, **environ}):
+        valid = configured_keys()
+        refusal = refusal_for(presented, "POST", "/rollout")
+    if valid and _matches(presented, valid):
+        assert refusal is None
+    else:
+        assert refusal is not None
+        assert refusal.status_code == (401 if valid else 503)

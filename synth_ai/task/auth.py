@@ -43,12 +43,19 @@ def _split(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-def configured_keys(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Every key this process accepts now: the primary (or dev) key, then the aliases."""
+def primary_key(environ: Mapping[str, str] | None = None) -> str:
+    """The key this process accepts first: `ENVIRONMENT_API_KEY`, else a dev key; "" if none."""
     env = os.environ if environ is None else environ
     primary = env.get(PRIMARY_KEY_VAR, "").strip()
     if not primary:
         primary = next((env[v].strip() for v in DEV_KEY_VARS if env.get(v, "").strip()), "")
+    return primary
+
+
+def configured_keys(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Every key this process accepts now: the primary (or dev) key, then the aliases."""
+    env = os.environ if environ is None else environ
+    primary = primary_key(env)
     keys = [primary] if primary else []
     keys += [alias for alias in _split(env.get(ALIASES_VAR)) if alias not in keys]
     return keys
@@ -89,6 +96,9 @@ def expected_prefix(keys: Sequence[str]) -> str | None:
 
 def refusal_for(presented: list[str], method: str, path: str) -> JSONResponse | None:
     """None when a presented key is valid; else the 503/401 answer to send (and a log line)."""
+    primary = primary_key()
+    if primary and _matches(presented, [primary]):
+        return None  # what most requests carry: the aliases are read only for the others
     valid = configured_keys()
     if valid and _matches(presented, valid):
         return None
