@@ -425,8 +425,8 @@ async def test_calls_past_the_byte_cap_are_summed_so_a_rollout_cannot_fill_memor
     upstream: tuple[Upstream, str],
 ) -> None:
     """Per cid at most `max_record_bytes_per_cid` of calls and answers are kept: a call that
-    would pass it is summed into the last record (its tokens still counted), and a smaller one
-    after it still fits."""
+    would pass it, and every call after it, is summed into the last record (tokens still
+    counted), so the records are the cid's first calls, in order."""
     interceptor = Interceptor(MATH_PROMPT, upstream[1], max_record_bytes_per_cid=20_000)
     padding = {"role": "user", "content": "x" * 30_000}  # the rest of a conversation
     async with interceptor:
@@ -438,11 +438,10 @@ async def test_calls_past_the_byte_cap_are_summed_so_a_rollout_cannot_fill_memor
                 body["messages"] += extra
                 answer = await client.post(url, json=body)
                 assert answer.status_code == 200
-        first, last, summary = interceptor.release(cid)
+        first, summary = interceptor.release(cid)
     assert first.wildcards == {"query": "Compute 0 + 1."}
-    assert last.wildcards == {"query": "Compute 3 + 1."}
-    assert (summary.omitted, summary.messages, summary.usage.calls) == (2, [], 2)
-    assert first.usage + last.usage + summary.usage == interceptor.usage
+    assert (summary.omitted, summary.messages, summary.usage.calls) == (3, [], 3)
+    assert first.usage + summary.usage == interceptor.usage
 
 
 @synchronously

@@ -138,15 +138,17 @@ class CidTable:
             return slot.registration if slot is not None else None
 
     def record(self, cid: str, registration: Registration, exchange: Exchange, size: int) -> None:
-        """Keep `exchange` (`size`: the bytes of the call and its answer) under `cid`, summed
-        into the last record once the cid's records or bytes are full, unless the registration
-        the call was served under is gone (released, even if the cid was registered again)."""
+        """Keep `exchange` (`size`: the bytes of the call and its answer as sent) under `cid`;
+        once the cid's records or bytes are full, it and every later call are summed into the
+        last record. Nothing is kept when the registration the call was served under is gone
+        (released, even if the cid was registered again)."""
         with self._lock:
             self._usage += exchange.usage
             slot = self._slots.get(cid)
             if slot is None or slot.registration is not registration:
                 return
-            if len(slot.exchanges) < self.max_records and slot.size + size <= self.max_bytes:
+            fits = len(slot.exchanges) < self.max_records and slot.size + size <= self.max_bytes
+            if fits and not slot.omitted:  # the records stay the cid's first calls, in order
                 slot.exchanges.append(exchange)
                 slot.size += size
             else:
