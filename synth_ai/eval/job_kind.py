@@ -17,10 +17,11 @@ from .runner import EvalCheckFailed, EvalRun
 logger = logging.getLogger("synth_ai.eval")
 
 RESULTS_NAME = "results.jsonl"
-PREFLIGHT_DEADLINE_S = 60.0
+PREFLIGHT_DEADLINE_S = 100.0
 """How long making an eval job waits for its preflight: under the 120 s a client (this
 package's, httpx's default) waits for the answer, so a task app that never answers is refused
-as `preflight_failed` rather than left to time the creator out while a job is made anyway."""
+as `preflight_failed` rather than left to time the creator out while a job is made anyway,
+and as long as that allows, for an app that starts cold (Modal scales to zero)."""
 
 
 class EvalJobKind:
@@ -44,15 +45,20 @@ class EvalJobKind:
         """The preflight, before the job is made: a run that cannot start (or whose app does
         not pass its checks within `preflight_deadline_s`) makes no job, and the creator gets
         422 `preflight_failed` naming the check (the run does not repeat it)."""
+        started: list[str] = []
+        deadline = asyncio.timeout(self.preflight_deadline_s)
         try:
-            async with asyncio.timeout(self.preflight_deadline_s):
-                await EvalRun(_as_sent(runtime)).check()
+            async with deadline:
+                await EvalRun(_as_sent(runtime)).check(started)
         except EvalCheckFailed as exc:
             raise TaskAppError(422, "preflight_failed", str(exc)) from None
         except TimeoutError:
+            if not deadline.expired():
+                raise
+            pending = started[-1] if started else "the first"
             message = (
-                f"the task app did not pass its checks (/health, /task_info) within "
-                f"{self.preflight_deadline_s:g} s"
+                f"{pending} check did not answer within the {self.preflight_deadline_s:g} s "
+                "this server gives the preflight"
             )
             raise TaskAppError(422, "preflight_failed", message) from None
 

@@ -45,15 +45,22 @@ class EvalCheckFailed(Exception):
     """The task app failed a check before any rollout ran; the message names the check."""
 
 
-async def preflight(client: TaskAppClient, config: EvalConfig) -> None:
+async def preflight(
+    client: TaskAppClient, config: EvalConfig, started: list[str] | None = None
+) -> None:
     """The app answers `/health` and `/task_info` with this key, and a policy is given when
-    the app says it calls one (the first seed's task names an inference model or endpoint)."""
+    the app says it calls one (the first seed's task names an inference model or endpoint).
+    Each check's name is appended to `started` as it starts, so a caller that stops waiting
+    can say which one was pending."""
+    started = [] if started is None else started
     for name, call in (("/health", client.health), ("/task_info", client.task_info)):
+        started.append(name)
         try:
             await call()
         except TaskAppClientError as exc:
             raise EvalCheckFailed(f"{name} check failed: {exc}") from None
     seed = config.seeds[0]
+    started.append(f"/task_info?seed={seed}")
     try:
         answer = await client.request("GET", "/task_info", params={"seed": seed})
     except TaskAppClientError as exc:
@@ -160,11 +167,12 @@ class EvalRun:
             transport=self.transport,
         )
 
-    async def check(self) -> None:
+    async def check(self, started: list[str] | None = None) -> None:
         """The preflight alone, so a caller can run it before it makes a job for the run:
-        `EvalCheckFailed` says which check failed. `run` then skips it."""
+        `EvalCheckFailed` says which check failed (`started`: see `preflight`). `run` then
+        skips it."""
         async with self._client() as client:
-            await preflight(client, self.config)
+            await preflight(client, self.config, started)
         self.checked = True
 
     async def run(self) -> EvalSummary:
