@@ -104,10 +104,12 @@ class Interceptor:
 
     Bounds: an app's call at most `max_body_bytes` (else 413), the policy's answer at most
     `max_response_bytes` (else 502), and per cid at most `max_records_per_cid` calls and
-    `max_record_bytes_per_cid` bytes of calls and answers recorded. Both bodies are parsed on
-    the loop: the JSON parser holds the interpreter lock throughout, so a worker thread would
-    not free the loop; the caps bound the pause instead (a 4 MiB answer parses in about 5 ms
-    as text, 80 ms as 80,000 tool calls).
+    `max_record_bytes_per_cid` bytes of calls and answers recorded (as sent: one largest call
+    and answer fit). Both bodies are parsed on the loop: the JSON parser holds the interpreter
+    lock throughout, so a worker thread would not free the loop; the caps bound the pause
+    instead (a 16 MiB answer parses in about 25 ms as text; 0.6 s in the worst shape, 300,000
+    tool calls). Answers with log probabilities of long outputs run to megabytes, so the
+    answer cap stays well above them.
     """
 
     def __init__(
@@ -119,9 +121,9 @@ class Interceptor:
         credentials: Mapping[str, str] = DEFAULT_CREDENTIALS,
         max_cids: int = 1024,
         max_records_per_cid: int = 64,
-        max_record_bytes_per_cid: int = 16 * MiB,
+        max_record_bytes_per_cid: int = 32 * MiB,
         max_body_bytes: int = 4 * MiB,
-        max_response_bytes: int = 4 * MiB,
+        max_response_bytes: int = 16 * MiB,
         timeout_s: float = 120.0,
         host: str = "127.0.0.1",
     ) -> None:
