@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 from collections import Counter
@@ -21,7 +22,7 @@ from starlette.applications import Starlette
 from synth_ai.jobs import JobsService, StreamSettings, create_jobs_app, finite_json
 from synth_ai.task import TaskAppClient, serve_in_background
 
-from .conftest import KEY
+from .conftest import KEY, wait_for
 
 HEADERS = {"X-API-Key": KEY}
 FAST = StreamSettings(end_grace_s=0.05, heartbeat_s=5.0, max_clients_per_job=3)
@@ -304,6 +305,39 @@ def test_a_stalled_subscriber_is_cut_loose_and_the_producer_never_waits(tmp_path
             assert bus.last_seq == 1000
         finally:
             stalled.close()
+
+
+def test_a_subscriber_whose_send_stalls_past_the_send_timeout_is_closed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that stops reading while its stream is far within the live window: nothing
+    overflows, so only the send timeout (one send blocked `send_timeout_s`) can end it."""
+    settings_ = StreamSettings(
+        subscriber_buffer=100_000, window_bytes=256 * 1024 * 1024, send_timeout_s=0.5
+    )
+    app = create_jobs_app(tmp_path / "j.db", settings=settings_)
+    caplog.set_level(logging.INFO, logger="synth_ai.jobs.sse")
+    with serve_in_background(app) as url:
+        job_id = new_job(url)
+        host, port = url.removeprefix("http://").split(":")
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        try:
+            stalled.connect((host, int(port)))
+            request = (
+                f"GET /api/jobs/{job_id}/stream HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\n\r\n"
+            )
+            stalled.sendall(request.encode())
+            assert stalled.recv(12) == b"HTTP/1.1 200"  # started; now it is never read
+            bus = app.state.jobs.live_bus(job_id)
+            assert bus is not None and len(bus.subscribers) == 1
+            big = "x" * 16_384  # 16 MB in all: more than kernel and transport buffers hold
+            for _ in range(40):
+                post(url, job_id, *({"type": "system.log", "message": big} for _ in range(25)))
+            wait_for(lambda: len(bus.subscribers) == 0, timeout_s=30)
+        finally:
+            stalled.close()
+    assert "closing a stream whose client stopped reading" in caplog.text
 
 
 def test_a_client_that_stops_reading_early_releases_its_stream(jobs: tuple[str, Starlette]) -> None:
