@@ -3,8 +3,9 @@
 Servers, each alone on one core (the load generators on another, when there are two):
 - this framework;
 - a bare Starlette handler answering the same bytes (parses the JSON, writes a fixed answer);
-- a bare Starlette handler that validates the request and writes the response with this
-  project's contract models: the least a correct task app does;
+- a bare Starlette handler that validates the request, applies the cid rule and writes the
+  response with this project's contract models, answering the framework's bytes (checked
+  before anything is measured): the least a correct task app does (DESIGN.md 8);
 - the same two as plain ASGI callables, without Starlette: the server's own floor, and the
   least a correct task app costs on it with no framework at all;
 - the same app on the published `synth-ai==0.2.24`;
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
+import json
 import os
 import shutil
 import statistics
@@ -154,17 +156,49 @@ def armed_at_once() -> Any:
     return app
 
 
-def our_answer() -> Any:
-    """The JSON our app answers to `body(0)`, captured once."""
+def answered(app: Any, payload: dict[str, Any], headers: dict[str, str]) -> bytes:
+    """The bytes `app` answers to POST /rollout of `payload` (called in-process)."""
     import httpx
 
-    async def capture() -> Any:
-        transport = httpx.ASGITransport(app=ours())
+    async def capture() -> bytes:
+        transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
-            response = await client.post("/rollout", json=body(0), headers={"X-API-Key": KEY})
-            return response.json()
+            response = await client.post("/rollout", json=payload, headers=headers)
+            if response.status_code != 200:
+                raise RuntimeError(f"answered {response.status_code}: {response.text[:200]}")
+            return response.content
 
     return asyncio.run(capture())
+
+
+def our_answer() -> Any:
+    """The JSON our app answers to `body(0)`, captured once."""
+    return json.loads(answered(ours(), body(0), {"X-API-Key": KEY}))
+
+
+def check_same_answers() -> None:
+    """Every in-repo server answers the framework's bytes (DESIGN 8), so the ratios compare
+    the same work: the validating ones to the load's bodies and to ones whose cid comes from
+    the policy config or the inference URL; the fixed ones to the body they answer."""
+    with_url = dict(body(3), policy={"config": {"inference_url": "http://policy.test?cid=c-3"}})
+    from_config = dict(body(4), policy={"config": {"trace_correlation_id": "c-4"}})
+    ours_app = ours()
+    validated = [body(0), body(1), with_url, from_config]
+    cases = [(validating, validated), (plain_validating, validated), (bare, [body(0)])]
+    cases.append((plain, [body(0)]))
+    for factory, payloads in cases:
+        app = factory()
+        for payload in payloads:
+            expected = answered(ours_app, payload, {"X-API-Key": KEY})
+            got = answered(app, payload, {})
+            # the fixed answers are our JSON written by json.dumps: the same document
+            same = (
+                got == expected
+                if payloads is validated
+                else json.loads(got) == json.loads(expected)
+            )
+            if not same:
+                raise RuntimeError(f"{factory.__name__} does not answer what this framework does")
 
 
 def bare() -> Any:
@@ -183,9 +217,33 @@ def bare() -> Any:
     return Starlette(routes=[Route("/rollout", rollout, methods=["POST"])])
 
 
+def correlated_response(request: RolloutRequest) -> Any:
+    """The trivial answer with the cid rule applied, as the contract requires of any task app
+    (DESIGN 3.4), by the contract's own helpers: the id taken from the policy config, the
+    inference URL or the request, and stamped at the top level, on each trajectory and in
+    `pipeline_metadata`. The framework answers these bytes (`check_same_answers`)."""
+    from synth_ai.task.correlation import (
+        apply_correlation,
+        extract_trace_correlation_id,
+        normalize_inference_url,
+        policy_inference_url,
+        stamp_inference_url,
+    )
+
+    config = request.policy.config
+    raw_url = policy_inference_url(config)
+    url = normalize_inference_url(raw_url) if raw_url else None
+    cid = extract_trace_correlation_id(config, url or "", request.trace_correlation_id)
+    assert cid is not None  # the request model fills it in from run_id
+    answer = trivial_response(request.run_id, request.env.seed)
+    stamped = stamp_inference_url(url, cid) if url else None
+    return apply_correlation(answer, request.run_id, cid, stamped)
+
+
 def validating() -> Any:
-    """A bare Starlette handler that parses the request and writes the response with the
-    contract models, with no auth, limits, deadline, cid rule or error envelope."""
+    """A bare Starlette handler doing the least a correct task app does (DESIGN 8): it parses
+    the request and writes the response with the contract models, the cid rule applied; no
+    auth, limits, deadline or error envelope."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
@@ -193,8 +251,7 @@ def validating() -> Any:
 
     async def rollout(request: Request) -> Response:
         parsed = RolloutRequest.model_validate_json(await request.body())
-        answer = trivial_response(parsed.run_id, parsed.env.seed)
-        answer.trace_correlation_id = parsed.trace_correlation_id
+        answer = correlated_response(parsed)
         return Response(answer.model_dump_json(), media_type="application/json")
 
     return Starlette(routes=[Route("/rollout", rollout, methods=["POST"])])
@@ -219,8 +276,6 @@ async def _answer(send: Any, payload: bytes) -> None:
 def plain() -> Any:
     """A plain ASGI callable that reads the body and answers our app's bytes: no Starlette,
     no parsing; what uvicorn itself costs per request, the floor of every app on it."""
-    import json
-
     payload = json.dumps(our_answer()).encode()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -238,9 +293,7 @@ def plain_validating() -> Any:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             parsed = RolloutRequest.model_validate_json(await _read_body(receive))
-            answer = trivial_response(parsed.run_id, parsed.env.seed)
-            answer.trace_correlation_id = parsed.trace_correlation_id
-            await _answer(send, answer.model_dump_json().encode())
+            await _answer(send, correlated_response(parsed).model_dump_json().encode())
 
     return app
 
@@ -464,6 +517,7 @@ def main() -> None:
     fast = fast_parts()
     use_wrk = shutil.which("wrk") is not None
     os.environ.update(SERVER_ENV)  # the in-process measurement checks keys in this process
+    check_same_answers()
     targets = all_targets(published, openenv)
     setups = [PURE, FAST] if fast is not None else [PURE]
 
@@ -609,7 +663,7 @@ def report(
         f"median of {WORK_ROUNDS} alternating rounds): "
         f"this {work[THIS]:.0f} us, the validating bare handler {work[VALIDATING]:.0f} us, the "
         f"plain bare handler {work[BARE]:.0f} us. The framework (auth, body limit, admission, "
-        "deadline and disconnect watching, the cid rule) costs "
+        "deadline and disconnect watching) costs "
         + (
             f"**{over:.0f} us** per request over the least a correct app does."
             if over > 0

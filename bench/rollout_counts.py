@@ -11,6 +11,7 @@ this venv's python with the checkout first on PYTHONPATH (checked before countin
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +21,11 @@ from bench.framework_overhead import (
     OPENENV_NAME,
     PUBLISHED,
     RAW_VALIDATING,
+    SERVER_ENV,
     THIS,
     VALIDATING,
     all_targets,
+    check_same_answers,
     count_instructions,
     ensure_openenv,
     ensure_published,
@@ -83,6 +86,8 @@ def main(argv: list[str]) -> None:
     before_checkout = Path(argv[0]).resolve()
     served_from(before_checkout)
     served_from(ROOT)
+    os.environ.update(SERVER_ENV)
+    check_same_answers()
     published, openenv = ensure_published(), ensure_openenv()
     setups = [PURE, FAST] if fast_parts() is not None else [PURE]
     peers = [t for t in all_targets(published, openenv) if t.name in PEERS]
