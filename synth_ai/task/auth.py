@@ -40,7 +40,9 @@ WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="task-app", charset="UTF-8
 
 
 def _split(value: str | None) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
+    if not value:
+        return []
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def primary_key(environ: Mapping[str, str] | None = None) -> str:

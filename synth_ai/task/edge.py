@@ -78,7 +78,10 @@ class EdgeMiddleware:
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         length: int | None = None
         chunked = False
-        x_api_key = x_api_keys = authorization = None  # the first of each, as Headers.get reads
+        # the first of each, decoded as `Headers.get` decodes it
+        x_api_key: str | None = None
+        x_api_keys: str | None = None
+        authorization: str | None = None
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit():
@@ -87,11 +90,14 @@ class EdgeMiddleware:
                     return
                 length = max(int(value), length or 0)
             elif name == b"x-api-key":
-                x_api_key = value if x_api_key is None else x_api_key
+                if x_api_key is None:
+                    x_api_key = value.decode("latin-1")
             elif name == b"authorization":
-                authorization = value if authorization is None else authorization
+                if authorization is None:
+                    authorization = value.decode("latin-1")
             elif name == b"x-api-keys":
-                x_api_keys = value if x_api_keys is None else x_api_keys
+                if x_api_keys is None:
+                    x_api_keys = value.decode("latin-1")
             elif name == b"transfer-encoding":
                 chunked = True
         limit = self.limit_for(scope) if self.limit_for is not None else None
@@ -102,9 +108,7 @@ class EdgeMiddleware:
         endpoint = self._direct_endpoint(scope)
         # a direct endpoint is never public: only the app's own protected routes are direct
         if self.public is not None and (endpoint is not None or not self.public.match(scope)):
-            presented = presented_from(
-                _latin1(x_api_key), _latin1(x_api_keys), _latin1(authorization)
-            )
+            presented = presented_from(x_api_key, x_api_keys, authorization)
             refusal = key_refusal(scope, presented)
             if refusal is not None:
                 await refusal(scope, receive, send)
@@ -127,11 +131,6 @@ class EdgeMiddleware:
         if not self.direct or scope["method"] != "POST" or scope.get("root_path"):
             return None  # under a root path the router resolves the route
         return self.direct.get(scope["path"])
-
-
-def _latin1(value: bytes | None) -> str | None:
-    """A header value as text, decoded as `Headers` decodes it."""
-    return None if value is None else value.decode("latin-1")
 
 
 def _counting(receive: Receive, max_bytes: int) -> Receive:
