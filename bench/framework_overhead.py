@@ -184,8 +184,12 @@ def check_same_answers() -> None:
     from_config = dict(body(4), policy={"config": {"trace_correlation_id": "c-4"}})
     ours_app = ours()
     validated = [body(0), body(1), with_url, from_config]
-    cases = [(validating, validated), (plain_validating, validated), (bare, [body(0)])]
-    cases.append((plain, [body(0)]))
+    cases = [
+        (validating, validated),
+        (plain_validating, validated),
+        (bare, [body(0)]),
+        (plain, [body(0)]),
+    ]
     for factory, payloads in cases:
         app = factory()
         for payload in payloads:
